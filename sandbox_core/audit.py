@@ -1,0 +1,74 @@
+"""The audit log: a cross-cutting plugin that records every execution, switched on in settings.
+
+It wraps the ``sandbox_execute`` hook of whichever provider runs and writes one JSON line per
+execution: when, who asked, which provider, language, status, exit code, duration and the size of
+the code. It never records the code, its arguments, its output or any config value, so neither
+user data nor secrets end up in the log. Lines go to the ``sandbox_core.audit`` logger and, when
+the ``sandbox.audit`` settings row names a ``path``, are appended to that file as well.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from sandbox_core.hookspecs import hookimpl
+from sandbox_core.model import ExecutionRequest, ExecutionResult
+
+logger = logging.getLogger("sandbox_core.audit")
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+class AuditLog:
+    """Hook wrapper that writes one audit record per execution (see the module docstring)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    @hookimpl(wrapper=True)
+    def sandbox_execute(
+        self, request: ExecutionRequest, provider_name: str
+    ) -> Generator[None, ExecutionResult, ExecutionResult]:
+        started = time.monotonic()
+        status, exit_code = "provider_error", None
+        try:
+            result = yield
+            status, exit_code = result.status.value, result.exit_code
+            return result
+        finally:
+            self.record(
+                {
+                    "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                    "event": "execute",
+                    "actor": request.requested_by or _default_actor(),
+                    "provider": provider_name,
+                    "language": request.language,
+                    "status": status,
+                    "exit_code": exit_code,
+                    "duration": round(time.monotonic() - started, 6),
+                    "code_bytes": len(request.code.encode("utf-8", "surrogatepass")),
+                    "argument_count": len(request.arguments),
+                }
+            )
+
+    def record(self, entry: Mapping[str, Any]) -> None:
+        """Write one record to the logger and, if configured, the audit file."""
+        line = json.dumps(entry, sort_keys=True)
+        logger.info(line)
+        if self.path:
+            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")

@@ -1,0 +1,278 @@
+"""The core API agents call: :func:`execute_code`, :func:`aexecute_code` and :class:`SandboxClient`.
+
+The default client reads the active provider and its config from the settings store. It keeps a
+validated snapshot of them and, at most once per ``refresh_interval`` seconds, asks the store for
+its version counter (one indexed read): a config saved by another process is picked up without a
+restart, and executions in between cost no database round trip. Applications that manage their
+own settings pass an explicit store, provider and/or config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sandbox_core.audit import AuditLog
+from sandbox_core.errors import ConfigValidationError, FieldProblem, ProviderError, SandboxError
+from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.registry import ProviderRegistry, get_registry
+from sandbox_core.schema import ConfigSchema, secret_values
+
+if TYPE_CHECKING:
+    from sandbox_core.settings import SettingsStore
+
+AUDIT_PLUGIN_NAME = "audit"
+
+
+@attrs.frozen
+class _Snapshot:
+    """The provider and validated config in force, and when the store was last asked."""
+
+    version: int | None
+    provider: str
+    config: Mapping[str, Any]
+    audit: Mapping[str, Any]
+    checked_at: float
+
+
+class SandboxClient:
+    """Runs code through one provider chosen by settings or by the caller. Thread-safe.
+
+    :param settings: where the active provider and configs live; the default store
+        (``SANDBOX_DATABASE_URL`` or the embedded SQLite file) when neither ``provider`` nor
+        ``config`` make it unnecessary.
+    :param provider: use this provider instead of the active one.
+    :param config: use this config (validated here) instead of the stored one.
+    :param registry: where providers come from; the process-wide registry by default.
+    :param refresh_interval: seconds between checks for changed settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: SettingsStore | None = None,
+        provider: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        registry: ProviderRegistry | None = None,
+        refresh_interval: float = 2.0,
+    ) -> None:
+        self.registry = registry or get_registry()
+        self._explicit_provider = provider
+        self._explicit_config = dict(config) if config is not None else None
+        if settings is None and (provider is None or config is None):
+            from sandbox_core.settings import SettingsStore
+
+            settings = SettingsStore()
+        self.settings = settings
+        self.refresh_interval = refresh_interval
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._schemas: dict[str, ConfigSchema] = {}
+        self._audit: AuditLog | None = None
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def config_schema(self, provider: str) -> ConfigSchema:
+        """The config schema provider ``provider`` declares (cached)."""
+        schema = self._schemas.get(provider)
+        if schema is None:
+            schema = self.registry.hook(provider, "sandbox_config_schema")()
+            if not isinstance(schema, ConfigSchema):
+                raise ProviderError(f"provider {provider!r} returned {type(schema).__name__} from sandbox_config_schema, not a ConfigSchema")
+            self._schemas[provider] = schema
+        return schema
+
+    def validate_config(self, provider: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Convert and check ``config`` by the provider's schema and its own offline checks.
+
+        Returns the converted config (secrets as :class:`~sandbox_core.schema.Secret`); raises
+        :class:`ConfigValidationError` naming each refused field.
+        """
+        converted = self.config_schema(provider).validate(config, provider=provider)
+        if self.registry.has_hook(provider, "sandbox_validate_config"):
+            problems = self.registry.hook(provider, "sandbox_validate_config")(config=converted, provider_name=provider)
+            problems = [p if isinstance(p, FieldProblem) else FieldProblem("", str(p)) for p in problems or ()]
+            if problems:
+                raise ConfigValidationError(provider, problems)
+        return converted
+
+    def _current(self) -> _Snapshot:
+        snapshot = self._snapshot
+        now = time.monotonic()
+        if snapshot is not None and (self.settings is None or now - snapshot.checked_at < self.refresh_interval):
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is not None and (self.settings is None or now - snapshot.checked_at < self.refresh_interval):
+                return snapshot
+            version = self.settings.version() if self.settings is not None else None
+            if snapshot is not None and version == snapshot.version:
+                snapshot = attrs.evolve(snapshot, checked_at=now)
+            else:
+                snapshot = self._read(version, now)
+                self._apply_audit(snapshot.audit)
+            self._snapshot = snapshot
+            return snapshot
+
+    def _read(self, version: int | None, now: float) -> _Snapshot:
+        store = self.settings
+        provider = self._explicit_provider
+        if provider is None:
+            assert store is not None
+            provider = store.active_provider(installed=self.registry.names())
+        raw = self._explicit_config
+        if raw is None:
+            assert store is not None
+            raw = store.provider_config(provider)
+        audit = store.audit_settings() if store is not None else {"enabled": False}
+        config = self.validate_config(provider, raw)
+        return _Snapshot(version=version, provider=provider, config=config, audit=audit, checked_at=now)
+
+    def _apply_audit(self, audit: Mapping[str, Any]) -> None:
+        if audit.get("enabled"):
+            if self._audit is None:
+                self._audit = AuditLog()
+                self.registry.remove_plugin(AUDIT_PLUGIN_NAME)
+                self.registry.add_plugin(self._audit, AUDIT_PLUGIN_NAME)
+            self._audit.path = audit.get("path") or None
+        elif self._audit is not None:
+            self.registry.remove_plugin(AUDIT_PLUGIN_NAME)
+            self._audit = None
+
+    @property
+    def provider(self) -> str:
+        """The name of the provider executions go to right now."""
+        return self._current().provider
+
+    # -- operations -------------------------------------------------------------------------
+
+    def execute(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float = DEFAULT_TIMEOUT,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+    ) -> ExecutionResult:
+        """Run ``code`` and return its :class:`ExecutionResult`.
+
+        Invalid requests raise ``ValueError`` naming the field; configuration problems raise
+        :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
+        comes back as a result with status ``provider_error`` and a message free of secrets.
+        """
+        request = ExecutionRequest(
+            code=code,
+            language=language,
+            timeout=timeout,
+            arguments=dict(arguments or {}),
+            requested_by=requested_by,
+        )
+        snapshot = self._current()
+        started = time.monotonic()
+        try:
+            result = self.registry.hook(snapshot.provider, "sandbox_execute")(
+                request=request, config=snapshot.config, provider_name=snapshot.provider
+            )
+        except SandboxError as exc:
+            if not isinstance(exc, ProviderError):
+                raise
+            result = ExecutionResult.provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config))
+        except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
+            message = f"provider {snapshot.provider!r} failed: {type(exc).__name__}: {exc}"
+            result = ExecutionResult.provider_failure(snapshot.provider, _scrub(message, snapshot.config))
+        if not isinstance(result, ExecutionResult):
+            return ExecutionResult.provider_failure(
+                snapshot.provider, f"provider {snapshot.provider!r} returned no ExecutionResult"
+            )
+        if not result.provider or not result.execution_time:
+            result = attrs.evolve(
+                result,
+                provider=result.provider or snapshot.provider,
+                execution_time=result.execution_time or time.monotonic() - started,
+            )
+        return result
+
+    async def aexecute(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float = DEFAULT_TIMEOUT,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+    ) -> ExecutionResult:
+        """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
+        return await asyncio.to_thread(
+            self.execute, code, language, timeout, arguments, requested_by=requested_by
+        )
+
+    def health(self) -> HealthStatus:
+        """The active provider's real ability to execute, as its ``health`` hook reports it."""
+        snapshot = self._current()
+        if not self.registry.has_hook(snapshot.provider, "sandbox_health"):
+            return HealthStatus(healthy=False, message=f"provider {snapshot.provider!r} has no health check")
+        try:
+            status = self.registry.hook(snapshot.provider, "sandbox_health")(
+                config=snapshot.config, provider_name=snapshot.provider
+            )
+        except Exception as exc:
+            return HealthStatus(healthy=False, message=_scrub(f"{type(exc).__name__}: {exc}", snapshot.config))
+        return status
+
+    def close(self) -> None:
+        """Release the settings store (connections); the client can not be used afterwards."""
+        if self.settings is not None:
+            self.settings.close()
+
+
+def _scrub(message: str, config: Mapping[str, Any]) -> str:
+    for secret in secret_values(config):
+        message = message.replace(secret, "********")
+    return message
+
+
+_default_client: SandboxClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> SandboxClient:
+    """The process-wide client behind :func:`execute_code`, created on first use."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            _default_client = SandboxClient()
+        return _default_client
+
+
+def execute_code(
+    code: str,
+    language: str = "python",
+    timeout: float = DEFAULT_TIMEOUT,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+) -> ExecutionResult:
+    """Run ``code`` through the active provider and return the structured result.
+
+    If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
+    sync or async), it is called and its return value comes back as ``result.value``.
+    """
+    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by)
+
+
+async def aexecute_code(
+    code: str,
+    language: str = "python",
+    timeout: float = DEFAULT_TIMEOUT,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+) -> ExecutionResult:
+    """The async twin of :func:`execute_code`."""
+    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by)

@@ -1,0 +1,103 @@
+"""The error hierarchy of sandbox-core.
+
+Every error the core raises on purpose derives from :class:`SandboxError` and carries a message a
+user can act on. Callers that only want "did the sandbox layer fail" catch ``SandboxError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+
+class SandboxError(Exception):
+    """Base class of every error raised by sandbox-core and its providers."""
+
+
+class ConfigurationError(SandboxError):
+    """The settings are missing or inconsistent (no provider selected, unreadable row, ...)."""
+
+
+class NoProviderSelectedError(ConfigurationError):
+    """No active provider is recorded in the settings; the message says how to select one."""
+
+    def __init__(self, installed: Iterable[str] = ()) -> None:
+        names = ", ".join(sorted(installed)) or "none installed"
+        super().__init__(
+            "no sandbox provider is selected: run `sandbox config use NAME` "
+            f"(installed providers: {names}) or set it in the admin page"
+        )
+
+
+@attrs.frozen
+class FieldProblem:
+    """One reason a config was refused: the field it concerns (dotted path) and why."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ConfigValidationError(ConfigurationError):
+    """A provider config does not satisfy the provider's schema or its own checks."""
+
+    def __init__(self, provider: str, problems: Sequence[FieldProblem]) -> None:
+        self.provider = provider
+        self.problems: tuple[FieldProblem, ...] = tuple(problems)
+        details = "; ".join(str(p) for p in self.problems)
+        super().__init__(f"invalid config for provider {provider!r}: {details}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The names of the fields that were refused, in order."""
+        return tuple(p.field for p in self.problems)
+
+
+class ProviderError(SandboxError):
+    """A provider failed in a way that is not the user code's fault."""
+
+
+class ProviderNotFoundError(ProviderError):
+    """The requested provider is not installed (or was disabled)."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = tuple(sorted(available))
+        choices = ", ".join(self.available) or "none are installed"
+        super().__init__(
+            f"unknown sandbox provider {name!r}: choose one of: {choices}; "
+            "is the package that provides it installed?"
+        )
+
+
+class ProviderLoadError(ProviderError):
+    """A provider's entry point could not be imported or registered."""
+
+    def __init__(self, name: str, package: str, version: str, error: str) -> None:
+        self.name = name
+        self.package = package
+        self.version = version
+        self.error = error
+        super().__init__(
+            f"sandbox provider {name!r} from {package} {version} is broken: {error}"
+        )
+
+
+class DuplicateProviderError(ProviderError):
+    """Two installed packages declare a provider under the same name."""
+
+    def __init__(self, name: str, packages: Sequence[str]) -> None:
+        self.name = name
+        self.packages = tuple(packages)
+        super().__init__(
+            f"sandbox provider name {name!r} is declared by more than one package: "
+            f"{' and '.join(self.packages)}; uninstall one or disable it with "
+            "SANDBOX_DISABLED_PLUGINS"
+        )
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider's backend cannot be reached or refused the work (after retries)."""

@@ -1,0 +1,162 @@
+'''The provider contract: pluggy hook specifications every sandbox provider implements.
+
+A provider is any importable object (usually a module) with functions marked ``@hookimpl``,
+published under the entry-point group ``sandbox_core.providers``; the entry point's name is the
+provider's name. The core calls a provider's hooks only when that provider is the one asked for:
+an implementation never has to check "is this call for me?". Cross-cutting plugins (audit,
+metrics, policy) see every call through hook *wrappers* (``@hookimpl(wrapper=True)``).
+
+A whole provider, end to end (``pyproject.toml`` declares
+``[project.entry-points."sandbox_core.providers"] echo = "echo_provider"``)::
+
+    from sandbox_core import ExecutionResult, HealthStatus, hookimpl
+    from sandbox_core.schema import ConfigField, ConfigSchema
+
+    @hookimpl
+    def sandbox_config_schema():
+        return ConfigSchema([ConfigField("greeting", "string", default="hi")])
+
+    @hookimpl
+    def sandbox_execute(request, config):
+        return ExecutionResult(status="success", stdout=config["greeting"], exit_code=0)
+
+    @hookimpl
+    def sandbox_health(config):
+        return HealthStatus(healthy=True, message="always ready")
+'''
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from sandbox_core.errors import FieldProblem
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.schema import ConfigSchema
+
+PROJECT_NAME = "sandbox_core"
+PROVIDER_GROUP = "sandbox_core.providers"
+"""Entry-point group of providers; the entry point name is the provider name."""
+PLUGIN_GROUP = "sandbox_core.plugins"
+"""Entry-point group of cross-cutting plugins (hook wrappers only: audit, metrics, policy)."""
+
+_hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a function as an implementation of one of the hooks below."""
+
+PROVIDER_HOOKS = (
+    "sandbox_provider_info",
+    "sandbox_config_schema",
+    "sandbox_validate_config",
+    "sandbox_health",
+    "sandbox_execute",
+)
+REQUIRED_HOOKS = ("sandbox_config_schema", "sandbox_execute")
+
+
+@_hookspec(firstresult=True)
+def sandbox_provider_info() -> ProviderInfo:
+    """Describe the provider for listings and the admin page.
+
+    :return: a :class:`~sandbox_core.model.ProviderInfo` (description, languages, tags).
+        Optional: without it the package summary is used and both languages are assumed.
+
+    Example::
+
+        @hookimpl
+        def sandbox_provider_info():
+            return ProviderInfo(description="Runs code on my cluster", languages=["python"])
+
+    Added in 0.1.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_config_schema() -> ConfigSchema:
+    """Declare the settings this provider accepts.
+
+    The core derives the JSON Schema the admin page renders from it, validates and converts
+    every config against it before any other hook sees the config, and masks its secret fields
+    wherever a config is shown. Required.
+
+    :return: a :class:`~sandbox_core.schema.ConfigSchema`.
+
+    Example::
+
+        @hookimpl
+        def sandbox_config_schema():
+            return ConfigSchema([
+                ConfigField("endpoint", "url", label="Endpoint", required=True),
+                ConfigField("api_key", "secret", label="API key", env="MY_API_KEY"),
+            ])
+
+    Added in 0.1.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_validate_config(config: Mapping[str, Any], provider_name: str) -> Sequence[FieldProblem]:
+    """Check a config beyond what its schema can express, without contacting any backend.
+
+    :param config: the config, already converted and checked against the schema (secrets are
+        :class:`~sandbox_core.schema.Secret` objects).
+    :param provider_name: the name this provider is installed under.
+    :return: the problems found, each naming its field; empty when the config is usable.
+
+    Example::
+
+        @hookimpl
+        def sandbox_validate_config(config):
+            if config["min_pool"] > config["max_pool"]:
+                return [FieldProblem("min_pool", "must not exceed max_pool")]
+            return []
+
+    Added in 0.1.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_health(config: Mapping[str, Any], provider_name: str) -> HealthStatus:
+    """Report whether the provider can execute code right now, by asking its backend.
+
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :return: a :class:`~sandbox_core.model.HealthStatus`; never raise for an unreachable
+        backend, report it as unhealthy with a message an operator can act on.
+
+    Example::
+
+        @hookimpl
+        def sandbox_health(config):
+            return HealthStatus(healthy=True, message="backend answered in 12 ms")
+
+    Added in 0.1.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_execute(
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
+) -> ExecutionResult:
+    """Run ``request.code`` in a sandbox and return the structured result.
+
+    Providers reuse :mod:`sandbox_core.runner` so that arguments travel as JSON data, ``main()``'s
+    return value comes back as ``value``, and statuses mean the same everywhere. A failure of the
+    backend (unreachable, refused) is reported as a ``provider_error`` result or a
+    :class:`~sandbox_core.errors.ProviderUnavailableError`, never as a user-code error.
+
+    :param request: what to run (code, language, timeout, arguments).
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :return: an :class:`~sandbox_core.model.ExecutionResult`.
+
+    Example::
+
+        @hookimpl
+        def sandbox_execute(request, config):
+            return ExecutionResult(status="success", stdout="hello\\n", exit_code=0)
+
+    Added in 0.1.
+    """

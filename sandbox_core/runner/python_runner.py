@@ -1,0 +1,143 @@
+"""Runs one job of the sandbox-core runner protocol inside a sandbox (Python side).
+
+Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
+until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes"}``. It runs the
+code as ``__main__``, calls ``main(**arguments)`` when the code defines it, and writes one result
+frame to stdout after everything the user printed: the job's random marker followed by a JSON
+object and a newline. The marker is only known to this process, so user prints cannot fake a
+result. This file must stay lean: every import costs dearly inside gVisor, so only what the
+success path needs is imported up front.
+"""
+
+import json
+import os
+import sys
+
+_write = os.write
+_CODE_FILENAME = "<code>"
+
+
+def _emit(marker, frame, value_json):
+    """Write the result frame on the real stdout, after flushing what user code printed.
+
+    ``value_json`` is the already serialized return value, spliced in so that a large value is
+    serialized only once.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # user code may have closed or replaced the stream
+            pass
+    rest = json.dumps(frame, ensure_ascii=False)
+    text = marker + '{"value": ' + value_json + ", " + rest[1:] + "\n"
+    data = text.encode("utf-8", "surrogatepass")
+    view = memoryview(data)
+    while view:
+        written = _write(1, view)
+        view = view[written:]
+
+
+def _error_info(exc, source):
+    """Type, message and a traceback that shows the user's frames only."""
+    import linecache
+    import traceback
+
+    linecache.cache[_CODE_FILENAME] = (len(source), None, source.splitlines(True), _CODE_FILENAME)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(exc), exc, tb)
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
+
+
+def _collect_artifacts(output_dir, max_total):
+    """Files left in the output folder, in name order, until the byte budget is spent."""
+    import base64
+    import mimetypes
+
+    artifacts, skipped, budget = [], [], max_total
+    if not output_dir or not os.path.isdir(output_dir):
+        return artifacts, skipped
+    for root, _dirs, files in os.walk(output_dir):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, output_dir)
+            try:
+                size = os.path.getsize(path)
+                if size > budget:
+                    skipped.append(rel)
+                    continue
+                with open(path, "rb") as handle:
+                    content = handle.read(budget + 1)
+            except OSError:
+                skipped.append(rel)
+                continue
+            budget -= len(content)
+            mime = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+            artifacts.append({
+                "name": rel,
+                "mime_type": mime,
+                "size": len(content),
+                "content_base64": base64.b64encode(content).decode("ascii"),
+            })
+    return artifacts, skipped
+
+
+def _run(job):
+    source = job["code"]
+    arguments = job.get("arguments") or {}
+    output_dir = job.get("output_dir")
+    if output_dir:
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+        except OSError:
+            output_dir = None
+        else:
+            os.environ["SANDBOX_OUTPUT_DIR"] = output_dir
+    frame = {"exit_code": 0, "error": None, "has_main": False}
+    value_json = "null"
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    try:
+        code = compile(source, _CODE_FILENAME, "exec")
+        exec(code, namespace)
+        main = namespace.get("main")
+        if callable(main):
+            frame["has_main"] = True
+            value = main(**arguments)
+            try:
+                value_json = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"main() returned a value that is not JSON data: {exc}") from None
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            sys.stderr.write(f"{code}\n")
+            code = 1
+        frame["exit_code"] = code
+    except BaseException as exc:  # user code failed: report it, as python itself would on stderr
+        info = _error_info(exc, source)
+        try:
+            sys.stderr.write(info["traceback"])
+        except Exception:
+            pass
+        frame["exit_code"] = 1
+        frame["error"] = info
+    frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)))
+    return frame, value_json
+
+
+def _serve():
+    raw = sys.stdin.buffer.read()
+    job = json.loads(raw)
+    marker = job["marker"]
+    sys.stdin = open(os.devnull)  # user code must see an empty stdin, not the job
+    sys.argv = [_CODE_FILENAME]
+    frame, value_json = _run(job)
+    _emit(marker, frame, value_json)
+    os._exit(frame["exit_code"] if 0 <= frame["exit_code"] < 256 else 1)
+
+
+if __name__ == "__main__":
+    _serve()
