@@ -1,0 +1,138 @@
+"""``sandbox config show|set|use|validate``: read and change provider settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from sandbox_core.cli.common import EXIT_CONFIG, EXIT_USAGE, active_or_none, fail, open_store, print_json
+from sandbox_core.errors import NoProviderSelectedError
+from sandbox_core.registry import get_registry
+from sandbox_core.schema import ConfigSchema, to_storable
+
+
+def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"expected key=value, got {pair!r}", EXIT_USAGE)
+        values[key.strip()] = value
+    return values
+
+
+def _schema(client: Any, name: str) -> ConfigSchema:
+    return client.config_schema(name)
+
+
+@click.group()
+def config() -> None:
+    """Show, change and check provider configs stored in the settings database."""
+
+
+@config.command("show")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(name: str | None, as_json: bool) -> None:
+    """Show a provider's saved config (the active provider's by default), secrets masked."""
+    from sandbox_core.client import SandboxClient
+
+    with open_store() as store:
+        active = active_or_none(store)
+        if name is None:
+            if active is None:
+                raise NoProviderSelectedError(get_registry().names())
+            name = active
+        client = SandboxClient(settings=store)
+        schema = _schema(client, name)
+        masked = store.masked_provider_config(name, schema.secret_fields)
+        database = store.describe()
+    if as_json:
+        print_json({"provider": name, "active": name == active, "config": masked, "database": database})
+        return
+    click.echo(f"provider: {name}{' (active)' if name == active else ''}")
+    click.echo(f"database: {database}")
+    for field in schema.fields:
+        if field.name in masked:
+            shown = json.dumps(masked[field.name], ensure_ascii=False)
+        elif field.default is not None:
+            shown = f"{json.dumps(field.default)} (default)"
+        else:
+            shown = "(not set)"
+        click.echo(f"  {field.name} = {shown}")
+    for extra in sorted(set(masked) - {f.name for f in schema.fields}):
+        click.echo(f"  {extra} = {json.dumps(masked[extra])} (unknown field)")
+
+
+@config.command("set")
+@click.argument("name")
+@click.argument("assignments", nargs=-1)
+@click.option("--json", "json_text", metavar="JSON", help="Values as a JSON object, e.g. '{\"endpoints\": [\"http://…\"]}'.")
+@click.option("--from-env", is_flag=True, help="Take values from the environment variables the provider's schema names.")
+@click.option("--activate", is_flag=True, help="Also make NAME the active provider.")
+@click.option("--replace", is_flag=True, help="Replace the saved config instead of updating it.")
+def set_config(
+    name: str, assignments: tuple[str, ...], json_text: str | None, from_env: bool, activate: bool, replace: bool
+) -> None:
+    """Change NAME's config: key=value pairs, --json and/or --from-env, validated before saving."""
+    from sandbox_core.client import SandboxClient
+
+    updates: dict[str, Any] = {}
+    with open_store() as store:
+        client = SandboxClient(settings=store)
+        schema = _schema(client, name)
+        if from_env:
+            found = {f.name: os.environ[f.env] for f in schema.fields if f.env and os.environ.get(f.env)}
+            if not found:
+                wanted = ", ".join(f.env for f in schema.fields if f.env) or "none"
+                fail(f"none of the environment variables of provider {name!r} are set (it reads: {wanted})", EXIT_CONFIG)
+            updates.update(found)
+        if json_text:
+            try:
+                parsed = json.loads(json_text)
+            except ValueError as exc:
+                fail(f"--json is not valid JSON: {exc}", EXIT_USAGE)
+            if not isinstance(parsed, dict):
+                fail("--json must be a JSON object", EXIT_USAGE)
+            updates.update(parsed)
+        updates.update(_parse_assignments(assignments))
+        if not updates and not activate:
+            fail("nothing to set: give key=value pairs, --json or --from-env", EXIT_USAGE)
+        stored = store.provider_config(name)
+        merged = updates if replace else {**stored, **updates}
+        merged = schema.keep_stored_secrets(merged, stored)
+        converted = client.validate_config(name, merged)
+        storable = {key: value for key, value in to_storable(converted).items() if key in merged}
+        store.save_provider_config(name, storable, activate=activate, source="cli")
+    changed = ", ".join(sorted(updates)) or "nothing"
+    click.echo(f"saved {name} config (changed: {changed}){'; now active' if activate else ''}")
+
+
+@config.command("use")
+@click.argument("name")
+def use(name: str) -> None:
+    """Make NAME the active provider (its saved config must be valid)."""
+    from sandbox_core.client import SandboxClient
+
+    with open_store() as store:
+        client = SandboxClient(settings=store)
+        client.validate_config(name, store.provider_config(name))
+        store.set_active_provider(name, source="cli")
+    click.echo(f"active provider: {name}")
+
+
+@config.command("validate")
+@click.argument("name", required=False)
+def validate(name: str | None) -> None:
+    """Check NAME's saved config (the active provider's by default) without contacting anything."""
+    from sandbox_core.client import SandboxClient
+
+    with open_store() as store:
+        if name is None:
+            name = store.active_provider(installed=get_registry().names())
+        client = SandboxClient(settings=store)
+        client.validate_config(name, store.provider_config(name))
+    click.echo(f"{name}: config is valid")

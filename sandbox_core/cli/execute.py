@@ -1,0 +1,114 @@
+"""``sandbox exec``: run code through the active (or a named) provider."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from sandbox_core.cli.common import EXIT_NOT_SUCCESSFUL, EXIT_OK, EXIT_PROVIDER, EXIT_USAGE, fail, open_store, print_json, set_exit_code
+from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionResult, ExecutionStatus
+
+
+def _argument_value(text: str) -> Any:
+    """``--arg`` values are JSON when they parse as JSON (1, true, null, [..]), else strings."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _collect_arguments(pairs: tuple[str, ...], args_json: str | None) -> dict[str, Any]:
+    arguments: dict[str, Any] = {}
+    if args_json:
+        try:
+            parsed = json.loads(args_json)
+        except ValueError as exc:
+            fail(f"--args-json is not valid JSON: {exc}", EXIT_USAGE)
+        if not isinstance(parsed, dict):
+            fail("--args-json must be a JSON object", EXIT_USAGE)
+        arguments.update(parsed)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--arg expects name=value, got {pair!r}", EXIT_USAGE)
+        arguments[key] = _argument_value(value)
+    return arguments
+
+
+def _read_code(source: str | None, code: str | None) -> str:
+    if code is not None and source is not None:
+        fail("give either a FILE or -c CODE, not both", EXIT_USAGE)
+    if code is not None:
+        return code
+    if source is None or source == "-":
+        if source is None and sys.stdin.isatty():
+            fail("no code: give a FILE, -c CODE, or pipe code on stdin", EXIT_USAGE)
+        return sys.stdin.read()
+    try:
+        with open(source, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror}", EXIT_USAGE)
+
+
+def _exit_code(result: ExecutionResult) -> int:
+    if result.status is ExecutionStatus.SUCCESS:
+        return EXIT_OK
+    if result.status is ExecutionStatus.PROVIDER_ERROR:
+        return EXIT_PROVIDER
+    return EXIT_NOT_SUCCESSFUL
+
+
+@click.command("exec")
+@click.argument("source", required=False, metavar="[FILE|-]")
+@click.option("-c", "code", metavar="CODE", help="The code to run.")
+@click.option("--language", "-l", type=click.Choice(["python", "javascript"]), default="python", show_default=True)
+@click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
+@click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
+@click.option("--provider", metavar="NAME", help="Use this provider (with its saved config) instead of the active one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
+def exec_command(
+    source: str | None,
+    code: str | None,
+    language: str,
+    pairs: tuple[str, ...],
+    args_json: str | None,
+    timeout: float,
+    provider: str | None,
+    as_json: bool,
+) -> None:
+    """Run code in the sandbox; if it defines main(), call it with the arguments and show its value."""
+    from sandbox_core.client import SandboxClient
+
+    text = _read_code(source, code)
+    arguments = _collect_arguments(pairs, args_json)
+    client = SandboxClient(settings=open_store(), provider=provider)
+    try:
+        result = client.execute(text, language=language, timeout=timeout, arguments=arguments)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    finally:
+        client.close()
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        if result.stdout:
+            sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
+        if result.stderr:
+            sys.stderr.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
+        if result.value is not None:
+            click.echo(json.dumps(result.value, ensure_ascii=False))
+        summary = f"[{result.status.value} in {result.execution_time:.3f}s via {result.provider}"
+        if result.exit_code not in (None, 0):
+            summary += f", exit code {result.exit_code}"
+        if result.stdout_truncated or result.stderr_truncated:
+            summary += ", output truncated"
+        summary += "]"
+        if result.error and result.status is not ExecutionStatus.ERROR:
+            summary += f" {result.error.message}"
+        click.echo(summary, err=True)
+    set_exit_code(_exit_code(result))

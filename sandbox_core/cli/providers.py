@@ -1,0 +1,61 @@
+"""``sandbox providers`` and ``sandbox health``."""
+
+from __future__ import annotations
+
+import click
+
+from sandbox_core.cli.common import EXIT_OK, EXIT_PROVIDER, active_or_none, open_store, print_json, set_exit_code
+from sandbox_core.registry import get_registry
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option("--no-verify", is_flag=True, help="Read package metadata only; do not import providers to check them.")
+def providers(as_json: bool, no_verify: bool) -> None:
+    """List installed providers: name, package, version, status, and which one is active.
+
+    Each provider is imported on its own to check it; a broken one is shown with its error and
+    does not affect the others.
+    """
+    registry = get_registry()
+    rows = registry.statuses(verify=not no_verify)
+    with open_store() as store:
+        active = active_or_none(store)
+    data = [{**row.to_dict(), "active": row.name == active} for row in rows]
+    if as_json:
+        print_json(data)
+    elif not data:
+        click.echo("No sandbox providers are installed. Install one, e.g. `pip install sandbox-selfmanaged`.")
+    else:
+        width = max(len(r["name"]) for r in data)
+        pwidth = max(len(f"{r['package']} {r['version']}") for r in data)
+        for row in data:
+            mark = "*" if row["active"] else " "
+            package = f"{row['package']} {row['version']}"
+            line = f"{mark} {row['name']:<{width}}  {package:<{pwidth}}  {row['status']}"
+            if row["error"]:
+                line += f": {row['error']}"
+            click.echo(line)
+        if active and active not in {r["name"] for r in data}:
+            click.echo(f"warning: the active provider {active!r} is not installed", err=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the health status as JSON.")
+def health(as_json: bool) -> None:
+    """Check the active provider's real ability to execute code (exit code 4 when unhealthy)."""
+    from sandbox_core.client import SandboxClient
+
+    client = SandboxClient(settings=open_store())
+    try:
+        status = client.health()
+        provider = client.provider
+    finally:
+        client.close()
+    if as_json:
+        print_json({"provider": provider, **status.to_dict()})
+    else:
+        state = "healthy" if status.healthy else "UNHEALTHY"
+        latency = f" ({status.latency * 1000:.0f} ms)" if status.latency is not None else ""
+        click.echo(f"{provider}: {state}{latency}: {status.message}")
+    set_exit_code(EXIT_OK if status.healthy else EXIT_PROVIDER)
