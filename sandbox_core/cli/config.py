@@ -136,3 +136,13 @@ def validate(name: str | None) -> None:
         client = SandboxClient(settings=store)
         client.validate_config(name, store.provider_config(name))
     click.echo(f"{name}: config is valid")
+
+
+@config.command("audit")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--path", "path", metavar="FILE", help="Also append audit lines to FILE.")
+def audit(state: str, path: str | None) -> None:
+    """Switch the audit log of executions on or off for every client using these settings."""
+    with open_store() as store:
+        store.set_json("sandbox.audit", {"enabled": state == "on", "path": os.path.abspath(path) if path else None}, source="cli")
+    click.echo(f"audit log {state}" + (f" (file: {os.path.abspath(path)})" if path and state == "on" else ""))
