@@ -228,7 +228,7 @@ class ProviderRegistry:
             raise TypeError(f"it does not implement the required hook(s) {', '.join(missing)}")
         if self._pm.is_registered(plugin):
             raise TypeError("the same plugin object is already registered under another name")
-        self._pm.register(plugin, name=f"provider:{name}")
+        self._register_whole(plugin, f"provider:{name}")
         try:
             if self.strict:
                 self._check_unknown_hooks(plugin)
@@ -237,6 +237,15 @@ class ProviderRegistry:
             raise
         self._providers[name] = plugin
         self._callers.clear()
+
+    def _register_whole(self, plugin: object, name: str) -> None:
+        try:
+            self._pm.register(plugin, name=name)
+        except Exception:
+            # pluggy < 1.7 keeps the hooks it added before one failed validation.
+            if self._pm.get_plugin(name) is not None:
+                self._pm.unregister(name=name)
+            raise
 
     @staticmethod
     def _check_unknown_hooks(plugin: object) -> None:
@@ -258,7 +267,7 @@ class ProviderRegistry:
                         f"cross-cutting plugin {name!r} implements {hook} directly; "
                         "plugins other than providers may only use hook wrappers"
                     )
-            self._pm.register(plugin, name=f"plugin:{name}")
+            self._register_whole(plugin, f"plugin:{name}")
             self._callers.clear()
 
     def remove_plugin(self, name: str) -> None:
