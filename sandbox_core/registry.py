@@ -384,6 +384,8 @@ class ProviderRegistry:
                 self.load(name)
                 info = self.provider_info(name)
             except ProviderError as exc:
+                if self.strict:
+                    raise
                 error = exc.error if isinstance(exc, ProviderLoadError) else str(exc)
                 rows.append(ProviderStatus(state=ProviderState.BROKEN, error=error, **base))
                 continue
