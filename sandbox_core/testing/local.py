@@ -132,7 +132,8 @@ class UnsandboxedSubprocessProvider:
         elapsed = time.monotonic() - started
         shutil.rmtree(workdir, ignore_errors=True)
         exit_code = process.returncode if process.returncode is not None and process.returncode >= 0 else None
-        if exit_code is None and not timed_out:
+        # Killed by us (timeout, flood): the signal is ours, not an exit code of the program.
+        if exit_code is None and not (timed_out or flooded.is_set()):
             exit_code = 128 - (process.returncode or 0)
         return build_result(
             provider=provider_name,
