@@ -200,8 +200,14 @@ class ConfigSchema:
                 converted[field.name] = _convert(field, raw)
             except ValueError as exc:
                 problems.append(FieldProblem(field.name, str(exc)))
-        if not problems:
-            problems.extend(_schema_problems(self.json_schema(), converted, self.secret_fields))
+        # The schema check sees only the fields that converted, so a missing or unconvertible
+        # field is reported once, by the loop above, and the other fields' problems still show.
+        reported = {p.field for p in problems}
+        problems.extend(
+            p
+            for p in _schema_problems(self.json_schema(), converted, self.secret_fields)
+            if p.field and p.field.split(".")[0] not in reported
+        )
         if problems:
             raise ConfigValidationError(provider, problems)
         for field in self.fields:
