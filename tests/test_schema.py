@@ -174,6 +174,14 @@ def test_every_problem_is_in_the_message() -> None:
         assert field in message
 
 
+def test_bound_problems_are_listed_with_the_others_at_once() -> None:
+    """One round trip shows every problem: a bound is not hidden behind an unknown or missing field."""
+    found = problems({"pool_size": 0, "ratio": "2", "colour": "red", "debug": "maybe", "labels": ["a", 1]})
+    assert set(found) == {"endpoint", "pool_size", "ratio", "colour", "debug", "labels"}
+    assert found["endpoint"] == "is required"
+    assert "minimum" in found["pool_size"]
+
+
 def test_unknown_fields_are_rejected_with_the_known_ones_listed() -> None:
     found = problems({**MINIMAL, "colour": "red"})
     assert list(found) == ["colour"]
