@@ -75,6 +75,7 @@ class ProviderConformance:
     @pytest.fixture
     def output_limit_bytes(self) -> int:
         """The stdout limit (bytes) in force with ``provider_config``; needed for the output-limit test."""
+        self._require("supports_output_limit")
         pytest.fail("define `output_limit_bytes` when supports_output_limit is on")
 
     # -- fixtures the kit builds --------------------------------------------------------------
