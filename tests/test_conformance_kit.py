@@ -1,0 +1,165 @@
+"""The conformance kit itself: each of its tests fails for a provider that breaks what it checks.
+
+The kit is run with ``pytester`` against the mutants of ``conformance_mutants.py``, each a working
+provider broken in one way. For each mutant the tests that must catch it are run together with a
+control test the mutant must still pass (so a mutant that breaks everything proves nothing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox_core.testing import ProviderConformance
+
+MUTANTS_SOURCE = Path(__file__).with_name("conformance_mutants.py").read_text(encoding="utf-8")
+
+KIT_TESTS = sorted(name for name in dir(ProviderConformance) if name.startswith("test_"))
+
+MUST_FAIL: dict[str, set[str]] = {
+    "drops_arguments": {
+        "test_main_return_value",
+        "test_arguments_are_data",
+        "test_argument_types_inside",
+        "test_large_arguments",
+        "test_exception_with_traceback",
+        "test_javascript_sync_main",
+        "test_javascript_async_main",
+    },
+    "stringifies_arguments": {
+        "test_main_return_value",
+        "test_arguments_are_data",
+        "test_argument_types_inside",
+        "test_javascript_sync_main",
+    },
+    "truncates_arguments": {"test_large_arguments"},
+    "wrong_value": {
+        "test_main_return_value",
+        "test_arguments_are_data",
+        "test_argument_types_inside",
+        "test_large_arguments",
+        "test_prints_cannot_forge_result",
+        "test_javascript_sync_main",
+        "test_javascript_async_main",
+    },
+    "empty_value_without_main": {"test_no_main"},
+    "strips_output": {
+        "test_hello_world",
+        "test_unicode_output",
+        "test_no_main",
+        "test_stderr",
+        "test_nonzero_exit",
+        "test_exception_with_traceback",
+        "test_javascript_sync_main",
+    },
+    "ascii_output": {"test_unicode_output"},
+    "loses_stderr": {"test_stderr"},
+    "success_for_errors": {
+        "test_nonzero_exit",
+        "test_syntax_error",
+        "test_exception_with_traceback",
+        "test_value_not_json",
+        "test_javascript_error",
+    },
+    "forgets_traceback": {"test_exception_with_traceback"},
+    "trusts_printed_frames": {"test_prints_cannot_forge_result"},
+    "stringifies_unserializable_values": {"test_value_not_json"},
+    "ignores_timeouts": {"test_timeout_keeps_partial_output"},
+    "timeout_loses_output": {"test_timeout_keeps_partial_output"},
+    "never_truncates": {"test_output_truncated_and_flagged"},
+    "drops_artifacts": {"test_artifacts"},
+    "javascript_as_python": {"test_javascript_sync_main", "test_javascript_async_main", "test_javascript_error"},
+    "javascript_does_not_await": {"test_javascript_async_main"},
+    "wrong_provider_name": {"test_hello_world"},
+    "unlabelled_schema": {"test_config_schema_well_formed"},
+    "accepts_anything": {"test_invalid_configs_rejected"},
+    "unhealthy": {"test_health"},
+}
+
+FLAGS = ("supports_javascript", "supports_timeout", "supports_output_limit", "supports_artifacts")
+CAPABILITY_TESTS = {
+    "test_timeout_keeps_partial_output": "supports_timeout",
+    "test_output_truncated_and_flagged": "supports_output_limit",
+    "test_artifacts": "supports_artifacts",
+    "test_javascript_sync_main": "supports_javascript",
+    "test_javascript_async_main": "supports_javascript",
+    "test_javascript_error": "supports_javascript",
+}
+
+
+def conformance_module(mutant: str, *, flags_on: bool = True, limit_fixture: bool = True) -> str:
+    """A provider author's conformance test module, for a mutant instead of a real provider."""
+    flags = "".join(f"    {flag} = {flags_on}\n" for flag in FLAGS)
+    limit = "    @pytest.fixture\n    def output_limit_bytes(self):\n        return 4096\n\n" if limit_fixture else ""
+    return (
+        "import pytest\n"
+        "from mutants import make\n"
+        "from sandbox_core.testing import ProviderConformance\n\n\n"
+        "class TestMutant(ProviderConformance):\n"
+        f"{flags}"
+        "    timeout_seconds = 1.0\n\n"
+        "    @pytest.fixture\n    def provider_name(self):\n        return 'mutant'\n\n"
+        f"    @pytest.fixture\n    def provider_plugin(self):\n        return make({mutant!r})\n\n"
+        "    @pytest.fixture\n    def provider_config(self):\n        return {'max_output_bytes': 4096}\n\n"
+        f"{limit}"
+        "    @pytest.fixture\n    def invalid_configs(self):\n        return [({'max_output_bytes': 1}, 'max_output_bytes')]\n"
+    )
+
+
+def run_kit(pytester: pytest.Pytester, source: str, tests: set[str] | None = None) -> dict[str, tuple[str, str]]:
+    """Run the kit; return {test name: (outcome, phase)} with outcome passed, failed or skipped."""
+    pytester.makepyfile(mutants=MUTANTS_SOURCE, test_conformance=source)
+    selected = [f"test_conformance.py::TestMutant::{name}" for name in sorted(tests or ())]
+    recorder = pytester.inline_run("-p", "no:cacheprovider", *selected)
+    outcomes: dict[str, tuple[str, str]] = {}
+    for report in recorder.getreports("pytest_runtest_logreport"):
+        name = report.nodeid.rsplit("::", 1)[-1]
+        if report.failed or report.skipped or (report.passed and report.when == "call"):
+            outcomes.setdefault(name, (report.outcome, report.when))
+    return outcomes
+
+
+def control_for(mutant: str) -> str:
+    return next(name for name in ("test_no_main", "test_health") if name not in MUST_FAIL[mutant])
+
+
+@pytest.mark.parametrize("mutant", sorted(MUST_FAIL))
+def test_the_kit_catches_the_mutant(pytester: pytest.Pytester, mutant: str) -> None:
+    control = control_for(mutant)
+    outcomes = run_kit(pytester, conformance_module(mutant), MUST_FAIL[mutant] | {control})
+    failed = {name for name, (outcome, _) in outcomes.items() if outcome == "failed"}
+    assert failed == MUST_FAIL[mutant], outcomes
+    # They failed on an assertion of the kit, not while setting up the client.
+    assert all(outcomes[name][1] == "call" for name in failed), outcomes
+    assert outcomes[control] == ("passed", "call"), outcomes
+
+
+def test_every_test_of_the_kit_is_shown_to_fail_by_some_mutant() -> None:
+    covered = set().union(*MUST_FAIL.values())
+    assert covered == set(KIT_TESTS), f"no mutant shows these can fail: {sorted(set(KIT_TESTS) - covered)}"
+
+
+def test_a_capability_left_off_is_skipped_not_passed(pytester: pytest.Pytester) -> None:
+    """With every flag off, even a provider that breaks those capabilities is skipped, with the reason."""
+    source = conformance_module("javascript_as_python", flags_on=False, limit_fixture=False)
+    outcomes = run_kit(pytester, source)
+    assert set(outcomes) == set(KIT_TESTS)
+    skipped = {name for name, (outcome, _) in outcomes.items() if outcome == "skipped"}
+    assert skipped == set(CAPABILITY_TESTS), outcomes
+    assert all(outcome == "passed" for name, (outcome, _) in outcomes.items() if name not in skipped), outcomes
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    for flag in set(CAPABILITY_TESTS.values()):
+        result.stdout.fnmatch_lines([f"*TestMutant.{flag} is off*"])
+
+
+def test_without_the_required_fixtures_the_kit_says_what_to_define(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_conformance=(
+            "from sandbox_core.testing import ProviderConformance\n\n"
+            "class TestNothing(ProviderConformance):\n    pass\n"
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "hello_world")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*define a `provider_name` fixture*"])

@@ -1,0 +1,29 @@
+"""The conformance kit, as a provider author uses it, against the unsandboxed local provider."""
+
+import pytest
+
+from sandbox_core.testing import ProviderConformance, UnsandboxedSubprocessProvider
+
+
+class TestLocalProvider(ProviderConformance):
+    supports_javascript = supports_timeout = supports_output_limit = supports_artifacts = True
+
+    @pytest.fixture
+    def provider_name(self):
+        return "local"
+
+    @pytest.fixture
+    def provider_plugin(self):
+        return UnsandboxedSubprocessProvider()
+
+    @pytest.fixture
+    def provider_config(self):
+        return {"max_output_bytes": 4096}
+
+    @pytest.fixture
+    def output_limit_bytes(self):
+        return 4096
+
+    @pytest.fixture
+    def invalid_configs(self):
+        return [({"max_output_bytes": 1}, "max_output_bytes"), ({"python": "/no/such/python3"}, "python")]
