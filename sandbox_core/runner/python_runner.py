@@ -52,12 +52,12 @@ def _error_info(exc, source):
 
 def _collect_artifacts(output_dir, max_total):
     """Files left in the output folder, in name order, until the byte budget is spent."""
+    artifacts, skipped, budget = [], [], max_total
+    if not output_dir or not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return artifacts, skipped  # the usual case: skip the imports below, they are slow in gVisor
     import base64
     import mimetypes
 
-    artifacts, skipped, budget = [], [], max_total
-    if not output_dir or not os.path.isdir(output_dir):
-        return artifacts, skipped
     for root, _dirs, files in os.walk(output_dir):
         for name in sorted(files):
             path = os.path.join(root, name)
