@@ -1,0 +1,23 @@
+"""sandbox-selfmanaged: the ``self_managed`` provider and the ``sandbox-executor`` gVisor service.
+
+Which module is for whom:
+
+- :mod:`sandbox_selfmanaged.provider` — the provider hooks sandbox-core loads (entry point
+  ``self_managed``); light, it imports no service stack. :mod:`~sandbox_selfmanaged.client` is
+  its HTTP client that spreads load over executors and fails over.
+- :mod:`sandbox_selfmanaged.cli` — the ``sandbox-executor`` command;
+  :mod:`~sandbox_selfmanaged.service` its HTTP API (FastAPI).
+- :mod:`sandbox_selfmanaged.engine` — the sandbox engine the service drives: warm pool
+  (:mod:`~sandbox_selfmanaged.pool`), one sandbox lifecycle (:mod:`~sandbox_selfmanaged.sandbox`),
+  ``runsc`` (:mod:`~sandbox_selfmanaged.runsc`), OCI bundles (:mod:`~sandbox_selfmanaged.oci`),
+  the minimal root filesystem (:mod:`~sandbox_selfmanaged.rootfs`), cgroups
+  (:mod:`~sandbox_selfmanaged.cgroups`) and child processes (:mod:`~sandbox_selfmanaged.procs`).
+- :mod:`sandbox_selfmanaged.limits` — execution limits, their defaults and operator maximums.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+PROVIDER_NAME = "self_managed"
+RUNTIME_NAME = "gvisor"

@@ -1,0 +1,158 @@
+"""The host's cgroups as runsc uses them: layout detection, OOM counters, limits, cleanup.
+
+runsc applies a sandbox's OCI ``linux.resources`` itself, in the cgroup named by the spec's
+``cgroupsPath``. We give every sandbox a path under a parent of our own, so we can read its
+out-of-memory counter after a crash (gVisor dies with SIGKILL when the memory limit is hit, it
+never raises ``MemoryError``), change its memory limit, and remove whatever a crashed
+predecessor left behind. runsc picks cgroup v2 only when ``/sys/fs/cgroup`` itself is a
+``cgroup2`` mount; on a hybrid machine (v1 controllers plus ``/sys/fs/cgroup/unified``) it uses
+v1, and so do we.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "systemd")
+
+
+def _mount_types() -> dict[str, str]:
+    types: dict[str, str] = {}
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            for line in handle:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) >= 5 and right:
+                    types[fields[4]] = right.split()[0]
+    except OSError:
+        pass
+    return types
+
+
+class Cgroups:
+    """The cgroup layout of this machine and the operations the engine needs on sandbox cgroups.
+
+    ``path`` arguments are OCI ``cgroupsPath`` values (absolute, e.g. ``/sandbox-executor-ab12/sbx-…``).
+    """
+
+    def __init__(self, root: Path = CGROUP_ROOT) -> None:
+        self.root = root
+        types = _mount_types()
+        root_type = types.get(str(root))
+        if root_type == "cgroup2":
+            self.mode = "v2"
+        elif types.get(str(root / "unified")) == "cgroup2":
+            self.mode = "hybrid"
+        elif any(types.get(str(root / c)) == "cgroup" for c in V1_CONTROLLERS):
+            self.mode = "v1"
+        else:
+            self.mode = "none"
+
+    @property
+    def available(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def v2(self) -> bool:
+        return self.mode == "v2"
+
+    def describe(self) -> str:
+        return {
+            "v2": "cgroup v2 (unified)",
+            "hybrid": "hybrid cgroups (v1 controllers used by runsc, v2 unified alongside)",
+            "v1": "cgroup v1",
+            "none": "no cgroup filesystem found at /sys/fs/cgroup",
+        }[self.mode]
+
+    def _dir(self, controller: str, path: str) -> Path:
+        relative = path.strip("/")
+        return self.root / relative if self.v2 else self.root / controller / relative
+
+    def _read(self, controller: str, path: str, name: str) -> str | None:
+        try:
+            return (self._dir(controller, path) / name).read_text()
+        except OSError:
+            return None
+
+    def oom_kills(self, path: str) -> int:
+        """How many processes the kernel killed for exceeding the memory limit of ``path``."""
+        text = self._read("memory", path, "memory.events" if self.v2 else "memory.oom_control") or ""
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                try:
+                    return int(value)
+                except ValueError:
+                    return 0
+        return 0
+
+    def memory_peak(self, path: str) -> int | None:
+        """The most memory ``path`` used so far, in bytes (None where the kernel does not say)."""
+        text = self._read("memory", path, "memory.peak" if self.v2 else "memory.max_usage_in_bytes")
+        try:
+            return int(text) if text else None
+        except ValueError:
+            return None
+
+    def memory_current(self, path: str) -> int | None:
+        text = self._read("memory", path, "memory.current" if self.v2 else "memory.usage_in_bytes")
+        try:
+            return int(text) if text else None
+        except ValueError:
+            return None
+
+    def set_memory_limit(self, path: str, limit: int) -> bool:
+        """Change the memory limit of a running sandbox; False if the kernel refused."""
+        name = "memory.max" if self.v2 else "memory.limit_in_bytes"
+        try:
+            (self._dir("memory", path) / name).write_text(str(limit))
+            return True
+        except OSError as exc:
+            logger.warning("could not set memory limit %d on %s: %s", limit, path, exc)
+            return False
+
+    def remove_tree(self, parent: str) -> list[str]:
+        """Kill what is left in ``parent``'s child cgroups and remove them and ``parent``.
+
+        For start-up after a crash and for shutdown; returns the cgroups that could not be removed.
+        """
+        controllers = [""] if self.v2 else [c for c in V1_CONTROLLERS if (self.root / c).is_dir()]
+        left: list[str] = []
+        for controller in controllers:
+            base = self.root / controller / parent.strip("/") if controller else self.root / parent.strip("/")
+            if not base.is_dir():
+                continue
+            for directory in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [base]:
+                if not _remove_cgroup(directory):
+                    left.append(str(directory))
+        return left
+
+
+def _remove_cgroup(directory: Path) -> bool:
+    for attempt in range(50):
+        try:
+            directory.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            pass
+        try:
+            pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02 if attempt < 10 else 0.1)
+    return False

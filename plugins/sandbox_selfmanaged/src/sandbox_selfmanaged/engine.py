@@ -1,0 +1,450 @@
+"""The sandbox engine: owns the state directory, the warm pool and every sandbox, start to shutdown.
+
+``Engine.start()`` cleans up after a crashed predecessor, finds ``runsc`` and the interpreters,
+assembles the minimal root filesystem and starts the warm pool. It never raises for a missing
+runtime: the problem is logged plainly and reported by :meth:`Engine.health` (the service answers
+503), because an executor that exits at once is harder to diagnose than one that says why it
+cannot work. ``Engine.execute()`` runs one request in a fresh sandbox and returns the
+:class:`~sandbox_core.model.ExecutionResult`. ``Engine.close()`` destroys every sandbox and
+leaves the state directory empty.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from sandbox_core.model import ErrorInfo, ExecutionRequest, ExecutionResult, ExecutionStatus
+from sandbox_core.runner import Job, build_result, runner_path
+
+from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.errors import ExecutorError, RuntimeMissingError, SandboxUnavailableError
+from sandbox_selfmanaged.janitor import Janitor
+from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, Limits, check_within
+from sandbox_selfmanaged.pool import WarmPool
+from sandbox_selfmanaged.procs import ProcessSupervisor
+from sandbox_selfmanaged.rootfs import RUNNER_DIR, build_rootfs, find_node, probe_python
+from sandbox_selfmanaged.runsc import Runsc, find_runsc
+from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox, SandboxLayout
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("python", "javascript")
+STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners"})
+"""The only names the engine creates in its state directory (anything else: not ours, not touched)."""
+PYTHON_FLAGS = ("-I", "-B", "-u")
+"""Isolated mode (no PYTHON* variables, no user site), no bytecode writes, unbuffered output
+(so prints made before a timeout kill are not lost in a buffer)."""
+
+
+def default_state_dir() -> Path:
+    return Path("/var/lib/sandbox-executor") if os.geteuid() == 0 else Path.home() / ".local/state/sandbox-executor"
+
+
+@attrs.frozen
+class EngineConfig:
+    """How the engine runs; every field has a safe default.
+
+    :param state_dir: ours alone: runsc state, bundles, logs and the root filesystem live here,
+        and it is emptied on shutdown. Keep it on the same filesystem as ``/usr`` so the root
+        filesystem can be hard-linked instead of copied.
+    :param pool_sizes: warm sandboxes kept ready per language (0 boots on demand only).
+    :param boot_concurrency: sandbox boots in flight at most (each takes ~0.2 CPU-seconds).
+    :param defaults: limits of a request that asks for none; ``maximums`` bound what requests ask.
+    :param cgroup_parent: the cgroup all sandboxes live under (default derived from state_dir).
+    :param acquire_timeout: how long an execution waits for a sandbox before a 503.
+    """
+
+    state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
+    runsc: str | None = None
+    platform: str = "ptrace"
+    python: str = "/usr/bin/python3"
+    node: str | None = None
+    languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=tuple)
+    pool_sizes: Mapping[str, int] = attrs.field(factory=lambda: {"python": 2, "javascript": 1})
+    boot_concurrency: int = 2
+    defaults: Limits = Limits()
+    maximums: Limits = DEFAULT_MAXIMUMS
+    cgroup_parent: str | None = None
+    acquire_timeout: float = 30.0
+    boot_timeout: float = 30.0
+    keep_logs: bool = False
+    debug_runsc: bool = False
+
+    def resolved_cgroup_parent(self) -> str:
+        if self.cgroup_parent:
+            return "/" + self.cgroup_parent.strip("/")
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+        return f"/sandbox-executor-{digest}"
+
+
+class Engine:
+    """Owns one state directory and everything in it; see the module docstring."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        check_within(config.defaults, config.maximums, prefix="default ")
+        self.config = config
+        self.state_dir = config.state_dir
+        self.problem: str | None = None
+        self.language_errors: dict[str, str] = {}
+        self.runtimes: dict[str, LanguageRuntime] = {}
+        self.runsc_path: str | None = None
+        self.runsc_version: str | None = None
+        self.cgroups = Cgroups()
+        self.cgroup_parent = config.resolved_cgroup_parent() if self.cgroups.available else None
+        self.supervisor: ProcessSupervisor | None = None
+        self.runsc: Runsc | None = None
+        self.janitor: Janitor | None = None
+        self.pool: WarmPool | None = None
+        self.layout: SandboxLayout | None = None
+        self._lock_fd: int | None = None
+        self._active: set[Sandbox] = set()
+        self._active_lock = threading.Lock()
+        self._busy: dict[str, int] = {language: 0 for language in config.languages}
+        self._closed = False
+        self.started_at = time.time()
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepare everything and start the pool; problems are recorded, not raised (see module doc)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        foreign = sorted(p.name for p in self.state_dir.iterdir() if p.name not in STATE_ENTRIES)
+        if foreign:
+            raise ExecutorError(
+                f"the state directory {self.state_dir} holds files that are not the executor's "
+                f"({', '.join(foreign[:5])}); give it an empty directory of its own (--state-dir)"
+            )
+        self._lock_state_dir()
+        self.supervisor = ProcessSupervisor()
+        try:
+            self.runsc_path = find_runsc(self.config.runsc)
+        except RuntimeMissingError as exc:
+            self._fail(str(exc))
+        self.runsc = Runsc(
+            self.runsc_path or (self.config.runsc or "runsc"),
+            self.state_dir / "runsc",
+            self.supervisor,
+            platform=self.config.platform,
+            debug_log_dir=self.state_dir / "logs" / "debug" if self.config.debug_runsc else None,
+        )
+        self._remove_leftovers()
+        if self.problem:
+            return
+        try:
+            self.runsc_version = self.runsc.version()
+        except ExecutorError as exc:
+            self._fail(str(exc))
+            return
+        if not self.cgroups.available:
+            self._fail("no cgroup filesystem at /sys/fs/cgroup: sandbox memory, CPU and process limits cannot be enforced")
+            return
+        try:
+            self._prepare_runtimes()
+        except (OSError, ExecutorError) as exc:
+            self._fail(f"could not assemble the sandbox root filesystem: {exc}")
+            return
+        if not self.runtimes:
+            self._fail("no language can run: " + "; ".join(self.language_errors.values()))
+            return
+        self.janitor = Janitor()
+        self.pool = WarmPool(
+            self._boot,
+            {language: self.config.pool_sizes.get(language, 1) for language in self.runtimes},
+            self.config.defaults,
+            self.janitor,
+            boot_concurrency=self.config.boot_concurrency,
+        )
+        self.pool.start()
+        logger.info(
+            "engine started: %s, platform %s, %s, languages %s, state dir %s",
+            self.runsc_version, self.config.platform, self.cgroups.describe(),
+            ", ".join(f"{r.language} {r.version}" for r in self.runtimes.values()), self.state_dir,
+        )
+
+    def _fail(self, message: str) -> None:
+        self.problem = message
+        logger.error("%s", message)
+
+    def _lock_state_dir(self) -> None:
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExecutorError(f"another sandbox-executor is using the state directory {self.state_dir}") from None
+        self._lock_fd = fd
+
+    def _remove_leftovers(self) -> None:
+        """Delete what a crashed predecessor left: sandboxes, cgroups, files."""
+        assert self.runsc is not None
+        if self.runsc_path and (self.state_dir / "runsc").is_dir():
+            for container_id in self.runsc.list_ids():
+                logger.warning("deleting sandbox %s left by a previous executor", container_id)
+                result = self.runsc.delete(container_id)
+                if not result.ok:
+                    logger.warning("could not delete leftover sandbox %s: %s", container_id, result.output_text())
+        if self.cgroup_parent:
+            for path in self.cgroups.remove_tree(self.cgroup_parent):
+                logger.warning("could not remove leftover cgroup %s", path)
+        _empty_directory(self.state_dir)
+
+    def _prepare_runtimes(self) -> None:
+        assert self.supervisor is not None
+        runner_dir = self.state_dir / "runners"
+        runner_dir.mkdir()
+        python = node = None
+        mount_points = []
+        if "python" in self.config.languages:
+            try:
+                python = probe_python(self.config.python, self.supervisor)
+            except RuntimeMissingError as exc:
+                self.language_errors["python"] = str(exc)
+                logger.error("python is unavailable: %s", exc)
+        if "javascript" in self.config.languages:
+            try:
+                node = find_node(self.config.node)
+            except RuntimeMissingError as exc:
+                self.language_errors["javascript"] = str(exc)
+                logger.error("javascript is unavailable: %s", exc)
+        candidates: dict[str, tuple[str, ...]] = {}
+        if python is not None:
+            candidates["python"] = (python.executable, *PYTHON_FLAGS)
+        if node is not None:
+            candidates["javascript"] = (node,)
+        for language, command in candidates.items():
+            source = runner_path(language)
+            host_copy = runner_dir / source.name
+            shutil.copyfile(source, host_copy)
+            os.chmod(host_copy, 0o444)
+            inside = f"{RUNNER_DIR}/{source.name}"
+            mount_points.append(inside)
+            version = python.version if language == "python" and python else ""
+            self.runtimes[language] = LanguageRuntime(
+                language=language,
+                argv=(*command, inside),
+                runner_host_path=str(host_copy),
+                runner_path=inside,
+                version=version,
+            )
+        if "javascript" in self.runtimes:
+            result = self.supervisor.run([self.runtimes["javascript"].argv[0], "--version"], timeout=30)
+            version = result.stdout.decode().strip().lstrip("v") if result.ok else ""
+            self.runtimes["javascript"] = attrs.evolve(self.runtimes["javascript"], version=version)
+        started = time.monotonic()
+        report = build_rootfs(
+            self.state_dir / "rootfs",
+            self.supervisor,
+            python=python if "python" in self.runtimes else None,
+            node=node if "javascript" in self.runtimes else None,
+            file_mount_points=mount_points,
+        )
+        logger.info(
+            "root filesystem ready in %.2fs: %d files hard-linked, %d copied",
+            time.monotonic() - started, report.files_linked, report.files_copied,
+        )
+        (self.state_dir / "bundles").mkdir()
+        (self.state_dir / "logs").mkdir()
+        self.layout = SandboxLayout(
+            rootfs=report.root,
+            bundles=self.state_dir / "bundles",
+            logs=self.state_dir / "logs",
+            cgroup_parent=self.cgroup_parent,
+            keep_logs=self.config.keep_logs,
+        )
+
+    def _boot(self, language: str, limits: Limits) -> Sandbox:
+        assert self.layout is not None and self.runsc is not None and self.supervisor is not None
+        return Sandbox.boot(
+            self.runtimes[language],
+            limits,
+            layout=self.layout,
+            runsc=self.runsc,
+            supervisor=self.supervisor,
+            cgroups=self.cgroups,
+            timeout=self.config.boot_timeout,
+        )
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait for the warm pool to fill; False (and the reason in :meth:`health`) if it did not."""
+        return self.pool is not None and self.pool.wait_ready(timeout)
+
+    # -- executing ----------------------------------------------------------------------------
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(self.runtimes)
+
+    def execute(self, request: ExecutionRequest, limits: Limits) -> ExecutionResult:
+        """Run ``request`` in a fresh sandbox under ``limits`` (already checked against the maximums).
+
+        Raises :class:`SandboxUnavailableError` when no sandbox can be had (the service turns it
+        into a 503 with ``Retry-After``); everything the code does is in the result.
+        """
+        if self.problem or self.pool is None:
+            raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
+        if request.language not in self.runtimes:
+            reason = self.language_errors.get(request.language, "not enabled on this executor")
+            raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
+        requested_at = time.monotonic()
+        sandbox = self.pool.acquire(request.language, limits, self.config.acquire_timeout)
+        queued = time.monotonic() - requested_at
+        with self._active_lock:
+            if self._closed:
+                assert self.janitor is not None
+                self.janitor.dispose(sandbox)
+                raise SandboxUnavailableError("the executor is shutting down", retry_after=5)
+            self._active.add(sandbox)
+            self._busy[request.language] += 1
+        try:
+            if limits.memory_mb != sandbox.limits.memory_mb:
+                sandbox.set_memory_limit(limits.memory_bytes)
+            job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
+            outcome = sandbox.run(job, limits)
+        finally:
+            with self._active_lock:
+                self._active.discard(sandbox)
+                self._busy[request.language] -= 1
+            assert self.janitor is not None
+            self.janitor.dispose(sandbox)
+        metadata: dict[str, Any] = {
+            "runtime": RUNTIME_NAME,
+            "runsc_version": self.runsc_version,
+            "platform": self.config.platform,
+            "sandbox_id": sandbox.id,
+            "language_version": sandbox.runtime.version,
+            "queue_seconds": round(queued, 6),
+            "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
+            "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
+            "memory_peak_bytes": outcome.memory_peak,
+            "limits": limits.to_dict(),
+        }
+        result = build_result(
+            provider=PROVIDER_NAME,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            exit_code=outcome.exit_code,
+            execution_time=outcome.elapsed,
+            timed_out=outcome.timed_out,
+            timeout=limits.timeout,
+            memory_exceeded=outcome.memory_exceeded,
+            metadata=metadata,
+        )
+        if outcome.flooded and result.status not in (ExecutionStatus.TIMEOUT, ExecutionStatus.MEMORY_LIMIT):
+            result = attrs.evolve(
+                result,
+                status=ExecutionStatus.OUTPUT_LIMIT,
+                error=ErrorInfo(
+                    type="OutputLimitExceeded",
+                    message=f"the code wrote more than {limits.max_output_bytes} bytes of output and was stopped",
+                ),
+            )
+        return result
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Whether the engine can produce sandboxes, and the state of each language's pool."""
+        pools = self.pool.status() if self.pool is not None else {}
+        with self._active_lock:
+            busy = dict(self._busy)
+        languages: dict[str, Any] = {}
+        for language in self.config.languages:
+            pool = pools.get(language)
+            entry: dict[str, Any] = {
+                "available": language in self.runtimes and not (pool or {}).get("failing", False),
+                "version": self.runtimes[language].version if language in self.runtimes else None,
+                "error": self.language_errors.get(language) or (pool or {}).get("last_error"),
+            }
+            if pool is not None:
+                entry["pool"] = {**pool, "busy": busy.get(language, 0)}
+            languages[language] = entry
+        working = [language for language, entry in languages.items() if entry["available"]]
+        if self.problem:
+            status, message = "unavailable", self.problem
+        elif not working:
+            status = "unavailable"
+            message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if entry["error"])
+            message = message or "no language can run"
+        elif len(working) < len(languages):
+            status = "degraded"
+            message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if not entry["available"])
+        else:
+            status, message = "ok", "sandboxes are ready"
+        return {
+            "status": status,
+            "healthy": status != "unavailable",
+            "message": message,
+            "runtime": {
+                "name": RUNTIME_NAME,
+                "runsc": self.runsc_path or self.config.runsc,
+                "version": self.runsc_version,
+                "platform": self.config.platform,
+                "cgroups": self.cgroups.mode,
+            },
+            "languages": languages,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+        }
+
+    def active_count(self) -> int:
+        with self._active_lock:
+            return len(self._active)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def close(self, grace: float = 10.0) -> None:
+        """Destroy every sandbox (running ones are killed after ``grace`` seconds) and empty the state dir."""
+        with self._active_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.pool is not None:
+            self.pool.close()
+        deadline = time.monotonic() + grace
+        while self.active_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._active_lock:
+            running = list(self._active)
+        for sandbox in running:
+            logger.warning("killing sandbox %s: the executor is shutting down", sandbox.id)
+            sandbox.kill()
+        while self.active_count() and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        if self.janitor is not None:
+            self.janitor.close()
+        if self.runsc is not None and self.runsc_path:
+            for container_id in self.runsc.list_ids():
+                result = self.runsc.delete(container_id)
+                if not result.ok:
+                    logger.error("could not delete sandbox %s at shutdown: %s", container_id, result.output_text())
+        if self.cgroup_parent:
+            for path in self.cgroups.remove_tree(self.cgroup_parent):
+                logger.error("could not remove cgroup %s at shutdown", path)
+        _empty_directory(self.state_dir)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        logger.info("engine stopped; state directory %s is empty", self.state_dir)
+
+
+def _empty_directory(directory: Path) -> None:
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.name not in STATE_ENTRIES:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

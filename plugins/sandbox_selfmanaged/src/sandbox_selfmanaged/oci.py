@@ -1,0 +1,88 @@
+"""The OCI runtime spec (``config.json``) of one sandbox.
+
+Everything that makes a sandbox safe is decided here: the read-only minimal root, tmpfs ``/tmp``
+and work folder, the runner mounted read-only, an unprivileged user with no capabilities and
+``no_new_privileges``, an environment of three variables, fresh namespaces, and the resource
+limits. ``RLIMIT_NPROC`` is the real process limit (gVisor enforces it inside, ``fork`` fails with
+EAGAIN); the cgroup ``pids`` limit counts the sandbox's *host* threads (about 30 when idle) and is
+only a backstop. ``RLIMIT_FSIZE`` bounds each file; the memory limit bounds everything else,
+tmpfs contents included (gVisor ignores tmpfs ``size=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sandbox_selfmanaged.limits import Limits
+from sandbox_selfmanaged.rootfs import SANDBOX_GID, SANDBOX_UID, WORK_DIR
+
+ENVIRONMENT = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8")
+OPEN_FILES = 1024
+CPU_PERIOD_US = 100_000
+HOST_THREADS_IDLE = 64
+"""Host threads a sandbox needs besides the code's own (≈30 measured idle, doubled for bursts)."""
+
+
+def host_pids_limit(limits: Limits) -> int:
+    """The cgroup pids backstop: generous, since crossing it crashes the sandbox outright."""
+    return HOST_THREADS_IDLE + 4 * limits.processes
+
+
+def build_spec(
+    *,
+    args: Sequence[str],
+    rootfs: str,
+    cgroups_path: str | None,
+    limits: Limits,
+    read_only_files: Sequence[tuple[str, str]] = (),
+    hostname: str = "sandbox",
+) -> dict[str, Any]:
+    """The spec for a sandbox running ``args`` under ``limits``.
+
+    :param read_only_files: ``(host path, path inside)`` pairs bind-mounted read-only.
+    """
+    tmpfs_options = ["nosuid", "nodev", "mode=1777"]
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": tmpfs_options},
+        {"destination": WORK_DIR, "type": "tmpfs", "source": "tmpfs", "options": tmpfs_options},
+    ]
+    for source, destination in read_only_files:
+        mounts.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "ro", "nosuid", "nodev"]})
+    rlimits = [
+        {"type": "RLIMIT_NPROC", "hard": limits.processes, "soft": limits.processes},
+        {"type": "RLIMIT_FSIZE", "hard": limits.max_file_bytes, "soft": limits.max_file_bytes},
+        {"type": "RLIMIT_NOFILE", "hard": OPEN_FILES, "soft": OPEN_FILES},
+        {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
+    ]
+    no_capabilities: dict[str, list[str]] = {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}
+    linux: dict[str, Any] = {
+        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+        "resources": {
+            "memory": {"limit": limits.memory_bytes},
+            "cpu": {"quota": max(1000, int(limits.cpus * CPU_PERIOD_US)), "period": CPU_PERIOD_US},
+            "pids": {"limit": host_pids_limit(limits)},
+        },
+        "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+        "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
+    }
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+    return {
+        "ociVersion": "1.0.0",
+        "process": {
+            "terminal": False,
+            "user": {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "additionalGids": []},
+            "args": list(args),
+            "env": list(ENVIRONMENT),
+            "cwd": WORK_DIR,
+            "capabilities": no_capabilities,
+            "rlimits": rlimits,
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }

@@ -1,0 +1,283 @@
+"""The warm pool: sandboxes booted ahead of time, per language, refilled in the background.
+
+Boots are done by a fixed number of worker threads (``boot_concurrency``), so however many
+requests arrive, gVisor boots never pile up and starve the executions running on the same cores.
+Each language keeps ``target`` sandboxes ready, plus one more for every request waiting for one:
+demand raises the refill rate instead of making requests boot their own. Requests whose limits
+need a differently-booted sandbox (other rlimits or CPU quota) get a dedicated boot, served
+before refills. When boots fail, waiting requests get runsc's own error at once, and retries back
+off, never a generic "pool busy".
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from sandbox_selfmanaged.errors import SandboxUnavailableError
+from sandbox_selfmanaged.janitor import Janitor
+from sandbox_selfmanaged.limits import Limits
+from sandbox_selfmanaged.sandbox import Sandbox
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 5.0
+IDLE_CHECK_SECONDS = 5.0
+
+BootFunction = Callable[[str, Limits], Sandbox]
+
+
+@attrs.define
+class _LanguageState:
+    target: int
+    ready: collections.deque[Sandbox] = attrs.field(factory=collections.deque)
+    booting: int = 0
+    waiting: int = 0
+    boots: int = 0
+    boot_failures: int = 0
+    consecutive_failures: int = 0
+    retry_at: float = 0.0
+    last_error: str | None = None
+    last_boot_seconds: float | None = None
+
+
+@attrs.define(eq=False)
+class _Ticket:
+    """A request for a sandbox booted with non-default limits."""
+
+    language: str
+    limits: Limits
+    sandbox: Sandbox | None = None
+    error: str | None = None
+    abandoned: bool = False
+
+
+class WarmPool:
+    """Keeps booted sandboxes ready per language; see the module docstring.
+
+    :param boot: boots one sandbox for a language with given limits (raises on failure).
+    :param targets: sandboxes to keep ready, per language.
+    :param profile: the limits warm sandboxes are booted with.
+    :param janitor: where unusable or leftover sandboxes go to be destroyed.
+    :param boot_concurrency: boots in flight at most.
+    """
+
+    def __init__(
+        self,
+        boot: BootFunction,
+        targets: Mapping[str, int],
+        profile: Limits,
+        janitor: Janitor,
+        *,
+        boot_concurrency: int = 2,
+    ) -> None:
+        self._boot = boot
+        self.profile = profile
+        self._janitor = janitor
+        self._states = {language: _LanguageState(target=max(0, n)) for language, n in targets.items()}
+        self._tickets: collections.deque[_Ticket] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"pool-boot-{i}", daemon=True) for i in range(max(1, boot_concurrency))
+        ]
+
+    @property
+    def languages(self) -> Sequence[str]:
+        return tuple(self._states)
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+
+    # -- taking sandboxes ---------------------------------------------------------------------
+
+    def acquire(self, language: str, limits: Limits, timeout: float) -> Sandbox:
+        """A booted sandbox for one execution, waiting up to ``timeout`` seconds for one.
+
+        Raises :class:`SandboxUnavailableError` with the boot error when sandboxes cannot be
+        booted, or when none became ready in time.
+        """
+        deadline = time.monotonic() + timeout
+        if language not in self._states:
+            raise SandboxUnavailableError(f"language {language!r} is not available on this executor")
+        if limits.boot_key() != self.profile.boot_key():
+            return self._acquire_dedicated(language, limits, deadline)
+        with self._cond:
+            state = self._states[language]
+            state.waiting += 1
+            self._cond.notify_all()
+            try:
+                while True:
+                    if self._closed:
+                        raise SandboxUnavailableError("the executor is shutting down", retry_after=5)
+                    while state.ready:
+                        sandbox = state.ready.popleft()
+                        if sandbox.alive():
+                            self._cond.notify_all()  # a refill is due
+                            return sandbox
+                        logger.warning("warm %s sandbox %s died while idle; discarding it", language, sandbox.id)
+                        self._janitor.dispose(sandbox)
+                    if state.consecutive_failures and state.booting == 0:
+                        raise SandboxUnavailableError(state.last_error or "sandboxes cannot be booted", retry_after=BACKOFF_MAX)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise SandboxUnavailableError(
+                            f"no {language} sandbox became ready within {timeout:g}s "
+                            f"({state.booting} booting, {state.waiting} requests waiting)",
+                            retry_after=1,
+                        )
+                    self._cond.wait(remaining)
+            finally:
+                state.waiting -= 1
+
+    def _acquire_dedicated(self, language: str, limits: Limits, deadline: float) -> Sandbox:
+        ticket = _Ticket(language=language, limits=limits)
+        with self._cond:
+            if self._closed:
+                raise SandboxUnavailableError("the executor is shutting down", retry_after=5)
+            self._tickets.append(ticket)
+            self._cond.notify_all()
+            while ticket.sandbox is None and ticket.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    ticket.abandoned = True
+                    if ticket in self._tickets:
+                        self._tickets.remove(ticket)
+                    raise SandboxUnavailableError(f"no {language} sandbox with the requested limits could be booted in time", retry_after=1)
+                self._cond.wait(remaining)
+            if ticket.error is not None:
+                raise SandboxUnavailableError(ticket.error, retry_after=BACKOFF_MAX)
+            assert ticket.sandbox is not None
+            return ticket.sandbox
+
+    # -- booting ------------------------------------------------------------------------------
+
+    def _next_job(self, now: float) -> tuple[str, Limits, _Ticket | None] | None:
+        if self._tickets:
+            ticket = self._tickets.popleft()
+            return ticket.language, ticket.limits, ticket
+        best: str | None = None
+        best_key: tuple[int, int] = (0, 0)
+        for language, state in self._states.items():
+            for sandbox in [s for s in state.ready if not s.alive()]:
+                state.ready.remove(sandbox)
+                self._janitor.dispose(sandbox)
+            deficit = state.target + state.waiting - len(state.ready) - state.booting
+            if deficit <= 0 or now < state.retry_at:
+                continue
+            key = (1 if state.waiting else 0, deficit)
+            if best is None or key > best_key:
+                best, best_key = language, key
+        if best is None:
+            return None
+        self._states[best].booting += 1
+        return best, self.profile, None
+
+    def _wait_time(self, now: float) -> float:
+        pending = [s.retry_at - now for s in self._states.values() if s.retry_at > now]
+        return min([IDLE_CHECK_SECONDS, *pending])
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                job = None
+                while job is None:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    job = self._next_job(now)
+                    if job is None:
+                        self._cond.wait(self._wait_time(now))
+            language, limits, ticket = job
+            started = time.monotonic()
+            sandbox: Sandbox | None = None
+            error: str | None = None
+            try:
+                sandbox = self._boot(language, limits)
+            except Exception as exc:  # every boot failure is reported to waiters and health, with its cause
+                error = str(exc) or type(exc).__name__
+                logger.error("booting a %s sandbox failed: %s", language, error)
+            with self._cond:
+                state = self._states[language]
+                if ticket is None:
+                    state.booting -= 1
+                if sandbox is not None:
+                    state.boots += 1
+                    state.consecutive_failures = 0
+                    state.last_error = None
+                    state.retry_at = 0.0
+                    state.last_boot_seconds = time.monotonic() - started
+                    if ticket is not None and not ticket.abandoned:
+                        ticket.sandbox = sandbox
+                    elif ticket is None and not self._closed:
+                        state.ready.append(sandbox)
+                    else:
+                        self._janitor.dispose(sandbox)
+                else:
+                    state.boot_failures += 1
+                    state.consecutive_failures += 1
+                    state.last_error = error
+                    backoff = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state.consecutive_failures - 1))
+                    state.retry_at = time.monotonic() + backoff
+                    if ticket is not None:
+                        ticket.error = error
+                self._cond.notify_all()
+
+    # -- observing and closing ----------------------------------------------------------------
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per language: ready, target, booting, waiting, boot counters and the last boot error."""
+        with self._cond:
+            return {
+                language: {
+                    "ready": len(state.ready),
+                    "target": state.target,
+                    "booting": state.booting,
+                    "waiting": state.waiting,
+                    "boots": state.boots,
+                    "boot_failures": state.boot_failures,
+                    "failing": bool(state.consecutive_failures),
+                    "last_error": state.last_error,
+                    "last_boot_seconds": state.last_boot_seconds,
+                }
+                for language, state in self._states.items()
+            }
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every language has its target ready (or a boot failed); True if all ready."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                states = self._states.values()
+                if all(len(s.ready) >= s.target for s in states):
+                    return True
+                if any(s.consecutive_failures for s in states):
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+
+    def close(self) -> None:
+        """Stop booting and hand every ready sandbox to the janitor."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(60)
+        with self._cond:
+            for state in self._states.values():
+                while state.ready:
+                    self._janitor.dispose(state.ready.popleft())
+            for ticket in self._tickets:
+                ticket.abandoned = True
+            self._tickets.clear()

@@ -1,0 +1,410 @@
+"""One gVisor sandbox, from boot to deletion: the only object that touches its processes and files.
+
+A sandbox is booted ahead of time (``runsc create`` + ``runsc start``) with the runner already
+started and blocked reading its job from stdin, so an execution only has to write the job, close
+stdin and stream stdout/stderr back. It is used for exactly one execution and then destroyed.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import secrets
+import selectors
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from sandbox_core.runner import BoundedCapture, Job, ResultStream
+
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.errors import SandboxBootError
+from sandbox_selfmanaged.limits import Limits
+from sandbox_selfmanaged.oci import build_spec
+from sandbox_selfmanaged.procs import ProcessSupervisor
+from sandbox_selfmanaged.runsc import Runsc
+
+logger = logging.getLogger(__name__)
+
+ID_PREFIX = "sbx-"
+ID_RANDOM_BYTES = 8
+FLOOD_FACTOR = 4
+"""Output beyond this many times the limit is a flood: the sandbox is killed, not read to the end."""
+DRAIN_SECONDS = 1.0
+"""How long to keep reading the pipes after a kill, to keep output written just before it."""
+READ_CHUNK = 65536
+
+
+def new_sandbox_id() -> str:
+    """A fixed-length random id: runsc matches ids by prefix, so no id may prefix another."""
+    return ID_PREFIX + secrets.token_hex(ID_RANDOM_BYTES)
+
+
+@attrs.frozen
+class LanguageRuntime:
+    """How a language runs inside: the command line and the runner file mounted for it."""
+
+    language: str
+    argv: tuple[str, ...]
+    runner_host_path: str
+    runner_path: str
+    version: str = ""
+
+
+@attrs.frozen
+class SandboxLayout:
+    """Where an engine keeps its sandboxes' files, and what every sandbox shares."""
+
+    rootfs: Path
+    bundles: Path
+    logs: Path
+    cgroup_parent: str | None
+    keep_logs: bool = False
+
+
+class State(str, enum.Enum):
+    READY = "ready"
+    RUNNING = "running"
+    FINISHED = "finished"
+    DESTROYED = "destroyed"
+
+
+@attrs.define
+class RunOutcome:
+    """What one execution in a sandbox produced, before it becomes an ExecutionResult."""
+
+    stdout: ResultStream
+    stderr: BoundedCapture
+    exit_code: int | None
+    elapsed: float
+    timed_out: bool = False
+    flooded: bool = False
+    memory_exceeded: bool = False
+    memory_peak: int | None = None
+
+
+class Sandbox:
+    """A booted sandbox; create with :meth:`boot`, use once with :meth:`run`, then :meth:`destroy`."""
+
+    def __init__(
+        self,
+        *,
+        sandbox_id: str,
+        runtime: LanguageRuntime,
+        limits: Limits,
+        layout: SandboxLayout,
+        runsc: Runsc,
+        supervisor: ProcessSupervisor,
+        cgroups: Cgroups,
+    ) -> None:
+        self.id = sandbox_id
+        self.runtime = runtime
+        self.limits = limits
+        self.layout = layout
+        self.runsc = runsc
+        self.supervisor = supervisor
+        self.cgroups = cgroups
+        self.bundle = layout.bundles / sandbox_id
+        self.log_file = layout.logs / f"{sandbox_id}.log"
+        self.cgroups_path = f"{layout.cgroup_parent.rstrip('/')}/{sandbox_id}" if layout.cgroup_parent else None
+        self.pid: int | None = None
+        self.state = State.READY
+        self.boot_seconds = 0.0
+        self.ready_at = 0.0
+        self._stdin: int | None = None
+        self._stdout: int | None = None
+        self._stderr: int | None = None
+
+    @property
+    def language(self) -> str:
+        return self.runtime.language
+
+    # -- boot ---------------------------------------------------------------------------------
+
+    @classmethod
+    def boot(
+        cls,
+        runtime: LanguageRuntime,
+        limits: Limits,
+        *,
+        layout: SandboxLayout,
+        runsc: Runsc,
+        supervisor: ProcessSupervisor,
+        cgroups: Cgroups,
+        timeout: float = 30.0,
+    ) -> Sandbox:
+        """Create and start a sandbox whose runner waits for its job. Raises :class:`SandboxBootError`."""
+        sandbox = cls(
+            sandbox_id=new_sandbox_id(),
+            runtime=runtime,
+            limits=limits,
+            layout=layout,
+            runsc=runsc,
+            supervisor=supervisor,
+            cgroups=cgroups,
+        )
+        try:
+            sandbox._boot(timeout)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    def _boot(self, timeout: float) -> None:
+        started = time.monotonic()
+        self.bundle.mkdir(parents=True)
+        spec = build_spec(
+            args=self.runtime.argv,
+            rootfs=str(self.layout.rootfs),
+            cgroups_path=self.cgroups_path,
+            limits=self.limits,
+            read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path)],
+        )
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+        pid_file = self.bundle / "sandbox.pid"
+        stdin_r, self._stdin = os.pipe()
+        self._stdout, stdout_w = os.pipe()
+        self._stderr, stderr_w = os.pipe()
+        try:
+            creator = self.supervisor.spawn(
+                self.runsc.create_argv(self.id, self.bundle, pid_file, self.log_file),
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=stderr_w,
+            )
+        finally:
+            for fd in (stdin_r, stdout_w, stderr_w):
+                os.close(fd)
+        code = self.supervisor.wait(creator, timeout)
+        if code is None:
+            self.supervisor.kill(creator)
+            self.supervisor.wait(creator, 5)
+        self.supervisor.forget(creator)
+        if code != 0:
+            reason = "did not finish within %gs" % timeout if code is None else f"exited with code {code}"
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc create {reason}: {self._failure_text()}")
+        try:
+            self.pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc wrote no sandbox pid ({exc})") from None
+        self.supervisor.adopt(self.pid)
+        result = self.runsc.start(self.id, self.log_file, timeout=timeout)
+        if not result.ok:
+            detail = result.output_text() or self._failure_text()
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc start failed: {detail}")
+        self.boot_seconds = time.monotonic() - started
+        self.ready_at = time.monotonic()
+
+    def _failure_text(self) -> str:
+        """What runsc said about a failed boot: the sandbox's stderr pipe, else its log's errors."""
+        text = ""
+        if self._stderr is not None:
+            os.set_blocking(self._stderr, False)
+            try:
+                text = os.read(self._stderr, READ_CHUNK).decode("utf-8", "replace").strip()
+            except (BlockingIOError, OSError):
+                text = ""
+        messages = []
+        try:
+            for line in self.log_file.read_text(errors="replace").splitlines()[-50:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    messages.append(line.strip())
+                    continue
+                if isinstance(entry, dict) and entry.get("level") in ("error", "warning", "fatal"):
+                    messages.append(str(entry.get("msg", "")))
+        except OSError:
+            pass
+        combined = "; ".join(m for m in [text, *messages[-3:]] if m)
+        return combined[-2000:] or "no output (see the runsc log)"
+
+    # -- state --------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """True while the sandbox process runs (a warm sandbox that died cannot be used)."""
+        return self.pid is not None and not self.supervisor.exited(self.pid)
+
+    def set_memory_limit(self, limit: int) -> bool:
+        if self.cgroups_path is None:
+            return False
+        return self.cgroups.set_memory_limit(self.cgroups_path, limit)
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox process: the sentry and everything it runs die at once."""
+        if self.pid is not None:
+            self.supervisor.kill(self.pid)
+
+    # -- one execution ------------------------------------------------------------------------
+
+    def run(self, job: Job, limits: Limits) -> RunOutcome:
+        """Give the runner its job and stream its output back until it ends or is stopped.
+
+        Enforces ``limits.timeout`` (wall clock, from the first byte of the job) and the output
+        flood cap. Memory is enforced by the kernel; an OOM kill is read from the cgroup.
+        """
+        if self.state is not State.READY:
+            raise RuntimeError(f"sandbox {self.id} is {self.state.value}, not ready")
+        assert self._stdin is not None and self._stdout is not None and self._stderr is not None
+        self.state = State.RUNNING
+        stdout = ResultStream(job.marker, limits.max_output_bytes)
+        stderr = BoundedCapture(limits.max_output_bytes)
+        flood_cap = FLOOD_FACTOR * limits.max_output_bytes
+        payload = memoryview(job.encode())
+        started = time.monotonic()
+        deadline = started + limits.timeout
+        timed_out = flooded = finished = False
+        kill_at: float | None = None
+
+        for fd in (self._stdin, self._stdout, self._stderr):
+            os.set_blocking(fd, False)
+        selector = selectors.DefaultSelector()
+        selector.register(self._stdin, selectors.EVENT_WRITE)
+        selector.register(self._stdout, selectors.EVENT_READ, stdout.feed)
+        selector.register(self._stderr, selectors.EVENT_READ, stderr.feed)
+        reading = 2
+        try:
+            while reading:
+                now = time.monotonic()
+                if kill_at is None and now >= deadline:
+                    timed_out = True
+                    self.kill()
+                    kill_at = now
+                if kill_at is not None and now - kill_at > DRAIN_SECONDS:
+                    break
+                limit = (deadline - now) if kill_at is None else (kill_at + DRAIN_SECONDS - now)
+                for key, _mask in selector.select(max(0.0, limit)):
+                    if key.fd == self._stdin:
+                        payload = self._write_some(payload, selector)
+                        continue
+                    try:
+                        chunk = os.read(key.fd, READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        reading -= 1
+                        continue
+                    key.data(chunk)
+                    if kill_at is None and (stdout.output.total > flood_cap or stderr.total > flood_cap):
+                        flooded = True
+                        self.kill()
+                        kill_at = time.monotonic()
+                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame() is not None:
+                        # The result frame is the runner's last word (JSON has no raw newline, so
+                        # this one ends it): do not wait for the sandbox to wind down.
+                        finished = True
+                        reading = 0
+                        self._drain(self._stderr, stderr.feed, flood_cap)
+                        break
+        finally:
+            selector.close()
+            self._close_stdio()
+        if finished:
+            exit_code = None  # the frame carries it; the sandbox is destroyed without waiting
+        else:
+            exit_code = self._wait_exit(deadline if kill_at is None else time.monotonic() + DRAIN_SECONDS)
+        if exit_code is None and kill_at is None and not finished:
+            # Output closed but the code still runs (it closed stdout/stderr itself): its time is up.
+            timed_out = True
+            self.kill()
+            exit_code = self._wait_exit(time.monotonic() + DRAIN_SECONDS)
+        elapsed = time.monotonic() - started
+        self.state = State.FINISHED
+        memory_exceeded = False
+        memory_peak = None
+        if self.cgroups_path is not None:
+            memory_exceeded = self.cgroups.oom_kills(self.cgroups_path) > 0
+            memory_peak = self.cgroups.memory_peak(self.cgroups_path)
+        return RunOutcome(
+            stdout=stdout,
+            stderr=stderr,
+            exit_code=exit_code,
+            elapsed=elapsed,
+            timed_out=timed_out,
+            flooded=flooded,
+            memory_exceeded=memory_exceeded and not timed_out,
+            memory_peak=memory_peak,
+        )
+
+    @staticmethod
+    def _drain(fd: int | None, feed: Callable[[bytes], None], cap: int) -> None:
+        """Read what is already in a pipe without waiting for more."""
+        total = 0
+        while fd is not None and total <= cap:
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            total += len(chunk)
+            feed(chunk)
+
+    def _write_some(self, payload: memoryview, selector: selectors.BaseSelector) -> memoryview:
+        assert self._stdin is not None
+        try:
+            written = os.write(self._stdin, payload[:READ_CHUNK])
+        except BlockingIOError:
+            return payload
+        except (BrokenPipeError, OSError):
+            written = len(payload)  # the runner is gone; what it says (or not) tells the rest
+        payload = payload[written:]
+        if not payload:
+            selector.unregister(self._stdin)
+            os.close(self._stdin)
+            self._stdin = None
+        return payload
+
+    def _wait_exit(self, until: float) -> int | None:
+        if self.pid is None:
+            return None
+        code = self.supervisor.wait(self.pid, max(0.0, until - time.monotonic()))
+        if code is None:
+            return None
+        return code if code >= 0 else 128 - code
+
+    def _close_stdio(self) -> None:
+        for name in ("_stdin", "_stdout", "_stderr"):
+            fd = getattr(self, name)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, None)
+
+    # -- teardown -----------------------------------------------------------------------------
+
+    def destroy(self) -> bool:
+        """Kill the sandbox, delete it from runsc and remove its files. Idempotent.
+
+        Returns False when runsc could not delete it (it is then left for the shutdown sweep).
+        """
+        if self.state is State.DESTROYED:
+            return True
+        self._close_stdio()
+        self.kill()
+        ok = True
+        if self.pid is not None or self.bundle.exists():
+            result = self.runsc.delete(self.id, self.log_file)
+            if not result.ok and b"does not exist" not in result.stderr + result.stdout:
+                ok = False
+                logger.warning("runsc delete %s failed: %s", self.id, result.output_text())
+        if self.pid is not None:
+            self.supervisor.wait(self.pid, 5.0)
+            self.supervisor.forget(self.pid)
+        shutil.rmtree(self.bundle, ignore_errors=True)
+        if not self.layout.keep_logs:
+            try:
+                self.log_file.unlink()
+            except FileNotFoundError:
+                pass
+        self.state = State.DESTROYED
+        return ok
+
