@@ -101,6 +101,13 @@ class SandboxClient:
                 raise ConfigValidationError(provider, problems)
         return converted
 
+    def stored_config(self, provider: str) -> dict[str, Any]:
+        """Provider ``provider``'s saved config, secrets decrypted (:mod:`sandbox_core.settings.secrets`)."""
+        from sandbox_core.settings.secrets import decrypt_secrets
+
+        assert self.settings is not None
+        return decrypt_secrets(self.settings.provider_config(provider), self.config_schema(provider).secret_fields)
+
     def _current(self) -> _Snapshot:
         snapshot = self._snapshot
         now = time.monotonic()
@@ -127,8 +134,7 @@ class SandboxClient:
             provider = store.active_provider(installed=self.registry.names())
         raw = self._explicit_config
         if raw is None:
-            assert store is not None
-            raw = store.provider_config(provider)
+            raw = self.stored_config(provider)
         audit = store.audit_settings() if store is not None else {"enabled": False}
         config = self.validate_config(provider, raw)
         return _Snapshot(version=version, provider=provider, config=config, audit=audit, checked_at=now)

@@ -101,11 +101,14 @@ def set_config(
         updates.update(_parse_assignments(assignments))
         if not updates and not activate:
             fail("nothing to set: give key=value pairs, --json or --from-env", EXIT_USAGE)
-        stored = store.provider_config(name)
+        stored = client.stored_config(name)
         merged = updates if replace else {**stored, **updates}
         merged = schema.keep_stored_secrets(merged, stored)
         converted = client.validate_config(name, merged)
         storable = {key: value for key, value in to_storable(converted).items() if key in merged}
+        from sandbox_core.settings.secrets import encrypt_secrets
+
+        storable = encrypt_secrets(storable, schema.secret_fields)
         store.save_provider_config(name, storable, activate=activate, source="cli")
     changed = ", ".join(sorted(updates)) or "nothing"
     click.echo(f"saved {name} config (changed: {changed}){'; now active' if activate else ''}")
@@ -119,7 +122,7 @@ def use(name: str) -> None:
 
     with open_store() as store:
         client = SandboxClient(settings=store)
-        client.validate_config(name, store.provider_config(name))
+        client.validate_config(name, client.stored_config(name))
         store.set_active_provider(name, source="cli")
     click.echo(f"active provider: {name}")
 
@@ -134,7 +137,7 @@ def validate(name: str | None) -> None:
         if name is None:
             name = store.active_provider(installed=get_registry().names())
         client = SandboxClient(settings=store)
-        client.validate_config(name, store.provider_config(name))
+        client.validate_config(name, client.stored_config(name))
     click.echo(f"{name}: config is valid")
 
 
