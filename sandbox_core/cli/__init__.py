@@ -13,6 +13,7 @@ import sys
 import click
 
 from sandbox_core.cli.common import EXIT_CODES_HELP, run_guarded
+from sandbox_core.admin.cli import admin
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
 from sandbox_core.cli.providers import health, providers
@@ -32,6 +33,7 @@ cli.add_command(providers)
 cli.add_command(health)
 cli.add_command(config)
 cli.add_command(exec_command)
+cli.add_command(admin)
 
 
 def main(argv: list[str] | None = None) -> int:

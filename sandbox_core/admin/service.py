@@ -1,0 +1,201 @@
+"""The admin operations, free of HTTP: list providers, read, save and test provider configs.
+
+Every read path masks secrets; every save is validated in full (schema, then the provider's own
+checks) before the one transaction that writes it, so a refused save leaves the old config in
+place; secrets are encrypted at rest when ``SANDBOX_SECRET_KEY`` is set; each change is audited
+with the names of the changed fields, never their values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from sandbox_core.audit import AuditLog
+from sandbox_core.client import SandboxClient
+from sandbox_core.errors import ConfigValidationError, FieldProblem, ProviderNotFoundError, SandboxError
+from sandbox_core.model import ExecutionResult, ExecutionStatus
+from sandbox_core.registry import ProviderRegistry
+from sandbox_core.schema import MASK, ConfigSchema, secret_values, to_storable
+from sandbox_core.settings import SettingsStore
+from sandbox_core.settings.secrets import decrypt_secrets, encrypt_secrets, encryption_enabled
+
+logger = logging.getLogger("sandbox_core.admin")
+
+PROBES = {
+    "python": 'import platform\nprint("sandbox-core connection test: ok")\nprint("python", platform.python_version())\n',
+    "javascript": 'console.log("sandbox-core connection test: ok");\nconsole.log("node", process.version);\n',
+}
+
+
+class ConfigConflictError(SandboxError):
+    """The saved config changed since the caller read it (its etag no longer matches)."""
+
+
+@attrs.frozen
+class Actor:
+    """Who asks for a change, as the audit log records it."""
+
+    name: str = "admin"
+    address: str | None = None
+
+
+@attrs.frozen
+class ProbeOutcome:
+    success: bool
+    language: str
+    message: str
+    result: ExecutionResult
+
+
+class AdminService:
+    """The operations behind the admin API, on one settings store and one provider registry."""
+
+    def __init__(self, store: SettingsStore, registry: ProviderRegistry, *, probe_timeout: float = 30.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.probe_timeout = probe_timeout
+        self._client = SandboxClient(settings=store, registry=registry)
+        # Etags are keyed per process so they reveal nothing about the (secret) values they cover.
+        self._etag_key = secrets.token_bytes(32)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def active(self) -> str | None:
+        return (self.store.get("sandbox.provider_type") or "").strip() or None
+
+    def providers(self) -> dict[str, Any]:
+        active = self.active()
+        configured = set(self.store.configured_providers())
+        rows = [
+            {**row.to_dict(), "active": row.name == active, "configured": row.name in configured}
+            for row in self.registry.statuses()
+        ]
+        return {"providers": rows, "active": active, "encryption_at_rest": encryption_enabled()}
+
+    def require(self, name: str) -> None:
+        """Raise :class:`ProviderNotFoundError` unless provider ``name`` is installed."""
+        names = self.registry.names()
+        if name not in names:
+            raise ProviderNotFoundError(name, names)
+
+    def schema(self, name: str) -> ConfigSchema:
+        self.require(name)
+        return self._client.config_schema(name)
+
+    def json_schema(self, name: str) -> dict[str, Any]:
+        return self.schema(name).json_schema(title=name)
+
+    def read_config(self, name: str) -> dict[str, Any]:
+        schema = self.schema(name)
+        stored = self.store.provider_config(name)
+        return self._config_view(name, schema, stored)
+
+    def _config_view(self, name: str, schema: ConfigSchema, stored: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "provider": name,
+            "active": self.active() == name,
+            "config": schema.mask(stored),
+            "secret_fields": list(schema.secret_fields),
+            "etag": self._etag(stored),
+        }
+
+    def _etag(self, stored: Mapping[str, Any]) -> str:
+        canonical = json.dumps(stored, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+        return hmac.new(self._etag_key, canonical, hashlib.sha256).hexdigest()[:32]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def save_config(
+        self,
+        name: str,
+        submitted: Mapping[str, Any],
+        *,
+        activate: bool = False,
+        etag: str | None = None,
+        actor: Actor = Actor(),
+    ) -> dict[str, Any]:
+        """Validate and store ``submitted`` as ``name``'s whole config; return the masked view and
+        the names of the changed fields. Nothing is written unless every check passes."""
+        schema = self.schema(name)
+        stored_raw = self.store.provider_config(name)
+        if etag is not None and not hmac.compare_digest(etag, self._etag(stored_raw)):
+            raise ConfigConflictError(
+                f"the config of {name!r} was changed by someone else since you read it; reload it and save again"
+            )
+        stored = decrypt_secrets(stored_raw, schema.secret_fields)
+        merged = schema.keep_stored_secrets(submitted, stored)
+        converted = self._validate(name, schema, merged)
+        storable = {key: value for key, value in to_storable(converted).items() if key in merged}
+        changed = sorted(key for key in set(storable) | set(stored) if storable.get(key) != stored.get(key))
+        sealed = encrypt_secrets(storable, schema.secret_fields)
+        was_active = self.active() == name
+        self.store.save_provider_config(name, sealed, activate=activate, source="admin")
+        self._audit(
+            {
+                "event": "config_change",
+                "actor": actor.name,
+                "client": actor.address,
+                "provider": name,
+                "changed": changed,
+                "activated": bool(activate and not was_active),
+            }
+        )
+        logger.info("saved the config of %s (changed fields: %s)%s", name, ", ".join(changed) or "none", " and activated it" if activate else "")
+        return {**self._config_view(name, schema, sealed), "changed": changed}
+
+    def _validate(self, name: str, schema: ConfigSchema, config: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return self._client.validate_config(name, config)
+        except ConfigValidationError as exc:
+            # A provider's own checks may quote the value they refuse; a secret must not come back.
+            values = [v for k in schema.secret_fields if isinstance(v := config.get(k), str) and v]
+            problems = [FieldProblem(p.field, _mask_all(p.message, values)) for p in exc.problems]
+            raise ConfigValidationError(name, problems) from None
+
+    def _audit(self, entry: dict[str, Any]) -> None:
+        settings = self.store.audit_settings()
+        path = settings["path"] if settings["enabled"] else None
+        AuditLog(path=path).record({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **entry})
+
+    # -- testing ---------------------------------------------------------------------------
+
+    def test_connection(self, name: str, submitted: Mapping[str, Any]) -> ProbeOutcome:
+        """Validate ``submitted`` (unsaved) and run a real probe execution through provider ``name``."""
+        schema = self.schema(name)
+        stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
+        merged = schema.keep_stored_secrets(submitted, stored)
+        converted = self._validate(name, schema, merged)
+        languages = self.registry.provider_info(name).languages or ("python",)
+        language = "python" if "python" in languages else languages[0]
+        client = SandboxClient(provider=name, config=merged, registry=self.registry)
+        result = client.execute(PROBES.get(language, PROBES["python"]), language, timeout=self.probe_timeout, requested_by="admin:test-connection")
+        scrub = _scrubber(converted)
+        result = attrs.evolve(result, stdout=scrub(result.stdout), stderr=scrub(result.stderr))
+        success = result.status is ExecutionStatus.SUCCESS and result.exit_code == 0
+        if success:
+            message = f"the probe ran through {name!r} in {result.execution_time:.2f} s"
+        else:
+            reason = result.error.message if result.error else f"status {result.status.value}, exit code {result.exit_code}"
+            message = scrub(f"the probe failed: {reason}")
+        return ProbeOutcome(success=success, language=language, message=message, result=result)
+
+
+def _mask_all(text: str, values: list[str]) -> str:
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def _scrubber(config: Mapping[str, Any]) -> Callable[[str], str]:
+    """A function that masks ``config``'s secrets (a validated config) wherever they appear."""
+    values = secret_values(config)
+    return lambda text: _mask_all(text, values)
