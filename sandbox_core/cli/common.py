@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import click
 
-from sandbox_core.errors import ConfigurationError, ProviderError, SandboxError
+from sandbox_core.errors import ConfigurationError, ProviderError, ProviderNotFoundError, SandboxError
 
 EXIT_OK = 0
 EXIT_NOT_SUCCESSFUL = 1
@@ -38,6 +38,9 @@ def fail(message: str, exit_code: int) -> NoReturn:
 
 
 def exit_code_for(error: SandboxError) -> int:
+    # An unknown provider name is a setting to fix, although the error is a ProviderError.
+    if isinstance(error, ProviderNotFoundError):
+        return EXIT_CONFIG
     if isinstance(error, ProviderError):
         return EXIT_PROVIDER
     if isinstance(error, ConfigurationError):
