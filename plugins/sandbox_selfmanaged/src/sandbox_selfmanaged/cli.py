@@ -1,0 +1,193 @@
+"""``sandbox-executor``: the command that serves the executor API on a machine with gVisor.
+
+::
+
+    sandbox-executor serve [--host 127.0.0.1] [--port 8808] [--pool-size N] ...
+
+The token comes from ``SANDBOX_EXECUTOR_TOKEN`` (or ``--token-file``); it is removed from the
+environment at start so no child process inherits it. Serving on a non-loopback address without
+a token is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sandbox_selfmanaged import __version__
+from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
+
+TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
+DEFAULT_PORT = 8808
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults, maximums = Limits(), DEFAULT_MAXIMUMS
+    parser = argparse.ArgumentParser(prog="sandbox-executor", description="Run untrusted code in gVisor sandboxes over HTTP.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the executor API", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    net = serve.add_argument_group("network and access")
+    net.add_argument("--host", default="127.0.0.1", help="address to listen on; non-loopback needs a token")
+    net.add_argument("--port", type=int, default=DEFAULT_PORT)
+    net.add_argument("--token-file", type=Path, help=f"read the bearer token from this file (default: ${TOKEN_ENV})")
+    net.add_argument("--max-concurrency", type=int, default=8, help="executions running at once")
+    net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
+    net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
+    net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
+
+    pool = serve.add_argument_group("sandboxes")
+    pool.add_argument("--pool-size", type=int, default=2, help="warm sandboxes kept ready per language")
+    pool.add_argument("--python-pool-size", type=int, help="override --pool-size for Python")
+    pool.add_argument("--javascript-pool-size", type=int, help="override --pool-size for JavaScript")
+    pool.add_argument("--boot-concurrency", type=int, default=max(1, os.cpu_count() or 1), help="sandbox boots in flight")
+    pool.add_argument("--languages", default="python,javascript", help="comma-separated languages to serve")
+    pool.add_argument("--state-dir", type=Path, help="the executor's own directory (emptied on shutdown) [default: /var/lib/sandbox-executor]")
+    pool.add_argument("--runsc", help="path of runsc [default: runsc on PATH, else /usr/bin/runsc]")
+    pool.add_argument("--platform", default="ptrace", help="gVisor platform (ptrace works everywhere; kvm needs /dev/kvm)")
+    pool.add_argument("--python", default="/usr/bin/python3", help="host Python whose interpreter and stdlib sandboxes get")
+    pool.add_argument("--node", help="host Node.js binary [default: node on PATH]")
+    pool.add_argument("--cgroup-parent", help="cgroup all sandboxes live under [default: /sandbox-executor-<hash of state dir>]")
+    pool.add_argument("--acquire-timeout", type=float, default=30.0, help="seconds an execution waits for a sandbox")
+    pool.add_argument("--keep-logs", action="store_true", help="keep each sandbox's runsc log in the state dir's logs/")
+    pool.add_argument("--debug-runsc", action="store_true", help="runsc --debug logs into the state dir's logs/debug/")
+
+    limits = serve.add_argument_group("limits (defaults for requests that ask for none, and the most they may ask)")
+    limits.add_argument("--default-timeout", type=float, default=defaults.timeout)
+    limits.add_argument("--max-timeout", type=float, default=maximums.timeout)
+    limits.add_argument("--default-memory-mb", type=int, default=defaults.memory_mb)
+    limits.add_argument("--max-memory-mb", type=int, default=maximums.memory_mb)
+    limits.add_argument("--default-processes", type=int, default=defaults.processes)
+    limits.add_argument("--max-processes", type=int, default=maximums.processes)
+    limits.add_argument("--default-output-bytes", type=int, default=defaults.max_output_bytes)
+    limits.add_argument("--max-output-bytes", type=int, default=maximums.max_output_bytes)
+    limits.add_argument("--default-file-bytes", type=int, default=defaults.max_file_bytes, help="largest file code may write")
+    limits.add_argument("--max-file-bytes", type=int, default=maximums.max_file_bytes)
+    limits.add_argument("--default-artifact-bytes", type=int, default=defaults.max_artifact_bytes)
+    limits.add_argument("--max-artifact-bytes", type=int, default=maximums.max_artifact_bytes)
+    limits.add_argument("--cpus", type=float, default=defaults.cpus, help="CPU quota of each sandbox")
+
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _read_token(args: argparse.Namespace) -> str | None:
+    token = os.environ.pop(TOKEN_ENV, None)
+    if args.token_file is not None:
+        token = args.token_file.read_text().strip()
+    return token or None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sandbox_selfmanaged.engine import EngineConfig, default_state_dir
+    from sandbox_selfmanaged.errors import ExecutorError
+    from sandbox_selfmanaged.service import ServiceConfig, create_app
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("sandbox_selfmanaged.cli")
+    token = _read_token(args)
+    if token is None and not is_loopback(args.host):
+        log.error(
+            "refusing to serve on %s without a token: set %s (or --token-file), or listen on 127.0.0.1",
+            args.host, TOKEN_ENV,
+        )
+        return 2
+    if token is None:
+        log.warning("no %s set: the API is open to every local user of this machine", TOKEN_ENV)
+    languages = tuple(part.strip() for part in args.languages.split(",") if part.strip())
+    pool_sizes = {
+        "python": args.python_pool_size if args.python_pool_size is not None else args.pool_size,
+        "javascript": args.javascript_pool_size if args.javascript_pool_size is not None else args.pool_size,
+    }
+    defaults = Limits(
+        timeout=args.default_timeout,
+        memory_mb=args.default_memory_mb,
+        processes=args.default_processes,
+        max_output_bytes=args.default_output_bytes,
+        max_file_bytes=args.default_file_bytes,
+        max_artifact_bytes=args.default_artifact_bytes,
+        cpus=args.cpus,
+    )
+    maximums = Limits(
+        timeout=args.max_timeout,
+        memory_mb=args.max_memory_mb,
+        processes=args.max_processes,
+        max_output_bytes=args.max_output_bytes,
+        max_file_bytes=args.max_file_bytes,
+        max_artifact_bytes=args.max_artifact_bytes,
+        cpus=max(args.cpus, DEFAULT_MAXIMUMS.cpus),
+    )
+    try:
+        engine_config = EngineConfig(
+            state_dir=args.state_dir or default_state_dir(),
+            runsc=args.runsc,
+            platform=args.platform,
+            python=args.python,
+            node=args.node,
+            languages=languages,
+            pool_sizes=pool_sizes,
+            boot_concurrency=args.boot_concurrency,
+            defaults=defaults,
+            maximums=maximums,
+            cgroup_parent=args.cgroup_parent,
+            acquire_timeout=args.acquire_timeout,
+            keep_logs=args.keep_logs,
+            debug_runsc=args.debug_runsc,
+        )
+        config = ServiceConfig(
+            engine=engine_config,
+            token=token,
+            max_concurrency=args.max_concurrency,
+            queue_size=args.queue_size,
+            queue_timeout=args.queue_timeout,
+            max_body_bytes=args.max_request_bytes,
+        )
+        app = create_app(config)
+    except (ExecutorError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.log_level == "debug",
+            timeout_graceful_shutdown=30,
+            server_header=False,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

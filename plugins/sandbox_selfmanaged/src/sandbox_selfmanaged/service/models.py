@@ -1,0 +1,75 @@
+"""Request and response schemas of the executor's own API (``/v1/execute``, ``/healthz``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LimitsIn(BaseModel):
+    """Limits a request may ask for; each must be within the operator's maximums (else 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mb: int | None = Field(None, description="Memory of the whole sandbox (files in /tmp included), MiB")
+    processes: int | None = Field(None, description="Processes and threads at once (RLIMIT_NPROC)")
+    max_output_bytes: int | None = Field(None, description="Bytes of stdout and of stderr kept")
+    max_file_bytes: int | None = Field(None, description="Largest file the code may write (RLIMIT_FSIZE)")
+    max_artifact_bytes: int | None = Field(None, description="Total bytes of output-folder files returned")
+
+
+class ExecuteIn(BaseModel):
+    """One execution: run ``code`` and call ``main(**arguments)`` (Python) / ``main(arguments)`` (JS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(..., description="Source code")
+    language: Literal["python", "javascript", "nodejs", "js", "py"] = Field("python", description="python or javascript")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of main(), as JSON data")
+    timeout: float | None = Field(None, gt=0, description="Wall-clock seconds (default: the operator's)")
+    limits: LimitsIn | None = None
+
+
+class ErrorOut(BaseModel):
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    mime_type: str
+    size: int
+    content_base64: str
+
+
+class ExecutionResultOut(BaseModel):
+    """``sandbox_core.ExecutionResult.to_dict()``: the same shape every provider returns."""
+
+    status: Literal["success", "error", "timeout", "memory_limit", "output_limit", "provider_error"]
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    value: Any = None
+    error: ErrorOut | None = None
+    stdout_truncated: bool
+    stderr_truncated: bool
+    execution_time: float
+    provider: str
+    artifacts: list[ArtifactOut]
+    metadata: dict[str, Any] = Field(description="runtime, runsc_version, platform, sandbox_id, timings, limits")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    healthy: bool
+    message: str
+    runtime: dict[str, Any]
+    languages: dict[str, Any]
+    uptime_seconds: float
+    requests: dict[str, int] = {}
+
+
+class ProblemOut(BaseModel):
+    detail: Any
