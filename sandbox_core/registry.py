@@ -206,8 +206,8 @@ class ProviderRegistry:
             entries = self._all_entries()
             if name in entries:
                 raise DuplicateProviderError(name, [f"{e.package} {e.version}" for e in entries[name]] + [package])
-            entries[name] = [ProviderEntry(name=name, package=package, version=version, value=repr(plugin))]
             self._register_provider(name, plugin)
+            entries[name] = [ProviderEntry(name=name, package=package, version=version, value=repr(plugin))]
 
     def unregister(self, name: str) -> None:
         """Forget provider ``name`` (used by test fixtures to clean up)."""
