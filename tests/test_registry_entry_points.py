@@ -230,3 +230,29 @@ def test_installed_cross_cutting_plugins_wrap_and_a_rogue_one_is_reported(fake_s
     assert execute(registry, "alpha", "x").stdout == "alpha:hi"
     assert sys.modules["fakeprov_counter"].SEEN == ["alpha"]
     assert "sandbox_execute directly" in str(registry.failures()["plugin:rogue"])
+
+
+def test_a_refused_in_process_provider_leaves_no_trace() -> None:
+    class Incomplete:
+        @hookimpl
+        def sandbox_config_schema(self) -> None:
+            return None
+
+    class Complete(Incomplete):
+        @hookimpl
+        def sandbox_execute(self) -> ExecutionResult:
+            return ExecutionResult(status="success", stdout="complete")
+
+    registry = ProviderRegistry(discover=False)
+    with pytest.raises(TypeError, match="sandbox_execute"):
+        registry.register("mine", Incomplete())
+    assert registry.names() == []
+    with pytest.raises(ProviderNotFoundError):
+        registry.load("mine")
+    registry.register("mine", Complete())  # fixed, it registers under the same name
+    assert registry.names() == ["mine"]
+    assert execute(registry, "mine", "x").stdout == "complete"
+    with pytest.raises(DuplicateProviderError, match="mine"):
+        registry.register("mine", Complete())
+    registry.unregister("mine")
+    assert registry.names() == []
