@@ -204,6 +204,12 @@ def test_config_set_show_use_validate(store: SettingsStore, sandbox: Run) -> Non
     code, _, err = sandbox("config", "use", "vault")  # its saved config is missing required fields
     assert code == 3 and "endpoint" in err and "token" in err
     assert store.active_provider() == "local"
+    assert sandbox("config", "set", "vault", "endpoint=http://v:1", f"token={SECRET}")[0] == 0
+    assert store.active_provider() == "local"
+    code, out, _ = sandbox("config", "use", "vault")
+    assert (code, out, store.active_provider()) == (0, "active provider: vault\n", "vault")
+    code, _, err = sandbox("config", "use", "not_installed")
+    assert code == 3 and "choose one of" in err and store.active_provider() == "vault"
 
 
 def test_config_validate_reports_a_broken_saved_config(local: SettingsStore, sandbox: Run) -> None:
