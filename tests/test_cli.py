@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_support import FakeSite
+from core_support import FakeSite, fake_modules_loaded
 
 from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, hookimpl
 from sandbox_core.cli import main
@@ -291,6 +291,10 @@ def test_providers_shows_a_broken_provider_with_its_error(
 
     monkeypatch.setattr(registry, "_default_registry", ProviderRegistry())
     sandbox_settings.set_active_provider("alpha")
+    code, out, _ = sandbox("providers", "--no-verify", "--json")
+    listed = {row["name"]: row["status"] for row in json.loads(out) if row["package"].startswith("fake-")}
+    assert listed["alpha"] == listed["broken_import"] == "available" and listed["too_new"] == "incompatible"
+    assert fake_modules_loaded() == set()
     code, out, _ = sandbox("providers", "--json")
     assert code == 0
     rows = {(row["name"], row["package"]): row for row in json.loads(out) if row["package"].startswith("fake-")}

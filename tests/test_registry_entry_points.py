@@ -12,7 +12,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
-from core_support import STANDARD_PROVIDERS, FakeSite, fake_modules_loaded
+from core_support import STANDARD_PROVIDERS, FakeSite, fake_modules_loaded, forget_fake_modules
 
 from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.client import SandboxClient
@@ -230,6 +230,14 @@ def test_installed_cross_cutting_plugins_wrap_and_a_rogue_one_is_reported(fake_s
     assert execute(registry, "alpha", "x").stdout == "alpha:hi"
     assert sys.modules["fakeprov_counter"].SEEN == ["alpha"]
     assert "sandbox_execute directly" in str(registry.failures()["plugin:rogue"])
+    # Disabled plugins are not imported at all; strict mode refuses the rogue one.
+    forget_fake_modules()
+    quiet = ProviderRegistry(disabled=["rogue", "counter"])
+    assert execute(quiet, "alpha", "y").stdout == "alpha:hi"
+    assert "plugin:rogue" not in quiet.failures()
+    assert not fake_modules_loaded() & {"fakeprov_rogue", "fakeprov_counter"}
+    with pytest.raises(TypeError, match="sandbox_execute directly"):
+        ProviderRegistry(strict=True).load("alpha")
 
 
 def test_a_refused_in_process_provider_leaves_no_trace() -> None:
