@@ -58,7 +58,10 @@ SECURITY_HEADERS = {
     ),
 }
 
-ProviderName = Annotated[str, Path(pattern=PROVIDER_NAME_PATTERN, max_length=64, description="The provider's entry-point name.")]
+ProviderName = Annotated[
+    str,
+    Path(pattern=PROVIDER_NAME_PATTERN, max_length=64, description="The provider's entry-point name.", examples=["self_managed"]),
+]
 
 
 def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:

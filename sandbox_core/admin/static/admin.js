@@ -141,6 +141,17 @@ async function refreshProviders() {
 }
 
 async function selectProvider(name) {
+  if (name === state.current && !$("editor").hidden) return; // keep what is being edited
+  const editor = $("editor");
+  editor.setAttribute("aria-busy", "true");
+  try {
+    await loadProvider(name);
+  } finally {
+    if (state.current === name) editor.setAttribute("aria-busy", "false");
+  }
+}
+
+async function loadProvider(name) {
   state.current = name;
   sessionStorage.setItem(PROVIDER_KEY, name);
   for (const card of document.querySelectorAll(".card")) {
