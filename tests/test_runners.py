@@ -160,12 +160,23 @@ def test_javascript_user_code_sees_an_empty_stdin(client: SandboxClient) -> None
 @needs_node
 @pytest.mark.parametrize(
     ("exit_call", "status", "exit_code"),
-    [("process.exit(3)", ExecutionStatus.ERROR, 3), ("process.exit(0)", ExecutionStatus.SUCCESS, 0), ("process.exit()", ExecutionStatus.SUCCESS, 0)],
+    [
+        ("process.exit(3)", ExecutionStatus.ERROR, 3),
+        ("process.exit(0)", ExecutionStatus.SUCCESS, 0),
+        ("process.exit()", ExecutionStatus.SUCCESS, 0),
+    ],
 )
 def test_javascript_process_exit(client: SandboxClient, exit_call: str, status: ExecutionStatus, exit_code: int) -> None:
     result = run(client, f"console.log('before');\n{exit_call};\nconsole.log('after');\n", "javascript")
     assert (result.status, result.exit_code) == (status, exit_code), result
     assert result.stdout == "before\n"
+
+
+@needs_node
+def test_javascript_process_exit_code_property(client: SandboxClient) -> None:
+    result = run(client, "console.log('before');\nprocess.exitCode = 2;\nconsole.log('after');\n", "javascript")
+    assert (result.status, result.exit_code) == (ExecutionStatus.ERROR, 2), result
+    assert result.stdout == "before\nafter\n"
 
 
 @needs_node

@@ -132,6 +132,8 @@ function serve() {
   };
   run(job).then(({ frame, valueJson }) => {
     const finish = () => {
+      // Code may set process.exitCode instead of calling process.exit; honour it like node does.
+      if (frame.exit_code === 0 && Number(process.exitCode || 0) !== 0) frame.exit_code = Number(process.exitCode);
       emit(marker, frame, valueJson);
       realExit(frame.exit_code);
     };
