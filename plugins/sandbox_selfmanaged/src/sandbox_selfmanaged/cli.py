@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,8 +179,16 @@ def serve(args: argparse.Namespace) -> int:
             server_header=False,
         )
     )
+    stop_signals: list[int] = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        # uvicorn re-raises the signal that stopped it once it has shut down; with this handler in
+        # place that ends in a normal exit, so a clean shutdown exits 0.
+        signal.signal(number, lambda received, _frame: stop_signals.append(received))
     server.run()
-    return 0 if server.started else 1
+    if not server.started:
+        return 1
+    log.info("stopped%s", f" on signal {signal.Signals(stop_signals[0]).name}" if stop_signals else "")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,8 @@ MOUNT_POINTS = ("proc", "sys", "dev", "tmp", WORK_DIR.strip("/"), RUNNER_DIR.str
 STDLIB_SKIP = frozenset(
     {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages", "dist-packages", "venv"}
 )
+STDLIB_FILES_SKIP = frozenset({"sitecustomize.py", "usercustomize.py"})
+"""Distribution hooks (Debian links sitecustomize.py to /etc) run at every start: not in our root."""
 HOME_PREFIXES = ("/root", "/home")
 
 ETC_FILES = {
@@ -181,6 +183,8 @@ def build_rootfs(
                 subdirs[:] = [d for d in subdirs if d not in STDLIB_SKIP]
                 for name in files:
                     path = os.path.join(directory, name)
+                    if name in STDLIB_FILES_SKIP:
+                        continue
                     builder.add(path)
                     if name.endswith(".so"):
                         elf.append(path)

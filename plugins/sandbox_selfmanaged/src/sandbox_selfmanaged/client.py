@@ -1,0 +1,229 @@
+"""HTTP client of the ``self_managed`` provider: spreads executions over executors, fails over.
+
+One :class:`ExecutorClient` (one pooled, thread-safe ``httpx.Client``) exists per distinct
+(endpoints, token, TLS) configuration. Each execution starts at the next endpoint in turn
+(round-robin), moves on when an endpoint is unreachable, answers 5xx or is overloaded (503), and
+goes round again (``retries`` times, after the ``Retry-After`` the executors asked for) while the
+execution's deadline allows. An endpoint that could not be reached is tried last for a while.
+Requests that may already have run (a response timeout) are never repeated, so code never runs
+twice. The token only ever travels in the ``Authorization`` header; no message includes it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.schema import Secret
+
+from sandbox_selfmanaged import PROVIDER_NAME
+
+CONNECT_TIMEOUT = 5.0
+DOWN_SECONDS = 10.0
+HEALTH_TIMEOUT = 10.0
+_CACHE_SIZE = 8
+
+
+class _Refused(Exception):
+    """This endpoint did not take the request; another one may (carries how long to wait)."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Failed(Exception):
+    """The request reached an executor and failed in a way retrying elsewhere would not fix."""
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text[:300]
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail if isinstance(d, dict))
+    return str(detail)[:500]
+
+
+class ExecutorClient:
+    """Talks to a fixed list of executors with one token; see the module docstring. Thread-safe."""
+
+    def __init__(self, endpoints: list[str], token: str | None, *, verify_tls: bool = True) -> None:
+        self.endpoints = [url.rstrip("/") for url in endpoints]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            headers=headers,
+            verify=verify_tls,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            trust_env=False,
+        )
+        self._turn = itertools.count()
+        self._down_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- choosing endpoints -------------------------------------------------------------------
+
+    def _order(self) -> list[str]:
+        """Endpoints starting at the next in turn, those recently unreachable last."""
+        start = next(self._turn) % len(self.endpoints)
+        rotated = self.endpoints[start:] + self.endpoints[:start]
+        now = time.monotonic()
+        with self._lock:
+            return sorted(rotated, key=lambda url: self._down_until.get(url, 0.0) > now)
+
+    def _mark_down(self, url: str) -> None:
+        with self._lock:
+            self._down_until[url] = time.monotonic() + DOWN_SECONDS
+
+    def _mark_up(self, url: str) -> None:
+        if url in self._down_until:
+            with self._lock:
+                self._down_until.pop(url, None)
+
+    # -- executing ----------------------------------------------------------------------------
+
+    def execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str = PROVIDER_NAME) -> ExecutionResult:
+        timeout = request.timeout
+        if timeout == DEFAULT_TIMEOUT and config.get("default_timeout"):
+            timeout = float(config["default_timeout"])
+        payload: dict[str, Any] = {
+            "code": request.code,
+            "language": request.language,
+            "arguments": dict(request.arguments),
+            "timeout": timeout,
+        }
+        limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
+        if limits:
+            payload["limits"] = limits
+        overhead = float(config.get("request_timeout") or 30.0)
+        deadline = time.monotonic() + timeout + overhead
+        rounds = 1 + int(config.get("retries") or 0)
+        problems: list[str] = []
+        for round_index in range(rounds):
+            wait = 0.0
+            for url in self._order():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    result = self._post(url, payload, remaining)
+                except _Refused as refused:
+                    problems.append(f"{url}: {refused}")
+                    wait = max(wait, refused.retry_after)
+                    continue
+                except _Failed as failed:
+                    return ExecutionResult.provider_failure(provider_name, f"{url}: {failed}", endpoint=url)
+                metadata = {**result.metadata, "endpoint": url}
+                if round_index or problems:
+                    metadata["failed_attempts"] = list(problems)
+                return attrs.evolve(result, provider=provider_name, metadata=metadata)
+            remaining = deadline - time.monotonic()
+            if round_index + 1 < rounds and remaining > 0:
+                time.sleep(min(max(wait, 0.2), remaining))
+        message = "no sandbox-executor could take the execution: " + ("; ".join(problems[-2 * len(self.endpoints):]) or "deadline passed")
+        return ExecutionResult.provider_failure(provider_name, message, endpoints=list(self.endpoints))
+
+    def _post(self, url: str, payload: Mapping[str, Any], remaining: float) -> ExecutionResult:
+        timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT, remaining))
+        try:
+            response = self._http.post(f"{url}/v1/execute", json=payload, timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self._mark_down(url)
+            raise _Refused(f"unreachable ({type(exc).__name__}: {exc})") from None
+        except httpx.TimeoutException:
+            raise _Failed("no answer within the execution's deadline; it was not retried elsewhere, since it may have run") from None
+        except httpx.HTTPError as exc:
+            self._mark_down(url)
+            raise _Refused(f"connection failed ({type(exc).__name__}: {exc})") from None
+        self._mark_up(url)
+        if response.status_code == 200:
+            try:
+                return ExecutionResult.from_dict(response.json())
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _Failed(f"answered with something that is not an execution result ({exc})") from None
+        if response.status_code == 503:
+            raise _Refused(f"unavailable (503): {_detail(response)}", _retry_after(response))
+        if response.status_code >= 500:
+            raise _Refused(f"server error {response.status_code}: {_detail(response)}", 1.0)
+        if response.status_code == 401:
+            raise _Refused("refused the token (401): set the executors' token in the self_managed config")
+        if response.status_code in (400, 413, 422):
+            raise _Failed(f"refused the request ({response.status_code}): {_detail(response)}")
+        raise _Refused(f"unexpected HTTP {response.status_code}: {_detail(response)}")
+
+    # -- health -------------------------------------------------------------------------------
+
+    def _probe(self, url: str) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            response = self._http.get(f"{url}/healthz", timeout=HEALTH_TIMEOUT)
+        except httpx.HTTPError as exc:
+            return {"healthy": False, "message": f"unreachable ({type(exc).__name__}: {exc})", "latency": None}
+        latency = time.monotonic() - started
+        if response.status_code == 401:
+            return {"healthy": False, "message": "refused the token (401)", "latency": latency}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        healthy = response.status_code == 200 and bool(body.get("healthy"))
+        message = str(body.get("message") or f"HTTP {response.status_code}")
+        return {
+            "healthy": healthy,
+            "message": message,
+            "latency": latency,
+            "runtime": body.get("runtime"),
+            "languages": {k: {"available": v.get("available"), "pool": v.get("pool")} for k, v in (body.get("languages") or {}).items()},
+        }
+
+    def health(self) -> HealthStatus:
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(self.endpoints))) as workers:
+            probes = dict(zip(self.endpoints, workers.map(self._probe, self.endpoints)))
+        good = [url for url, probe in probes.items() if probe["healthy"]]
+        bad = [f"{url}: {probe['message']}" for url, probe in probes.items() if not probe["healthy"]]
+        summary = f"{len(good)}/{len(self.endpoints)} executors healthy"
+        message = summary + (" (" + "; ".join(bad) + ")" if bad else "")
+        return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details={"endpoints": probes})
+
+
+_clients: OrderedDict[tuple[tuple[str, ...], str | None, bool], ExecutorClient] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def client_for(config: Mapping[str, Any]) -> ExecutorClient:
+    """The shared client for this config's endpoints, token and TLS setting."""
+    token = config.get("token")
+    if isinstance(token, Secret):
+        token = token.reveal()
+    key = (tuple(config["endpoints"]), token or None, bool(config.get("verify_tls", True)))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = ExecutorClient(list(key[0]), key[1], verify_tls=key[2])
+            _clients[key] = client
+            while len(_clients) > _CACHE_SIZE:
+                _clients.popitem(last=False)[1].close()
+        else:
+            _clients.move_to_end(key)
+        return client

@@ -1,0 +1,130 @@
+"""The ``self_managed`` provider: sandbox-core's hooks, sending executions to sandbox-executors.
+
+This is the entry-point module sandbox-core loads, so it stays light: it imports neither the
+service stack nor the HTTP client; :mod:`sandbox_selfmanaged.client` (httpx) is imported on the
+first execution or health check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sandbox_core.errors import FieldProblem
+from sandbox_core.hookspecs import hookimpl
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.schema import ConfigField, ConfigSchema
+
+TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+SCHEMA = ConfigSchema(
+    [
+        ConfigField(
+            "endpoints",
+            "url",
+            label="Executor endpoints",
+            description="Base URLs of sandbox-executor services, e.g. http://10.0.0.5:8808. Load is spread "
+            "over them; an unreachable or overloaded one is skipped.",
+            required=True,
+            multiple=True,
+        ),
+        ConfigField(
+            "token",
+            "secret",
+            label="Executor token",
+            description="The bearer token the executors were started with (SANDBOX_EXECUTOR_TOKEN). "
+            "Required unless every endpoint is on this machine.",
+            env=TOKEN_ENV,
+        ),
+        ConfigField(
+            "request_timeout",
+            "number",
+            label="Request overhead timeout (s)",
+            description="Seconds an executor may take beyond the execution's own timeout (queueing, "
+            "boot, transfer) before the attempt is abandoned.",
+            default=30.0,
+            minimum=1,
+            maximum=3600,
+        ),
+        ConfigField(
+            "retries",
+            "integer",
+            label="Retries",
+            description="Extra rounds over the endpoints when all refused (unreachable, 5xx, 503), "
+            "honouring Retry-After, within the execution's deadline.",
+            default=2,
+            minimum=0,
+            maximum=10,
+        ),
+        ConfigField(
+            "default_timeout",
+            "number",
+            label="Default timeout (s)",
+            description="Wall-clock limit of an execution whose caller did not choose one.",
+            default=30.0,
+            minimum=0.1,
+            maximum=3600,
+        ),
+        ConfigField("memory_mb", "integer", label="Memory (MiB)", description="Per-execution memory, files in /tmp included (executor default if empty).", minimum=64, maximum=65536),
+        ConfigField("processes", "integer", label="Processes", description="Processes and threads at once (executor default if empty).", minimum=4, maximum=4096),
+        ConfigField("max_output_bytes", "integer", label="Output limit (bytes)", description="Bytes of stdout and of stderr kept (executor default if empty).", minimum=1024, maximum=1 << 30),
+        ConfigField("max_file_bytes", "integer", label="File size limit (bytes)", description="Largest file code may write (executor default if empty).", minimum=4096, maximum=1 << 40),
+        ConfigField("verify_tls", "boolean", label="Verify TLS certificates", description="For https:// endpoints.", default=True),
+    ]
+)
+
+LIMIT_FIELDS = ("memory_mb", "processes", "max_output_bytes", "max_file_bytes")
+
+
+@hookimpl
+def sandbox_provider_info() -> ProviderInfo:
+    return ProviderInfo(
+        description="gVisor sandboxes on your own machines, through one or more sandbox-executor services",
+        languages=("python", "javascript"),
+        tags=("self-hosted", "gvisor", "no-network"),
+    )
+
+
+@hookimpl
+def sandbox_config_schema() -> ConfigSchema:
+    return SCHEMA
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@hookimpl
+def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    endpoints = list(config.get("endpoints") or [])
+    seen: set[str] = set()
+    for index, url in enumerate(endpoints):
+        if url in seen:
+            problems.append(FieldProblem(f"endpoints.{index}", f"{url} is listed twice"))
+        seen.add(url)
+        if urlsplit(url).path not in ("", "/"):
+            problems.append(FieldProblem(f"endpoints.{index}", f"{url}: give the executor's base URL, without a path"))
+    remote = [url for url in endpoints if not _is_local(url)]
+    if remote and not config.get("token"):
+        problems.append(
+            FieldProblem("token", f"is required for executors on other machines ({', '.join(remote)}); executors refuse to listen there without one")
+        )
+    return problems
+
+
+@hookimpl
+def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
+    from sandbox_selfmanaged.client import client_for
+
+    return client_for(config).health()
+
+
+@hookimpl
+def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+    from sandbox_selfmanaged.client import client_for
+
+    return client_for(config).execute(request, config, provider_name)
