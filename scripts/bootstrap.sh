@@ -26,17 +26,21 @@ apt_install() {
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
-    log "please install these Debian packages (as root): ${missing[*]}"
-    return 1
+    if ! command -v sudo >/dev/null 2>&1; then
+      log "please install these Debian packages as root: ${missing[*]}"
+      return 1
+    fi
+    sudo=(sudo)
   fi
   if [ $apt_updated -eq 0 ]; then
     log "apt-get update"
-    apt-get update -qq
+    "${sudo[@]}" apt-get update -qq
     apt_updated=1
   fi
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 system_packages=(runsc nodejs python3 python3-venv ca-certificates)

@@ -7,7 +7,7 @@ Each test gets a fresh database of its own on them.
 
 Without the server binaries the server-backed tests are skipped locally but FAIL when the
 ``CI`` environment variable is set, so that CI cannot pass by silently skipping them
-(``.ci/install-databases.sh`` installs the Debian packages).
+(``scripts/bootstrap.sh test`` installs the Debian packages).
 """
 
 from __future__ import annotations
