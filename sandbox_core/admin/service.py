@@ -8,20 +8,27 @@ with the names of the changed fields, never their values.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from sandbox_core.audit import AuditLog
 from sandbox_core.client import SandboxClient
-from sandbox_core.errors import ConfigValidationError, FieldProblem, ProviderNotFoundError, SandboxError
+from sandbox_core.errors import (
+    ConfigValidationError,
+    FieldProblem,
+    ProviderError,
+    ProviderNotFoundError,
+    SandboxError,
+)
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import MASK, ConfigSchema, secret_values, to_storable
@@ -89,7 +96,8 @@ class AdminService:
 
     def schema(self, name: str) -> ConfigSchema:
         self.require(name)
-        return self._client.config_schema(name)
+        with _provider_failures(name, "declare its config schema"):
+            return self._client.config_schema(name)
 
     def json_schema(self, name: str) -> dict[str, Any]:
         return self.schema(name).json_schema(title=name)
@@ -154,7 +162,8 @@ class AdminService:
 
     def _validate(self, name: str, schema: ConfigSchema, config: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return self._client.validate_config(name, config)
+            with _provider_failures(name, "check the config"):
+                return self._client.validate_config(name, config)
         except ConfigValidationError as exc:
             # A provider's own checks may quote the value they refuse; a secret must not come back.
             values = [v for k in schema.secret_fields if isinstance(v := config.get(k), str) and v]
@@ -174,7 +183,8 @@ class AdminService:
         stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
         merged = schema.keep_stored_secrets(submitted, stored)
         converted = self._validate(name, schema, merged)
-        languages = self.registry.provider_info(name).languages or ("python",)
+        with _provider_failures(name, "describe itself"):
+            languages = self.registry.provider_info(name).languages or ("python",)
         language = "python" if "python" in languages else languages[0]
         client = SandboxClient(provider=name, config=merged, registry=self.registry)
         result = client.execute(PROBES.get(language, PROBES["python"]), language, timeout=self.probe_timeout, requested_by="admin:test-connection")
@@ -187,6 +197,20 @@ class AdminService:
             reason = result.error.message if result.error else f"status {result.status.value}, exit code {result.exit_code}"
             message = scrub(f"the probe failed: {reason}")
         return ProbeOutcome(success=success, language=language, message=message, result=result)
+
+
+@contextlib.contextmanager
+def _provider_failures(name: str, doing: str) -> Iterator[None]:
+    """Turn a provider's bug into a :class:`ProviderError` (answered 503), not an internal error."""
+    try:
+        yield
+    except SandboxError:
+        raise
+    except Exception as exc:
+        # The exception's text may quote a config value, so only its type goes to the log by default.
+        logger.warning("provider %r failed to %s: %s", name, doing, type(exc).__name__)
+        logger.debug("provider %r failed to %s", name, doing, exc_info=True)
+        raise ProviderError(f"provider {name!r} failed to {doing}: {type(exc).__name__}") from None
 
 
 def _mask_all(text: str, values: list[str]) -> str:

@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
+from sandbox_core import hookimpl
 from sandbox_core.admin.app import API_PREFIX, create_app
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import MASK
+from sandbox_core.schema import MASK, ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
@@ -380,3 +381,36 @@ def test_a_broken_provider_is_listed_as_broken_and_the_others_still_work(
         schema = client.get(url("/providers/broken_admin/schema"), headers=AUTH)
         assert schema.status_code == 503 and "fakeprov_missing_dependency" in schema.json()["detail"]
         assert client.post(url("/providers/local/test"), headers=AUTH, json={"config": {}}).json()["success"] is True
+
+
+class BuggyProvider(UnsandboxedSubprocessProvider):
+    """A provider whose hooks raise plain exceptions, quoting the secret, as a buggy plugin might."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        if self.where == "schema":
+            raise RuntimeError("schema bug")
+        return ConfigSchema([ConfigField("key", "secret")])
+
+    @hookimpl
+    def sandbox_validate_config(self, config: Any) -> list[Any]:
+        raise ValueError(f"validation bug with {config['key'].reveal()}")
+
+
+def test_a_buggy_provider_is_503_never_an_internal_error(
+    api: TestClient, register_provider: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    register_provider("buggy_schema", BuggyProvider("schema"))
+    register_provider("buggy_validate", BuggyProvider("validate"))
+    caplog.set_level(logging.INFO)
+    response = api.get(url("/providers/buggy_schema/schema"), headers=AUTH)
+    assert response.status_code == 503 and "RuntimeError" in response.json()["detail"]
+    for method, path in (("PUT", "/providers/buggy_validate/config"), ("POST", "/providers/buggy_validate/test")):
+        response = api.request(method, url(path), headers=AUTH, json={"config": {"key": SECRET}})
+        assert response.status_code == 503, response.text
+        assert "failed to check the config: ValueError" in response.json()["detail"]
+        assert SECRET not in response.text
+    assert SECRET not in caplog.text

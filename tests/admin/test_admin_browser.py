@@ -14,17 +14,40 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_support import TOKEN
+from admin_support import TOKEN, GuardedLocalProvider
 
+from sandbox_core import registry as registry_module
+from sandbox_core.hookspecs import PROVIDER_GROUP
+from sandbox_core.registry import ProviderEntry, ProviderRegistry
 from sandbox_core.schema import MASK
 from sandbox_core.settings import SettingsStore
 from sandbox_core.settings.secrets import decrypt_secrets
+from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 CHROMIUM = os.environ.get("SANDBOX_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SANDBOX_TEST_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "admin-page.png"
 SECRET = "e2e-secret-token-value"
 WAIT = 20
+
+
+@pytest.fixture
+def admin_registry(monkeypatch: pytest.MonkeyPatch) -> ProviderRegistry:
+    """Overrides the shared fixture: one installed provider whose SDK is missing, plus the good ones."""
+
+    def load() -> Any:
+        raise ModuleNotFoundError("No module named 'example_sdk'")
+
+    broken = ProviderEntry(name="example_cloud", package="sandbox-example-cloud", version="0.3.0", value="sandbox_example_cloud", load=load)
+
+    def discover(group: str = PROVIDER_GROUP) -> list[tuple[str, ProviderEntry]]:
+        return [("example_cloud", broken)] if group == PROVIDER_GROUP else []
+
+    monkeypatch.setattr(registry_module, "discover_entries", discover)
+    registry = ProviderRegistry()
+    registry.register("local", UnsandboxedSubprocessProvider())
+    registry.register("guarded", GuardedLocalProvider())
+    return registry
 
 
 def _unavailable(reason: str) -> None:
@@ -112,6 +135,11 @@ def test_configure_test_and_save_a_provider_in_the_browser(
 
     card = wait(lambda d: d.find_element(By.CSS_SELECTOR, ".card[data-provider='guarded']"), "the provider cards")
     assert text("encryption") == "secrets encrypted at rest"
+    broken = find(By.CSS_SELECTOR, ".card[data-provider='example_cloud']")
+    assert "broken" in broken.text and "No module named 'example_sdk'" in broken.text
+    broken.click()
+    wait(lambda d: "No module named 'example_sdk'" in text("editor-note"), "the broken provider's error")
+    assert not find(By.ID, "config-form").is_displayed()
     assert "Local subprocess behind an API token" in card.text and "loaded" in card.text
     card.click()
     wait(lambda d: d.find_element(By.ID, "field-api_token").is_displayed(), "the guarded provider's form")
