@@ -31,6 +31,7 @@ from sandbox_core.admin.auth import TOKEN_ENV, token_matches
 from sandbox_core.admin.models import (
     ConfigOut,
     ErrorBody,
+    FieldError,
     ProviderList,
     SaveConfigIn,
     SavedConfig,
@@ -38,7 +39,11 @@ from sandbox_core.admin.models import (
     TestConnectionOut,
 )
 from sandbox_core.admin.service import Actor, AdminService, ConfigConflictError
-from sandbox_core.errors import ConfigValidationError, ProviderNotFoundError, SandboxError
+from sandbox_core.errors import (
+    ConfigValidationError,
+    ProviderNotFoundError,
+    SandboxError,
+)
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.settings import SettingsStore
 
@@ -65,7 +70,7 @@ ProviderName = Annotated[
 
 
 def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorBody(detail=detail, errors=errors or [])
+    body = ErrorBody(detail=detail, errors=[FieldError(**error) for error in errors or ()])
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 

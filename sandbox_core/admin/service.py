@@ -33,7 +33,11 @@ from sandbox_core.model import ExecutionResult, ExecutionStatus
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import MASK, ConfigSchema, secret_values, to_storable
 from sandbox_core.settings import SettingsStore
-from sandbox_core.settings.secrets import decrypt_secrets, encrypt_secrets, encryption_enabled
+from sandbox_core.settings.secrets import (
+    decrypt_secrets,
+    encrypt_secrets,
+    encryption_enabled,
+)
 
 logger = logging.getLogger("sandbox_core.admin")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from sandbox_core.errors import ConfigurationError
 
@@ -23,7 +23,7 @@ KEY_ENV = "SANDBOX_SECRET_KEY"
 PREFIX = "enc:v1:"
 
 
-def is_encrypted(value: Any) -> bool:
+def is_encrypted(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 

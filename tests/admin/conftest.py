@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the admin extra is not installed")
 
-import uvicorn  # noqa: E402
-from admin_support import TOKEN, GuardedLocalProvider  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+import uvicorn
+from admin_support import TOKEN, GuardedLocalProvider
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
-from sandbox_core.admin.app import create_app  # noqa: E402
-from sandbox_core.registry import ProviderRegistry  # noqa: E402
-from sandbox_core.settings import SettingsStore  # noqa: E402
-from sandbox_core.testing import UnsandboxedSubprocessProvider  # noqa: E402
+from sandbox_core.admin.app import create_app
+from sandbox_core.registry import ProviderRegistry
+from sandbox_core.settings import SettingsStore
+from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 
 @pytest.fixture

@@ -90,7 +90,10 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def waiter(driver: Any) -> Callable[[Callable[[Any], Any], str], Any]:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     # The page re-renders the form when a provider is (re)selected: retry on vanished elements.
@@ -179,6 +182,13 @@ def test_configure_test_and_save_a_provider_in_the_browser(
     assert stored["api_token"].startswith("enc:v1:") and stored["max_output_bytes"] == 65536
     assert decrypt_secrets(stored, ["api_token"])["api_token"] == SECRET
     assert sandbox_settings.get("sandbox.provider_type") == "guarded"
+
+    # Switching providers loads each one's own saved config.
+    find(By.CSS_SELECTOR, ".card[data-provider='local']").click()
+    wait(lambda d: not d.find_elements(By.ID, "field-api_token") and d.find_element(By.ID, "field-python"), "the local provider's form")
+    assert find(By.ID, "field-max_output_bytes").get_attribute("value") == ""
+    find(By.CSS_SELECTOR, ".card[data-provider='guarded']").click()
+    wait(lambda d: d.find_element(By.ID, "field-api_token").get_attribute("value") == MASK, "the guarded provider's saved config")
 
     driver.refresh()
     wait(lambda d: d.find_element(By.ID, "field-api_token").get_attribute("value") == MASK, "the saved config after reload")

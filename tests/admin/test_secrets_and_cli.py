@@ -14,7 +14,12 @@ from sandbox_core.admin.auth import is_loopback, resolve_token, token_matches
 from sandbox_core.cli import main
 from sandbox_core.errors import ConfigurationError
 from sandbox_core.settings import SettingsStore
-from sandbox_core.settings.secrets import PREFIX, decrypt_secrets, encrypt_secrets, encryption_enabled
+from sandbox_core.settings.secrets import (
+    PREFIX,
+    decrypt_secrets,
+    encrypt_secrets,
+    encryption_enabled,
+)
 
 fernet = pytest.importorskip("cryptography.fernet")
 KEY = fernet.Fernet.generate_key().decode()
