@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install what the sandbox-executor needs from Debian/Ubuntu packages, if it is missing:
+#   runsc                                  gVisor (one static binary; no Docker needed)
+#   python3-minimal, libpython3-stdlib     the interpreter and standard library sandboxes get
+#   nodejs                                 for JavaScript (skipped when a `node` is already on PATH)
+# Idempotent: packages already installed are left alone and apt is not touched at all then.
+# Run as root (or with sudo available). Usage: install-system-deps.sh [--no-node]
+set -euo pipefail
+
+want_node=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-node) want_node=0 ;;
+    *) echo "usage: $0 [--no-node]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+packages=(runsc python3-minimal libpython3-stdlib)
+if [ "$want_node" -eq 1 ] && ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  log "system packages for sandbox-executor are present"
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    log "please install these Debian packages as root: ${missing[*]}"
+    exit 1
+  fi
+fi
+
+log "installing ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+runsc_path=$(command -v runsc || true)
+if [ -z "$runsc_path" ]; then
+  log "runsc is still not on PATH after installing the runsc package"
+  exit 1
+fi
+log "$("$runsc_path" --version | head -n1) at $runsc_path"
