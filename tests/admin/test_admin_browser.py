@@ -138,6 +138,8 @@ def test_configure_test_and_save_a_provider_in_the_browser(
 
     card = wait(lambda d: d.find_element(By.CSS_SELECTOR, ".card[data-provider='guarded']"), "the provider cards")
     assert text("encryption") == "secrets encrypted at rest"
+    active = sandbox_settings.get("sandbox.provider_type")  # the packaged default, not installed here
+    assert f'The active provider "{active}" is not installed' in text("providers-error")
     broken = find(By.CSS_SELECTOR, ".card[data-provider='example_cloud']")
     assert "broken" in broken.text and "No module named 'example_sdk'" in broken.text
     broken.click()
@@ -182,6 +184,7 @@ def test_configure_test_and_save_a_provider_in_the_browser(
     assert stored["api_token"].startswith("enc:v1:") and stored["max_output_bytes"] == 65536
     assert decrypt_secrets(stored, ["api_token"])["api_token"] == SECRET
     assert sandbox_settings.get("sandbox.provider_type") == "guarded"
+    wait(lambda d: text("providers-error") == "", "the not-installed warning to go")
 
     # Switching providers loads each one's own saved config.
     find(By.CSS_SELECTOR, ".card[data-provider='local']").click()

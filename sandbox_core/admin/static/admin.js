@@ -91,12 +91,14 @@ async function openWorkspace() {
   try {
     listing = await api("GET", "/providers");
   } catch (error) {
-    if (error.status !== 401) showTokenPanel(`Could not load the providers: ${error.message}`);
-    return;
+    if (error.status === 401) return;
+    listing = null;
+    $("providers-error").textContent = `Could not load the providers: ${error.message}`;
   }
   $("token-panel").hidden = true;
   $("workspace").hidden = false;
   $("forget-token").hidden = false;
+  if (!listing) return;
   renderProviders(listing);
   const remembered = sessionStorage.getItem(PROVIDER_KEY);
   const names = state.providers.map((p) => p.name);
@@ -107,6 +109,10 @@ async function openWorkspace() {
 
 function renderProviders(listing) {
   state.providers = listing.providers;
+  const installed = listing.providers.map((p) => p.name);
+  $("providers-error").textContent = listing.active && !installed.includes(listing.active)
+    ? `The active provider "${listing.active}" is not installed: executions fail until it is installed or another provider is activated.`
+    : "";
   const badge = $("encryption");
   badge.hidden = false;
   badge.textContent = listing.encryption_at_rest ? "secrets encrypted at rest" : "secrets stored unencrypted";
@@ -136,7 +142,7 @@ async function refreshProviders() {
   try {
     renderProviders(await api("GET", "/providers"));
   } catch (error) {
-    $("providers-error").textContent = error.status === 401 ? "" : error.message;
+    if (error.status !== 401) $("providers-error").textContent = error.message;
   }
 }
 
