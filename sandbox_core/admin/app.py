@@ -14,6 +14,7 @@ a stack trace or a secret.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -228,13 +229,14 @@ def create_app(
     """
     if not token:
         raise ValueError("the admin app needs a token")
+    etag_key = hashlib.sha256(b"sandbox-core admin etag\0" + token.encode("utf-8")).digest()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
         if getattr(app.state, "service", None) is None:
             owned = SettingsStore()
-            app.state.service = AdminService(owned, registry or get_registry(), probe_timeout=probe_timeout)
+            app.state.service = AdminService(owned, registry or get_registry(), probe_timeout=probe_timeout, etag_key=etag_key)
         try:
             yield
         finally:
@@ -257,7 +259,7 @@ def create_app(
     )
     app.state.admin_token = token
     app.state.service = (
-        AdminService(settings, registry or get_registry(), probe_timeout=probe_timeout) if settings is not None else None
+        AdminService(settings, registry or get_registry(), probe_timeout=probe_timeout, etag_key=etag_key) if settings is not None else None
     )
 
     @app.middleware("http")

@@ -70,13 +70,21 @@ class ProbeOutcome:
 class AdminService:
     """The operations behind the admin API, on one settings store and one provider registry."""
 
-    def __init__(self, store: SettingsStore, registry: ProviderRegistry, *, probe_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: SettingsStore,
+        registry: ProviderRegistry,
+        *,
+        probe_timeout: float = 30.0,
+        etag_key: bytes | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.probe_timeout = probe_timeout
         self._client = SandboxClient(settings=store, registry=registry)
-        # Etags are keyed per process so they reveal nothing about the (secret) values they cover.
-        self._etag_key = secrets.token_bytes(32)
+        # Etags are keyed so they reveal nothing about the (secret) values they cover; processes
+        # serving the same admin token share the key, so any of them accepts another's etag.
+        self._etag_key = etag_key or secrets.token_bytes(32)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -414,3 +414,12 @@ def test_a_buggy_provider_is_503_never_an_internal_error(
         assert "failed to check the config: ValueError" in response.json()["detail"]
         assert SECRET not in response.text
     assert SECRET not in caplog.text
+
+
+def test_processes_serving_the_same_token_accept_each_others_etags(
+    api: TestClient, sandbox_settings: SettingsStore, admin_registry: ProviderRegistry
+) -> None:
+    etag = save(api, GOOD).json()["etag"]
+    with TestClient(create_app(token=TOKEN, settings=sandbox_settings, registry=admin_registry)) as other:
+        response = other.put(url("/providers/guarded/config"), headers=AUTH, json={"config": GOOD, "etag": etag})
+        assert response.status_code == 200, response.text
