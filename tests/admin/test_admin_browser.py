@@ -7,6 +7,7 @@ lost the browser cannot pass silently. It also refreshes ``docs/images/admin-pag
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -81,7 +82,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
         yield driver
@@ -215,3 +216,12 @@ def test_configure_test_and_save_a_provider_in_the_browser(
     # The page's own errors only: the 401 and 422 answers above are logged by Chromium as network errors.
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"]
     assert severe == [], severe
+    # The page needs no network but its own server: no CDN, fonts, analytics or anything else.
+    requested = set()
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requested.add(message["params"]["request"]["url"])
+    assert any(u.startswith(live_server + "/api/") for u in requested), requested
+    network = {u for u in requested if u.startswith(("http:", "https:", "ws:", "wss:"))}
+    assert {u for u in network if not u.startswith(live_server + "/")} == set()
