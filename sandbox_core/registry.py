@@ -383,10 +383,15 @@ class ProviderRegistry:
             try:
                 self.load(name)
                 info = self.provider_info(name)
-            except ProviderError as exc:
+            except Exception as exc:  # a provider's own hook may fail in any way; list it as broken
                 if self.strict:
                     raise
-                error = exc.error if isinstance(exc, ProviderLoadError) else str(exc)
+                if isinstance(exc, ProviderLoadError):
+                    error = exc.error
+                elif isinstance(exc, ProviderError):
+                    error = str(exc)
+                else:
+                    error = f"sandbox_provider_info failed: {_describe(exc)}"
                 rows.append(ProviderStatus(state=ProviderState.BROKEN, error=error, **base))
                 continue
             base["description"] = info.description or first.summary

@@ -45,7 +45,7 @@ apt_install() {
 
 system_packages=(runsc nodejs python3 python3-venv ca-certificates)
 if [ "$job" = test ]; then
-  system_packages+=(postgresql mariadb-server)
+  system_packages+=(postgresql mariadb-server chromium chromium-driver fonts-dejavu-core)
 fi
 if command -v node >/dev/null 2>&1; then
   # A Node.js from elsewhere (nvm, NodeSource) is fine; do not fight it with Debian's package.

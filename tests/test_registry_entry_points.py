@@ -264,3 +264,27 @@ def test_a_refused_in_process_provider_leaves_no_trace() -> None:
         registry.register("mine", Complete())
     registry.unregister("mine")
     assert registry.names() == []
+
+
+def test_a_provider_whose_info_hook_raises_is_listed_as_broken_and_others_still_listed() -> None:
+    class Good:
+        @hookimpl
+        def sandbox_config_schema(self) -> None:
+            return None
+
+        @hookimpl
+        def sandbox_execute(self) -> ExecutionResult:
+            return ExecutionResult(status="success")
+
+    class FailingInfo(Good):
+        @hookimpl
+        def sandbox_provider_info(self) -> None:
+            raise RuntimeError("metadata service down")
+
+    registry = ProviderRegistry(discover=False)
+    registry.register("good", Good())
+    registry.register("failing", FailingInfo())
+    rows = {row.name: row for row in registry.statuses()}
+    assert rows["good"].state is ProviderState.LOADED
+    assert rows["failing"].state is ProviderState.BROKEN
+    assert "RuntimeError: metadata service down" in rows["failing"].error

@@ -2,7 +2,9 @@
 
 Uses Debian's ``chromium`` and ``chromium-driver`` packages (never a downloaded browser). Without
 them the test is skipped on a workstation and fails under CI (``CI`` set), so a CI image that
-lost the browser cannot pass silently. It also refreshes ``docs/images/admin-page.png``.
+lost the browser cannot pass silently. It takes the screenshot shown in docs/admin.md: with
+``SANDBOX_UPDATE_SCREENSHOTS=1`` it refreshes ``docs/images/admin-page.png``, otherwise it writes a
+copy to the temporary directory so that a test run leaves the work tree clean.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,11 @@ from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 CHROMIUM = os.environ.get("SANDBOX_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SANDBOX_TEST_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "admin-page.png"
+SCREENSHOT = (
+    Path(__file__).resolve().parents[2] / "docs" / "images" / "admin-page.png"
+    if os.environ.get("SANDBOX_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "sandbox-admin-page.png"
+)
 SECRET = "e2e-secret-token-value"
 WAIT = 20
 
