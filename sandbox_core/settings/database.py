@@ -13,6 +13,7 @@ server URLs are passed to the driver (``?sslmode=require``, ``?unix_socket=/run/
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sqlite3
 import time
@@ -40,6 +41,22 @@ ACCEPTED_URLS = (
     "(or postgres://), mysql://USER:PASSWORD@HOST:PORT/DB (MariaDB too)"
 )
 PASSWORD_MASK = "***"
+
+
+class _RedactQueryParameters(logging.Filter):
+    """Keeps peewee's debug log of SQL statements but drops their parameters.
+
+    Those parameters are setting values, provider secrets among them; a DEBUG log level switched on
+    for troubleshooting must not write them out.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, tuple) and len(record.msg) == 2:
+            record.msg = (record.msg[0], "<parameters redacted>")
+        return True
+
+
+logging.getLogger("peewee").addFilter(_RedactQueryParameters())
 
 
 def mask_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import importlib.util
 import threading
 from pathlib import Path
@@ -147,3 +148,14 @@ def test_in_memory_sqlite_is_one_database_shared_by_threads() -> None:
         assert errors == []
         assert [store.get(f"custom.t{n}") for n in range(4)] == ["19"] * 4
         assert store.version() == start + 80
+
+
+def test_sql_debug_log_never_shows_setting_values(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sandbox_core.settings import SettingsStore
+
+    caplog.set_level(logging.DEBUG, logger="peewee")
+    with SettingsStore(f"sqlite:///{tmp_path / 'settings.db'}") as store:
+        store.save_provider_config("vault", {"token": "do-not-log-this-value"})
+        assert store.provider_config("vault") == {"token": "do-not-log-this-value"}
+    assert any("system_settings" in record.getMessage() for record in caplog.records), "peewee logged no SQL"
+    assert "do-not-log-this-value" not in caplog.text
