@@ -39,6 +39,17 @@ def require_gvisor() -> None:
         )
 
 
+def child_pids(pid: int) -> list[int]:
+    """Children of every thread of ``pid`` (orphans adopted by a subreaper included)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import sandbox_selfmanaged
-from selfmanaged_support import Executor
+from selfmanaged_support import Executor, child_pids
 
 MIB = 1 << 20
 
@@ -62,7 +62,7 @@ def main():
 def test_runsc_processes_do_not_inherit_the_token(executor: Executor) -> None:
     """Not from inside: on the host, no child of the executor carries the token in its environment."""
     assert executor.token
-    children = [int(p) for p in Path(f"/proc/{executor.process.pid}/task/{executor.process.pid}/children").read_text().split()]
+    children = child_pids(executor.process.pid)
     assert children, "the warm pool should have sandbox processes adopted by the executor"
     for pid in children:
         try:

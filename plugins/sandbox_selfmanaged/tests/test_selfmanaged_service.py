@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from selfmanaged_support import EXECUTOR, RUNSC, Executor, assert_clean_shutdown, free_port, start_executor
+from selfmanaged_support import EXECUTOR, RUNSC, Executor, assert_clean_shutdown, child_pids, free_port, start_executor
 
 # -- the result contract --------------------------------------------------------------------------
 
@@ -215,7 +215,8 @@ def test_refuses_a_public_address_without_token(tmp_path: Path) -> None:
 def test_start_up_removes_what_a_crashed_executor_left(tmp_path: Path) -> None:
     crashed = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "2")
     crashed.http.close()
-    sandbox_pids = [int(p) for p in Path(f"/proc/{crashed.process.pid}/task/{crashed.process.pid}/children").read_text().split()]
+    sandbox_pids = child_pids(crashed.process.pid)
+    assert sandbox_pids
     crashed.process.send_signal(signal.SIGKILL)
     crashed.process.wait()
     leftovers = subprocess.run([RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True).stdout.split()

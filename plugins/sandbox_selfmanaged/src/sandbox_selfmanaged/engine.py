@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ class Engine:
         self.layout: SandboxLayout | None = None
         self._lock_fd: int | None = None
         self._active: set[Sandbox] = set()
+        self._unreleased: set[Sandbox] = set()
         self._active_lock = threading.Lock()
         self._busy: dict[str, int] = {language: 0 for language in config.languages}
         self._closed = False
@@ -292,13 +293,26 @@ class Engine:
         Raises :class:`SandboxUnavailableError` when no sandbox can be had (the service turns it
         into a 503 with ``Retry-After``); everything the code does is in the result.
         """
+        result, release = self.run(request, limits)
+        release()
+        return result
+
+    def run(self, request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, Callable[[], None]]:
+        """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
+
+        Releasing destroys the sandbox and lets the pool boot its replacement. Both cost CPU and
+        the interpreter lock; a service calls ``release`` after its response has been sent, so
+        that work stays off the response's path. ``release`` is idempotent; sandboxes never
+        released are destroyed by :meth:`close`.
+        """
         if self.problem or self.pool is None:
             raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
         if request.language not in self.runtimes:
             reason = self.language_errors.get(request.language, "not enabled on this executor")
             raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
         requested_at = time.monotonic()
-        sandbox = self.pool.acquire(request.language, limits, self.config.acquire_timeout)
+        pool = self.pool
+        sandbox = pool.acquire(request.language, limits, self.config.acquire_timeout)
         queued = time.monotonic() - requested_at
         with self._active_lock:
             if self._closed:
@@ -307,17 +321,35 @@ class Engine:
                 raise SandboxUnavailableError("the executor is shutting down", retry_after=5)
             self._active.add(sandbox)
             self._busy[request.language] += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._active_lock:
+                if released.is_set():
+                    return
+                released.set()
+                self._active.discard(sandbox)
+                self._unreleased.discard(sandbox)
+            assert self.janitor is not None
+            self.janitor.dispose(sandbox)
+            if sandbox.limits.boot_key() == pool.profile.boot_key():
+                pool.give_back(request.language)
+
         try:
             if limits.memory_mb != sandbox.limits.memory_mb:
                 sandbox.set_memory_limit(limits.memory_bytes)
             job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
             outcome = sandbox.run(job, limits)
-        finally:
+        except BaseException:
             with self._active_lock:
-                self._active.discard(sandbox)
                 self._busy[request.language] -= 1
-            assert self.janitor is not None
-            self.janitor.dispose(sandbox)
+            release()
+            raise
+        with self._active_lock:
+            self._busy[request.language] -= 1
+            if not released.is_set():
+                self._active.discard(sandbox)
+                self._unreleased.add(sandbox)
         metadata: dict[str, Any] = {
             "runtime": RUNTIME_NAME,
             "runsc_version": self.runsc_version,
@@ -350,7 +382,7 @@ class Engine:
                     message=f"the code wrote more than {limits.max_output_bytes} bytes of output and was stopped",
                 ),
             )
-        return result
+        return result, release
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -421,7 +453,12 @@ class Engine:
             sandbox.kill()
         while self.active_count() and time.monotonic() < deadline + 5:
             time.sleep(0.05)
+        with self._active_lock:
+            unreleased = list(self._unreleased)
+            self._unreleased.clear()
         if self.janitor is not None:
+            for sandbox in unreleased:
+                self.janitor.dispose(sandbox)
             self.janitor.close()
         if self.runsc is not None and self.runsc_path:
             for container_id in self.runsc.list_ids():

@@ -40,6 +40,7 @@ class _LanguageState:
     ready: collections.deque[Sandbox] = attrs.field(factory=collections.deque)
     booting: int = 0
     waiting: int = 0
+    lent: int = 0
     boots: int = 0
     boot_failures: int = 0
     consecutive_failures: int = 0
@@ -121,7 +122,7 @@ class WarmPool:
                     while state.ready:
                         sandbox = state.ready.popleft()
                         if sandbox.alive():
-                            self._cond.notify_all()  # a refill is due
+                            state.lent += 1
                             return sandbox
                         logger.warning("warm %s sandbox %s died while idle; discarding it", language, sandbox.id)
                         self._janitor.dispose(sandbox)
@@ -158,6 +159,14 @@ class WarmPool:
             assert ticket.sandbox is not None
             return ticket.sandbox
 
+    def give_back(self, language: str) -> None:
+        """The execution that took a sandbox of ``language`` is over: its replacement may boot now."""
+        with self._cond:
+            state = self._states.get(language)
+            if state is not None and state.lent > 0:
+                state.lent -= 1
+                self._cond.notify_all()
+
     # -- booting ------------------------------------------------------------------------------
 
     def _next_job(self, now: float) -> tuple[str, Limits, _Ticket | None] | None:
@@ -170,7 +179,10 @@ class WarmPool:
             for sandbox in [s for s in state.ready if not s.alive()]:
                 state.ready.remove(sandbox)
                 self._janitor.dispose(sandbox)
-            deficit = state.target + state.waiting - len(state.ready) - state.booting
+            # A sandbox lent to a running execution still counts against the target: refilling
+            # waits until it is given back, so a boot does not compete with that execution (and
+            # its response) for the CPU. Waiting requests raise the demand at once.
+            deficit = state.target + state.waiting - len(state.ready) - state.booting - state.lent
             if deficit <= 0 or now < state.retry_at:
                 continue
             key = (1 if state.waiting else 0, deficit)

@@ -17,9 +17,10 @@ the queue is full or sandboxes cannot be booted. What the user's code did, error
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +29,7 @@ import attrs
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 from sandbox_core.model import ExecutionRequest, ExecutionResult
 
@@ -44,6 +46,11 @@ from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragf
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
 LIVENESS_PATH = "/livez"
+RELEASE_FALLBACK_SECONDS = 5.0
+
+
+async def _call(function: Callable[[], None]) -> None:
+    function()  # cheap (a kill, a queue put, a notify): fine on the event loop
 
 
 @attrs.frozen
@@ -135,10 +142,15 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         metrics.rejections.labels("queue_full").inc()
         return _problem(503, str(exc), exc.retry_after)
 
-    async def run(request: ExecutionRequest, limits: Limits) -> ExecutionResult:
+    async def run(request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
+        """Execute, and the task that releases the sandbox once the response is out.
+
+        If the response is never sent (the client left), a timer releases it anyway.
+        """
         async with admission.slot():
             started = time.monotonic()
-            result = await anyio.to_thread.run_sync(engine.execute, request, limits, limiter=limiter)
+            result, release = await anyio.to_thread.run_sync(engine.run, request, limits, limiter=limiter)
+        asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
         elapsed = time.monotonic() - started
         metrics.executions.labels(request.language, result.status.value).inc()
         metrics.latency.labels(request.language).observe(elapsed)
@@ -147,7 +159,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
             result.metadata.get("sandbox_id"), request.language, result.status.value, result.exit_code,
             result.execution_time, result.metadata.get("queue_seconds", 0.0),
         )
-        return result
+        return result, BackgroundTask(_call, release)
 
     def build(code: str, language: str, arguments: dict[str, Any], timeout: float | None, requested: dict[str, Any] | None) -> tuple[ExecutionRequest, Limits]:
         limits = resolve(config.engine.defaults, config.engine.maximums, timeout=timeout, requested=requested)
@@ -181,8 +193,8 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def execute(body: ExecuteIn) -> JSONResponse:
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, body.arguments, body.timeout, requested)
-        result = await run(request, limits)
-        return JSONResponse(result.to_dict())
+        result, release = await run(request, limits)
+        return JSONResponse(result.to_dict(), background=release)
 
     @app.post(
         "/run",
@@ -192,8 +204,8 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     )
     async def ragflow_run(body: RunRequest) -> JSONResponse:
         request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
-        result = await run(request, limits)
-        return JSONResponse(to_ragflow(result))
+        result, release = await run(request, limits)
+        return JSONResponse(to_ragflow(result), background=release)
 
     return Gate(app, token=config.token, open_paths={LIVENESS_PATH}, max_body_bytes=config.max_body_bytes)
 

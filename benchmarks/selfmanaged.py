@@ -1,0 +1,324 @@
+"""Benchmark of the self-managed gVisor provider, everything measured side by side in one run.
+
+    uv run --with matplotlib python benchmarks/selfmanaged.py [--rounds 60] [--duration 8]
+
+(as root, with runsc installed). It starts a real ``sandbox-executor`` and measures:
+
+- latency of one trivial execution, p50/p95, interleaved round by round so machine noise hits
+  every method alike: the full stack (``sandbox_core.SandboxClient`` → ``self_managed`` provider →
+  HTTP → executor → warm gVisor sandbox) for Python and JavaScript; an unsandboxed
+  ``python3 -c`` subprocess (and ``node -e``); a naive ``runsc do`` per execution. Between
+  measurements the warm pool is allowed to refill, so this is the latency of a request that
+  finds the executor idle;
+- sustained executions per second at concurrency 1, 4 and 16, with latency and host CPU
+  seconds per execution;
+- memory of one idle warm sandbox, from its memory cgroup and as PSS of its processes (RSS
+  would count shared pages once per sandbox).
+
+Results go to ``benchmarks/results/selfmanaged.json`` and ``selfmanaged.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox_core import SandboxClient
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PYTHON_CODE = "print(42)"
+JS_CODE = "console.log(42)"
+POOL = {"python": 4, "javascript": 2}
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(samples, 0.50) * 1000, 2),
+        "p95_ms": round(percentile(samples, 0.95) * 1000, 2),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
+        "n": len(samples),
+    }
+
+
+def cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Executor:
+    """A sandbox-executor subprocess for the benchmark."""
+
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = secrets.token_urlsafe(24)
+        self.state_dir = workdir / "state"
+        self.log = workdir / "executor.log"
+        executable = str(Path(sys.executable).with_name("sandbox-executor"))
+        command = [
+            executable, "serve", "--port", str(self.port), "--state-dir", str(self.state_dir),
+            "--python-pool-size", str(POOL["python"]), "--javascript-pool-size", str(POOL["javascript"]),
+            "--max-concurrency", "16", "--queue-size", "64", "--log-level", "warning",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | {"SANDBOX_EXECUTOR_TOKEN": self.token}
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, trust_env=False)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise SystemExit(f"the executor did not become healthy:\n{self.log.read_text()[-3000:]}")
+
+    def health(self) -> dict[str, Any]:
+        return self.http.get("/healthz").json()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every warm pool is full and nothing boots (the machine is idle again)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pools = [entry["pool"] for entry in self.health()["languages"].values()]
+            if all(p["ready"] >= p["target"] and p["booting"] == 0 for p in pools):
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def measure_latency(executor: Executor, client: SandboxClient, rounds: int, runsc_root: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    runsc = shutil.which("runsc") or "/usr/bin/runsc"
+    runsc_root.mkdir(parents=True, exist_ok=True)
+    node = shutil.which("node") or "/usr/bin/node"
+    inner: list[float] = []
+
+    def full_stack(language: str, code: str) -> Callable[[], None]:
+        def run() -> None:
+            result = client.execute(code, language=language, timeout=30)
+            assert result.ok and result.stdout == "42\n", result
+            if language == "python":
+                inner.append(result.execution_time)
+        return run
+
+    def command(argv: list[str]) -> Callable[[], None]:
+        def run() -> None:
+            out = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=True).stdout
+            assert out.strip() == b"42", out
+        return run
+
+    methods: dict[str, Callable[[], None]] = {
+        "full_stack_python": full_stack("python", PYTHON_CODE),
+        "full_stack_javascript": full_stack("javascript", JS_CODE),
+        "unsandboxed_python_subprocess": command(["/usr/bin/python3", "-c", PYTHON_CODE]),
+        "unsandboxed_node_subprocess": command([node, "-e", JS_CODE]),
+        "runsc_do_python": command([runsc, f"--root={runsc_root}", f"--log={runsc_root}/runsc.log", "--network=none", "--platform=ptrace", "do", "/usr/bin/python3", "-c", PYTHON_CODE]),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    for name, run in methods.items():  # warm-up: caches, connections, lazy imports
+        for _ in range(3):
+            run()
+            executor.settle()
+    inner.clear()
+    for _ in range(rounds):
+        for name, run in methods.items():
+            executor.settle()
+            started = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - started)
+    return {name: summary(values) for name, values in samples.items()}, summary(inner)
+
+
+def measure_throughput(executor: Executor, client: SandboxClient, concurrency: int, duration: float) -> dict[str, Any]:
+    executor.settle()
+    latencies: list[float] = []
+    failures: list[str] = []
+    stop_at = time.monotonic() + duration
+
+    def worker() -> None:
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            result = client.execute(PYTHON_CODE, timeout=60)
+            if result.ok:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures.append(result.status.value)
+
+    cpu_before, wall_before = cpu_seconds(), time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    wall = time.monotonic() - wall_before
+    cpu = cpu_seconds() - cpu_before
+    return {
+        "concurrency": concurrency,
+        "executions": len(latencies),
+        "failures": len(failures),
+        "executions_per_second": round(len(latencies) / wall, 2),
+        "latency": summary(latencies),
+        "cpu_seconds_per_execution": round(cpu / max(1, len(latencies)), 3),
+        "cpu_utilisation_of_machine": round(cpu / wall / (os.cpu_count() or 1), 2),
+    }
+
+
+def measure_memory(executor: Executor) -> dict[str, Any]:
+    executor.settle()
+    time.sleep(1.0)  # let the interpreters finish starting
+    cgroups = Cgroups()
+    parent = EngineConfig(state_dir=executor.state_dir).resolved_cgroup_parent()
+    per_language: dict[str, dict[str, list[float]]] = {}
+    for bundle in sorted((executor.state_dir / "bundles").iterdir()):
+        spec = json.loads((bundle / "config.json").read_text())
+        language = "javascript" if "node" in spec["process"]["args"][0] else "python"
+        path = f"{parent}/{bundle.name}"
+        usage = cgroups.memory_current(path)
+        procs_file = (cgroups.root / path.strip("/")) if cgroups.v2 else (cgroups.root / "memory" / path.strip("/"))
+        pss = 0
+        for pid in (procs_file / "cgroup.procs").read_text().split():
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        entry = per_language.setdefault(language, {"cgroup_mib": [], "pss_mib": []})
+        if usage is not None:
+            entry["cgroup_mib"].append(usage / 2**20)
+        entry["pss_mib"].append(pss / 2**20)
+    return {
+        language: {key: round(statistics.fmean(values), 1) for key, values in entry.items() if values} | {"sandboxes": len(entry["pss_mib"])}
+        for language, entry in per_language.items()
+    }
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latency = results["latency"]
+    names = list(latency)
+    labels = [n.replace("_", " ").replace("full stack", "full stack\n").replace("unsandboxed", "unsandboxed\n").replace("runsc do", "runsc do\n") for n in names]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    positions = range(len(names))
+    left.bar([p - 0.2 for p in positions], [latency[n]["p50_ms"] for n in names], width=0.4, label="p50")
+    left.bar([p + 0.2 for p in positions], [latency[n]["p95_ms"] for n in names], width=0.4, label="p95")
+    left.set_xticks(list(positions), labels, fontsize=8)
+    left.set_ylabel("ms per trivial execution (idle executor)")
+    left.set_title("Latency of one trivial execution")
+    left.legend()
+    for p, n in zip(positions, names):
+        left.annotate(f"{latency[n]['p50_ms']:.0f}", (p - 0.2, latency[n]["p50_ms"]), ha="center", va="bottom", fontsize=8)
+    runs = results["throughput"]
+    concurrency = [r["concurrency"] for r in runs]
+    right.plot(concurrency, [r["executions_per_second"] for r in runs], marker="o", color="tab:green", label="executions/s")
+    right.set_xscale("log", base=2)
+    right.set_xticks(concurrency, [str(c) for c in concurrency])
+    right.set_xlabel("concurrent clients")
+    right.set_ylabel("executions per second (Python, full stack)")
+    right.set_title("Sustained throughput, fresh sandbox per execution")
+    twin = right.twinx()
+    twin.plot(concurrency, [r["latency"]["p95_ms"] for r in runs], marker="s", linestyle="--", color="tab:red", label="p95 latency (ms)")
+    twin.set_ylabel("p95 latency (ms)")
+    lines = right.get_lines() + twin.get_lines()
+    right.legend(lines, [line.get_label() for line in lines], loc="upper left")
+    figure.suptitle(f"sandbox-selfmanaged on {results['machine']['cpus']} CPUs, {results['machine']['runsc']} (platform {results['machine']['platform']})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60, help="latency samples per method")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput level")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: runsc needs it")
+    args.output.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-selfmanaged-"))
+    executor = Executor(workdir)
+    try:
+        health = executor.health()
+        config = {"endpoints": [executor.url], "token": executor.token}
+        with closing(SandboxClient(provider="self_managed", config=config)) as client:
+            latency, in_sandbox = measure_latency(executor, client, args.rounds, workdir / "runsc-do")
+            memory = measure_memory(executor)
+            throughput = [measure_throughput(executor, client, c, args.duration) for c in (1, 4, 16)]
+    finally:
+        executor.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    baseline = latency["unsandboxed_python_subprocess"]["p50_ms"]
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "runsc": health["runtime"]["version"],
+            "platform": health["runtime"]["platform"],
+            "cgroups": health["runtime"]["cgroups"],
+            "python_in_sandbox": health["languages"]["python"]["version"],
+            "node_in_sandbox": health["languages"]["javascript"]["version"],
+            "date": time.strftime("%Y-%m-%d"),
+        },
+        "config": {"rounds": args.rounds, "throughput_seconds": args.duration, "warm_pool": POOL, "code": {"python": PYTHON_CODE, "javascript": JS_CODE}},
+        "latency": latency,
+        "python_time_inside_executor": in_sandbox,
+        "ratios": {
+            "full_stack_python_p50_over_unsandboxed_python_p50": round(latency["full_stack_python"]["p50_ms"] / baseline, 2),
+            "full_stack_javascript_p50_over_unsandboxed_node_p50": round(
+                latency["full_stack_javascript"]["p50_ms"] / latency["unsandboxed_node_subprocess"]["p50_ms"], 2
+            ),
+            "runsc_do_p50_over_full_stack_python_p50": round(latency["runsc_do_python"]["p50_ms"] / latency["full_stack_python"]["p50_ms"], 2),
+        },
+        "throughput": throughput,
+        "memory_per_warm_sandbox": memory,
+    }
+    (args.output / "selfmanaged.json").write_text(json.dumps(results, indent=2) + "\n")
+    try:
+        chart(results, args.output / "selfmanaged.png")
+    except ImportError:
+        print("matplotlib is not installed: no chart (uv run --with matplotlib ...)", file=sys.stderr)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
