@@ -250,6 +250,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     runs = results["throughput"]
     concurrency = [r["concurrency"] for r in runs]
     right.plot(concurrency, [r["executions_per_second"] for r in runs], marker="o", color="tab:green", label="executions/s")
+    right.set_ylim(bottom=0)
     right.set_xscale("log", base=2)
     right.set_xticks(concurrency, [str(c) for c in concurrency])
     right.set_xlabel("concurrent clients")
@@ -258,6 +259,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     twin = right.twinx()
     twin.plot(concurrency, [r["latency"]["p95_ms"] for r in runs], marker="s", linestyle="--", color="tab:red", label="p95 latency (ms)")
     twin.set_ylabel("p95 latency (ms)")
+    twin.set_ylim(bottom=0)
     lines = right.get_lines() + twin.get_lines()
     right.legend(lines, [line.get_label() for line in lines], loc="upper left")
     figure.suptitle(f"sandbox-selfmanaged on {results['machine']['cpus']} CPUs, {results['machine']['runsc']} (platform {results['machine']['platform']})", fontsize=10)

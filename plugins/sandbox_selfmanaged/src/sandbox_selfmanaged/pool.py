@@ -39,7 +39,7 @@ class _LanguageState:
     target: int
     ready: collections.deque[Sandbox] = attrs.field(factory=collections.deque)
     booting: int = 0
-    waiting: int = 0
+    queue: collections.deque[object] = attrs.field(factory=collections.deque)  # requests waiting, oldest first
     lent: int = 0
     boots: int = 0
     boot_failures: int = 0
@@ -111,15 +111,17 @@ class WarmPool:
             raise SandboxUnavailableError(f"language {language!r} is not available on this executor")
         if limits.boot_key() != self.profile.boot_key():
             return self._acquire_dedicated(language, limits, deadline)
+        turn = object()
         with self._cond:
             state = self._states[language]
-            state.waiting += 1
+            state.queue.append(turn)
             self._cond.notify_all()
             try:
                 while True:
                     if self._closed:
                         raise SandboxUnavailableError("the executor is shutting down", retry_after=5)
-                    while state.ready:
+                    # First come, first served: only the oldest waiting request takes a sandbox.
+                    while state.ready and state.queue[0] is turn:
                         sandbox = state.ready.popleft()
                         if sandbox.alive():
                             state.lent += 1
@@ -132,12 +134,13 @@ class WarmPool:
                     if remaining <= 0:
                         raise SandboxUnavailableError(
                             f"no {language} sandbox became ready within {timeout:g}s "
-                            f"({state.booting} booting, {state.waiting} requests waiting)",
+                            f"({state.booting} booting, {len(state.queue)} requests waiting)",
                             retry_after=1,
                         )
                     self._cond.wait(remaining)
             finally:
-                state.waiting -= 1
+                state.queue.remove(turn)
+                self._cond.notify_all()
 
     def _acquire_dedicated(self, language: str, limits: Limits, deadline: float) -> Sandbox:
         ticket = _Ticket(language=language, limits=limits)
@@ -182,10 +185,10 @@ class WarmPool:
             # A sandbox lent to a running execution still counts against the target: refilling
             # waits until it is given back, so a boot does not compete with that execution (and
             # its response) for the CPU. Waiting requests raise the demand at once.
-            deficit = state.target + state.waiting - len(state.ready) - state.booting - state.lent
+            deficit = state.target + len(state.queue) - len(state.ready) - state.booting - state.lent
             if deficit <= 0 or now < state.retry_at:
                 continue
-            key = (1 if state.waiting else 0, deficit)
+            key = (1 if state.queue else 0, deficit)
             if best is None or key > best_key:
                 best, best_key = language, key
         if best is None:
@@ -253,7 +256,7 @@ class WarmPool:
                     "ready": len(state.ready),
                     "target": state.target,
                     "booting": state.booting,
-                    "waiting": state.waiting,
+                    "waiting": len(state.queue),
                     "boots": state.boots,
                     "boot_failures": state.boot_failures,
                     "failing": bool(state.consecutive_failures),
