@@ -17,6 +17,7 @@ from sandbox_core.admin.cli import admin
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
 from sandbox_core.cli.providers import health, providers
+from sandbox_core.cli.scaffold import provider
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ cli.add_command(health)
 cli.add_command(config)
 cli.add_command(exec_command)
 cli.add_command(admin)
+cli.add_command(provider)
 
 
 def main(argv: list[str] | None = None) -> int:
