@@ -1,0 +1,19 @@
+"""sandbox-e2b: the ``e2b`` provider of sandbox-core, running code in E2B cloud sandboxes.
+
+Which module is for whom:
+
+- :mod:`sandbox_e2b.provider` — the hooks sandbox-core loads (entry point ``e2b``) and the config
+  schema. Light: it never imports the E2B SDK, which takes over a second to import.
+- :mod:`sandbox_e2b.execution` — one execution in a fresh sandbox, and the health probe; the only
+  modules that import the SDK (inside their functions).
+- :mod:`sandbox_e2b.errors` — turning SDK exceptions into messages an operator can act on.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+PROVIDER_NAME = "e2b"
+RUNTIME_NAME = "e2b"
+DEFAULT_TEMPLATE = "base"
+"""The E2B SDK's own default template (``Sandbox.default_template``); a test keeps them equal."""

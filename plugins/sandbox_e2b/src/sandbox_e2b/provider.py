@@ -1,0 +1,145 @@
+"""The ``e2b`` provider: sandbox-core's hooks, running each execution in a fresh E2B sandbox.
+
+This is the entry-point module sandbox-core loads, so it stays light: the E2B SDK is imported by
+:mod:`sandbox_e2b.execution`, and only when code runs or health is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sandbox_core.errors import FieldProblem
+from sandbox_core.hookspecs import hookimpl
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
+from sandbox_core.schema import ConfigField, ConfigSchema
+
+from sandbox_e2b import DEFAULT_TEMPLATE
+
+API_KEY_ENV = "E2B_API_KEY"
+DOMAIN_ENV = "E2B_DOMAIN"
+LANGUAGES = ("python", "javascript")
+
+SCHEMA = ConfigSchema(
+    [
+        ConfigField(
+            "api_key",
+            "secret",
+            label="API key",
+            description="Your E2B API key (dashboard → API Keys); sent only in the X-API-KEY header.",
+            required=True,
+            env=API_KEY_ENV,
+        ),
+        ConfigField(
+            "template",
+            "string",
+            label="Template",
+            description="Sandbox template name or ID. It must have python3 (and node for JavaScript).",
+            default=DEFAULT_TEMPLATE,
+            minimum=1,
+        ),
+        ConfigField(
+            "domain",
+            "string",
+            label="Domain",
+            description="E2B domain, for self-hosted E2B or another region (the SDK's default when empty).",
+            env=DOMAIN_ENV,
+        ),
+        ConfigField(
+            "api_url",
+            "url",
+            label="API URL",
+            description="Control-plane URL, for self-hosted E2B or tests (https://api.<domain> when empty).",
+        ),
+        ConfigField(
+            "sandbox_url",
+            "url",
+            label="Sandbox URL",
+            description="URL every sandbox's envd is reached through, for self-hosted E2B or tests "
+            "(derived from the domain when empty).",
+        ),
+        ConfigField(
+            "request_timeout",
+            "number",
+            label="Request timeout (s)",
+            description="Limit of each call to E2B (create, upload, kill, list); the code's own run "
+            "is limited by the execution's timeout instead.",
+            default=30.0,
+            minimum=1,
+            maximum=600,
+        ),
+        ConfigField(
+            "sandbox_timeout",
+            "integer",
+            label="Sandbox lifetime (s)",
+            description="E2B kills a sandbox after this many seconds even if the provider could not "
+            "(it is raised to the execution's timeout plus a minute when shorter).",
+            default=300,
+            minimum=30,
+            maximum=86400,
+        ),
+        ConfigField(
+            "max_output_bytes",
+            "integer",
+            label="Output limit (bytes)",
+            description="Bytes of stdout and of stderr kept; the rest is counted and flagged as truncated.",
+            default=DEFAULT_MAX_OUTPUT_BYTES,
+            minimum=1024,
+            maximum=1 << 30,
+        ),
+        ConfigField(
+            "languages",
+            "enum",
+            label="Languages",
+            description="Languages the template can run; drop javascript when it has no node.",
+            choices=LANGUAGES,
+            multiple=True,
+            default=list(LANGUAGES),
+        ),
+    ]
+)
+
+
+@hookimpl
+def sandbox_provider_info() -> ProviderInfo:
+    return ProviderInfo(
+        description="E2B cloud sandboxes (Firecracker microVMs): a fresh one per execution, killed afterwards",
+        languages=LANGUAGES,
+        tags=("saas", "microvm"),
+    )
+
+
+@hookimpl
+def sandbox_config_schema() -> ConfigSchema:
+    return SCHEMA
+
+
+@hookimpl
+def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    domain = str(config.get("domain") or "")
+    if domain and ("/" in domain or ":" in domain or domain != domain.strip() or "." not in domain):
+        problems.append(FieldProblem("domain", f"{domain!r} is not a domain name such as e2b.app (no scheme, port or path)"))
+    for name in ("api_url", "sandbox_url"):
+        url = config.get(name)
+        if url and urlsplit(url).path not in ("", "/"):
+            problems.append(FieldProblem(name, f"{url}: give the base URL, without a path"))
+    if not config.get("languages"):
+        problems.append(FieldProblem("languages", "must name at least one language"))
+    return problems
+
+
+@hookimpl
+def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
+    from sandbox_e2b.execution import check_health
+
+    return check_health(config)
+
+
+@hookimpl
+def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+    from sandbox_e2b.execution import execute
+
+    return execute(request, config, provider_name)

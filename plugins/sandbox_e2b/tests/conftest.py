@@ -1,0 +1,30 @@
+"""Fixtures of the E2B provider tests: one fake E2B server for the session, the real SDK against it.
+
+The server checks its API key and records every sandbox created and killed; tests read
+``fake_e2b.cloud``. At the end no sandbox may be left alive: every execution kills its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_e2b import FakeE2BServer
+
+API_KEY = "e2b_test_4f9c2a7d1b8e6f3a0c5d9e2b7a4f1c8d"
+
+
+@pytest.fixture(scope="session")
+def fake_e2b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeE2BServer]:
+    server = FakeE2BServer(tmp_path_factory.mktemp("fake-e2b"), API_KEY).start()
+    yield server
+    leftovers = [sandbox.sandbox_id for sandbox in server.cloud.running()]
+    server.stop()
+    assert not leftovers, f"sandboxes left alive: {leftovers}"
+
+
+@pytest.fixture
+def e2b_config(fake_e2b: FakeE2BServer) -> dict[str, Any]:
+    """A working config pointing the SDK at the fake server."""
+    return {"api_key": API_KEY, "api_url": fake_e2b.url, "sandbox_url": fake_e2b.url, "request_timeout": 10}

@@ -1,0 +1,116 @@
+"""What the fake E2B cloud knows: API keys, templates, and the sandboxes alive, each in a folder.
+
+A sandbox's file system is a folder on this machine: sandbox path ``/x/y`` is ``<folder>/x/y``,
+and a relative path is relative to the sandbox user's home, ``<folder>/home/user``, as in E2B.
+Its commands run as local child processes (in their own session, so a kill takes the whole
+group). Everything the tests look at afterwards is recorded: sandboxes created and killed, with
+what they were created with.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+ENVD_VERSION = "0.6.4"
+HOME = "home/user"
+
+
+@attrs.define
+class FakeSandbox:
+    sandbox_id: str
+    template: str
+    root: Path
+    access_token: str
+    lifetime: int | None
+    metadata: dict[str, str]
+    started_at: float = attrs.field(factory=time.time)
+    pids: set[int] = attrs.field(factory=set)
+
+    @property
+    def home(self) -> Path:
+        return self.root / HOME
+
+    def resolve(self, path: str) -> Path:
+        """Where sandbox path ``path`` lives on this machine; refuses paths that climb out."""
+        base = self.root if path.startswith("/") else self.home
+        resolved = (base / path.lstrip("/")).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise PermissionError(f"{path} is outside the sandbox")
+        return resolved
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "templateID": self.template,
+            "sandboxID": self.sandbox_id,
+            "clientID": "fake-client",
+            "envdVersion": ENVD_VERSION,
+            "envdAccessToken": self.access_token,
+        }
+
+
+class FakeCloud:
+    """The fake's state; thread-safe, as the test thread reads it while the server thread writes."""
+
+    def __init__(self, root: Path, api_key: str, templates: tuple[str, ...] = ("base",)) -> None:
+        self.root = root
+        self.api_key = api_key
+        self.templates = templates
+        self.rate_limited = False
+        self.fail_uploads = False
+        self.sandboxes: dict[str, FakeSandbox] = {}
+        self.created: list[str] = []
+        self.killed: list[str] = []
+        self.create_requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def create(self, template: str, lifetime: int | None, metadata: dict[str, str]) -> FakeSandbox:
+        sandbox_id = "fake" + secrets.token_hex(8)
+        sandbox = FakeSandbox(
+            sandbox_id=sandbox_id,
+            template=template,
+            root=self.root / sandbox_id,
+            access_token=secrets.token_urlsafe(16),
+            lifetime=lifetime,
+            metadata=metadata,
+        )
+        sandbox.home.mkdir(parents=True)
+        (sandbox.root / "tmp").mkdir()
+        with self._lock:
+            self.sandboxes[sandbox_id] = sandbox
+            self.created.append(sandbox_id)
+        return sandbox
+
+    def get(self, sandbox_id: str) -> FakeSandbox | None:
+        with self._lock:
+            return self.sandboxes.get(sandbox_id)
+
+    def running(self) -> list[FakeSandbox]:
+        with self._lock:
+            return list(self.sandboxes.values())
+
+    def kill(self, sandbox_id: str) -> bool:
+        with self._lock:
+            sandbox = self.sandboxes.pop(sandbox_id, None)
+            if sandbox is None:
+                return False
+            self.killed.append(sandbox_id)
+        for pid in list(sandbox.pids):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(sandbox.root, ignore_errors=True)
+        return True
+
+    def kill_all(self) -> None:
+        for sandbox in self.running():
+            self.kill(sandbox.sandbox_id)

@@ -1,0 +1,45 @@
+"""sandbox-core's conformance kit, through the installed ``e2b`` entry point and the real E2B SDK,
+against the local fake E2B server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from sandbox_core.testing import ProviderConformance
+
+OUTPUT_LIMIT = 64 * 1024
+
+
+class TestE2BConformance(ProviderConformance):
+    supports_javascript = True
+    supports_timeout = True
+    supports_output_limit = True
+    supports_artifacts = True
+
+    @pytest.fixture
+    def provider_name(self) -> str:
+        return "e2b"
+
+    @pytest.fixture
+    def provider_config(self, e2b_config: dict[str, Any]) -> Mapping[str, Any]:
+        return {**e2b_config, "max_output_bytes": OUTPUT_LIMIT}
+
+    @pytest.fixture
+    def output_limit_bytes(self) -> int:
+        return OUTPUT_LIMIT
+
+    @pytest.fixture
+    def invalid_configs(self) -> Sequence[tuple[Mapping[str, Any], str]]:
+        return [
+            ({}, "api_key"),
+            ({"api_key": "k", "api_url": "ftp://127.0.0.1:1"}, "api_url"),
+            ({"api_key": "k", "sandbox_url": "http://127.0.0.1:1/some/path"}, "sandbox_url"),
+            ({"api_key": "k", "domain": "https://e2b.app"}, "domain"),
+            ({"api_key": "k", "request_timeout": 0}, "request_timeout"),
+            ({"api_key": "k", "sandbox_timeout": 5}, "sandbox_timeout"),
+            ({"api_key": "k", "max_output_bytes": 10}, "max_output_bytes"),
+            ({"api_key": "k", "languages": ["cobol"]}, "languages"),
+        ]
