@@ -1,0 +1,34 @@
+"""Errors of the Aliyun provider, all under sandbox-core's :class:`~sandbox_core.errors.SandboxError`.
+
+They never reach the caller as exceptions from ``sandbox_execute``: the provider turns each into a
+``provider_error`` result (or an unhealthy status) whose message is the error's text. Messages
+name the access key id, region and endpoint when that helps, and never the access key secret.
+"""
+
+from __future__ import annotations
+
+from sandbox_core.errors import ProviderError
+
+
+class AliyunProviderError(ProviderError):
+    """Base class: AgentRun could not run the code, through no fault of the code."""
+
+
+class AccessKeyRejectedError(AliyunProviderError):
+    """AgentRun refused the request's signature: wrong key id or secret, or no permission."""
+
+
+class BackendUnreachableError(AliyunProviderError):
+    """The AgentRun data endpoint could not be reached (DNS, connection refused, TLS, timeout)."""
+
+
+class TemplateNotFoundError(AliyunProviderError):
+    """The configured code-interpreter template does not exist in the account and region."""
+
+
+class BackendRefusedError(AliyunProviderError):
+    """AgentRun answered with an error that is none of the above (quota, server error, ...)."""
+
+
+class NoResultError(AliyunProviderError):
+    """The interpreter answered, but without the bootstrap's result (it was killed or failed)."""

@@ -1,0 +1,19 @@
+"""The service's limits and the time budgets derived from them (seconds unless said otherwise)."""
+
+from __future__ import annotations
+
+HARD_TIMEOUT = 30.0
+"""AgentRun's code interpreter stops any single execution after this long."""
+REPORT_MARGIN = 1.5
+"""A run asking for the full hard limit is stopped this much earlier, so its partial output still gets back."""
+SERVICE_MARGIN = 2.0
+"""Added to the code's time for the service-side timeout of the execute request (capped at HARD_TIMEOUT)."""
+HTTP_OVERHEAD = 30.0
+"""Added to the code's time for each HTTP request of the SDK (slow network, large replies)."""
+READY_TIMEOUT = 60.0
+"""How long a new sandbox may take to answer its health check (the SDK's own wait is 60 s too)."""
+DEFAULT_IDLE_TIMEOUT = 60
+"""Seconds after which the service reclaims a sandbox nobody uses: the safety net if a delete fails."""
+DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+MAX_OUTPUT_BYTES = 16 << 20
+"""Upper bound of ``max_output_bytes``: the whole output travels back inside one JSON reply."""

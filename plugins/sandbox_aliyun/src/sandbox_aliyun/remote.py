@@ -1,0 +1,147 @@
+"""The host side of one remote run: the code sent to the interpreter, and reading what came back.
+
+:func:`build_request_code` turns an execution into the Python text of one ``contexts/execute``
+request (the bootstrap script plus its payload, see :mod:`sandbox_aliyun.bootstrap`).
+:func:`read_envelope` finds the bootstrap's envelope in the interpreter's reply, and
+:func:`result_from_envelope` feeds the runner's output through sandbox-core's runner protocol
+(:class:`~sandbox_core.runner.ResultStream`, :func:`~sandbox_core.runner.build_result`), so
+statuses, values, errors and artifacts mean exactly what they mean for every other provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import attrs
+
+from sandbox_core.model import ExecutionResult
+from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
+from sandbox_core.runner.protocol import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_VALUE_BYTES, RUNNER_FILES
+
+from sandbox_aliyun.errors import NoResultError
+from sandbox_aliyun.limits import HARD_TIMEOUT, REPORT_MARGIN
+
+ENVELOPE_PREFIX = "\x1esandbox-aliyun-envelope:"
+"""Must equal ``bootstrap.ENVELOPE_PREFIX`` (that module is sent as text, so it cannot import this)."""
+FLOOD_FACTOR = 8
+"""Output beyond this many times the limit stops the program: it is a flood, not output."""
+OUTPUT_DIR = "/tmp/sandbox-output"
+"""A placeholder: the bootstrap replaces it with a folder inside the job's own temporary folder."""
+MAX_FRAME_BYTES = DEFAULT_MAX_VALUE_BYTES + DEFAULT_MAX_ARTIFACT_BYTES * 2
+
+
+@attrs.frozen
+class RemoteRun:
+    """One execution as it will be sent: the job (with its secret marker) and its limits."""
+
+    job: Job
+    language: str
+    timeout: float
+    max_output_bytes: int
+
+    @classmethod
+    def create(
+        cls, code: str, arguments: Mapping[str, Any], language: str, timeout: float, max_output_bytes: int
+    ) -> RemoteRun:
+        return cls(Job(code=code, arguments=arguments, output_dir=OUTPUT_DIR), language, timeout, max_output_bytes)
+
+
+def _bootstrap_source() -> str:
+    return (resources.files("sandbox_aliyun") / "bootstrap.py").read_text(encoding="utf-8")
+
+
+def build_request_code(run: RemoteRun) -> str:
+    """The Python source of the ``contexts/execute`` request for ``run``."""
+    payload = {
+        "language": run.language,
+        "runner_name": RUNNER_FILES[run.language],
+        "runner_source": runner_source(run.language),
+        "job_b64": base64.b64encode(run.job.encode()).decode("ascii"),
+        "marker": run.job.marker,
+        # At the hard limit the service would cut the reply off; stopping the code a little
+        # earlier keeps its partial output.
+        "timeout": min(run.timeout, HARD_TIMEOUT - REPORT_MARGIN),
+        "max_output_bytes": run.max_output_bytes,
+        "flood_bytes": run.max_output_bytes * FLOOD_FACTOR,
+        "max_frame_bytes": MAX_FRAME_BYTES,
+    }
+    encoded = base64.b64encode(json.dumps(payload, ensure_ascii=False).encode("utf-8")).decode("ascii")
+    # The bootstrap module ends with definitions only; the call below is what runs it.
+    return f"{_bootstrap_source()}\n\nbootstrap({encoded!r})\n"
+
+
+def _texts(reply: Any) -> list[str]:
+    """Every stdout text of an interpreter reply, in order.
+
+    The reply is ``{"results": [{"type": "stdout", "text": ...}, ...]}``; a long stdout may
+    arrive as several items, so they are joined. Other string values are kept as a fallback, in
+    case a service version reports stdout under another key.
+    """
+    if not isinstance(reply, Mapping):
+        return []
+    items = reply.get("results")
+    texts: list[str] = []
+    if isinstance(items, list):
+        texts = [str(i.get("text", "")) for i in items if isinstance(i, Mapping) and i.get("type") == "stdout"]
+    if not any(ENVELOPE_PREFIX in t for t in texts):
+        for key in ("stdout", "output"):
+            if isinstance(reply.get(key), str):
+                texts.append(reply[key])
+    return texts
+
+
+def describe_failure(reply: Any) -> str:
+    """A short description of an interpreter reply that holds no envelope (its error items)."""
+    if not isinstance(reply, Mapping):
+        return f"unexpected reply of type {type(reply).__name__}"
+    parts = []
+    for item in reply.get("results") or []:
+        if isinstance(item, Mapping) and item.get("type") in ("error", "stderr"):
+            text = item.get("text") or item.get("value") or item.get("name") or ""
+            parts.append(str(text).strip()[-300:])
+    return "; ".join(p for p in parts if p) or "no output"
+
+
+def read_envelope(reply: Any) -> dict[str, Any]:
+    """The bootstrap's envelope from an interpreter reply; :class:`NoResultError` when absent."""
+    joined = "".join(_texts(reply))
+    index = joined.find(ENVELOPE_PREFIX)
+    if index < 0:
+        raise NoResultError(f"the code interpreter returned no result: {describe_failure(reply)}")
+    line = joined[index + len(ENVELOPE_PREFIX):].split("\n", 1)[0]
+    try:
+        envelope = json.loads(line)
+    except ValueError as exc:
+        raise NoResultError(f"the code interpreter returned a damaged result: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise NoResultError("the code interpreter returned a damaged result")
+    if envelope.get("error"):
+        raise NoResultError(f"the sandbox could not run the job: {envelope['error']}")
+    return envelope
+
+
+def result_from_envelope(
+    run: RemoteRun, envelope: Mapping[str, Any], provider: str, execution_time: float, metadata: Mapping[str, Any]
+) -> ExecutionResult:
+    """The ExecutionResult of a run, by sandbox-core's shared rules."""
+    stdout = ResultStream(run.job.marker, run.max_output_bytes, max_frame_bytes=MAX_FRAME_BYTES)
+    stderr = BoundedCapture(run.max_output_bytes)
+    stdout.feed(base64.b64decode(envelope.get("stdout_b64") or ""))
+    stderr.feed(base64.b64decode(envelope.get("stderr_b64") or ""))
+    meta = dict(metadata)
+    meta["flooded"] = bool(envelope.get("flooded"))
+    exit_code = envelope.get("exit_code")
+    return build_result(
+        provider=provider,
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        execution_time=execution_time,
+        timed_out=bool(envelope.get("timed_out")),
+        timeout=run.timeout,
+        metadata=meta,
+    )

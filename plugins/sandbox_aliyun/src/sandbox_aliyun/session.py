@@ -1,0 +1,201 @@
+"""One AgentRun code-interpreter sandbox, owned from creation to deletion, through agentrun-sdk.
+
+This is the only module that imports the SDK (it takes seconds to import), and it is imported only
+when an execution or a health check needs it. It uses the SDK's data-plane calls only:
+
+- ``SandboxClient.create_sandbox`` — ``POST {data endpoint}/sandboxes`` with the template name;
+- ``Sandbox.connect(..., template_type=CODE_INTERPRETER)`` and ``check_health`` —
+  ``GET /sandboxes/{id}`` and ``GET /sandboxes/{id}/health`` until the interpreter is ready;
+- ``context.execute`` — ``POST /sandboxes/{id}/contexts/execute`` with Python code;
+- ``Sandbox.delete_by_id`` — ``DELETE /sandboxes/{id}``.
+
+Every request is signed by the SDK (``Agentrun-Authorization: AGENTRUN4-HMAC-SHA256 ...``) with the
+configured access key. SDK exceptions are translated into :mod:`sandbox_aliyun.errors` here, with
+the access key secret scrubbed from every message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from sandbox_core.schema import MASK, Secret
+
+from sandbox_aliyun.errors import (
+    AccessKeyRejectedError,
+    AliyunProviderError,
+    BackendRefusedError,
+    BackendUnreachableError,
+    TemplateNotFoundError,
+)
+
+# The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
+# in a server it is noise in every process. An operator who wants it sets the variable to 0.
+os.environ.setdefault("DISABLE_BREAKING_CHANGES_WARNING", "1")
+
+import httpx  # noqa: E402  (after the variable above, like the SDK imports below)
+from agentrun.sandbox import CodeLanguage, Sandbox, SandboxClient, TemplateType  # noqa: E402
+from agentrun.utils.config import Config  # noqa: E402
+from agentrun.utils.exception import AgentRunError, HTTPError, ResourceNotExistError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+READY_POLL_SECONDS = 0.25
+DEFAULT_DATA_ENDPOINT = "https://{account_id}.agentrun-data.{region}.aliyuncs.com"
+
+
+@attrs.frozen
+class Connection:
+    """What the SDK needs to reach AgentRun, taken from a validated provider config."""
+
+    access_key_id: str
+    access_key_secret: Secret = attrs.field(repr=False)
+    account_id: str
+    region: str
+    template_name: str
+    endpoint: str | None
+    idle_timeout: int
+
+    @property
+    def data_endpoint(self) -> str:
+        """The data-plane base URL requests go to (shown in messages; holds no credential)."""
+        return self.endpoint or DEFAULT_DATA_ENDPOINT.format(account_id=self.account_id, region=self.region)
+
+    def sdk_config(self, http_timeout: float) -> Config:
+        """An SDK ``Config`` with every value explicit, so no AGENTRUN_* variable overrides the settings."""
+        return Config(
+            access_key_id=self.access_key_id,
+            access_key_secret=self.access_key_secret.reveal(),
+            # "" rather than None: the SDK would otherwise pick AGENTRUN_SECURITY_TOKEN from the environment.
+            security_token="",
+            account_id=self.account_id,
+            region_id=self.region,
+            data_endpoint=self.endpoint or "",
+            timeout=max(1, math.ceil(http_timeout)),
+        )
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the access key secret masked, for any message that may reach a user or a log."""
+        secret = self.access_key_secret.reveal()
+        return text.replace(secret, MASK) if secret else text
+
+
+def translate(exc: BaseException, connection: Connection, action: str) -> AliyunProviderError:
+    """An SDK (or HTTP) exception as one of this provider's errors, with an actionable message."""
+    where = f"{connection.data_endpoint} (region {connection.region})"
+    if isinstance(exc, httpx.RequestError) or isinstance(exc.__cause__, httpx.RequestError):
+        cause = exc if isinstance(exc, httpx.RequestError) else exc.__cause__
+        return BackendUnreachableError(
+            connection.scrub(f"cannot reach AgentRun at {where} while {action}: {type(cause).__name__}: {cause}")
+        )
+    if isinstance(exc, HTTPError):
+        code = f" ({exc.error_code})" if exc.error_code else ""
+        if exc.status_code in (401, 403):
+            return AccessKeyRejectedError(
+                connection.scrub(
+                    f"Aliyun rejected the access key {connection.access_key_id} for account "
+                    f"{connection.account_id} at {where}{code}: check AGENTRUN_ACCESS_KEY_ID, "
+                    "AGENTRUN_ACCESS_KEY_SECRET and the key's AgentRun permissions"
+                )
+            )
+        if exc.status_code == 404 and action == "creating a sandbox":
+            return TemplateNotFoundError(
+                connection.scrub(
+                    f"template {connection.template_name!r} was not found at {where}{code}: create a "
+                    "code-interpreter template in the AgentRun console and set template_name to it"
+                )
+            )
+        return BackendRefusedError(
+            connection.scrub(f"AgentRun refused {action} at {where}: HTTP {exc.status_code}{code}: {exc.message}")
+        )
+    if isinstance(exc, (AgentRunError, ValueError)):
+        return BackendRefusedError(connection.scrub(f"AgentRun failed while {action} at {where}: {exc}"))
+    return BackendRefusedError(connection.scrub(f"unexpected error while {action} at {where}: {type(exc).__name__}: {exc}"))
+
+
+class InterpreterSandbox:
+    """A fresh code-interpreter sandbox: created on enter, deleted on exit, whatever happened.
+
+    ``deadline`` bounds the whole lifecycle (creation and readiness included); ``released`` tells
+    afterwards whether the deletion was acknowledged.
+    """
+
+    def __init__(self, connection: Connection, http_timeout: float) -> None:
+        self.connection = connection
+        self.config = connection.sdk_config(http_timeout)
+        self.sandbox_id: str | None = None
+        self.released = False
+        self._sandbox: Any = None
+
+    def __enter__(self) -> InterpreterSandbox:
+        try:
+            created = SandboxClient(config=self.config).create_sandbox(
+                template_name=self.connection.template_name,
+                sandbox_idle_timeout_seconds=self.connection.idle_timeout,
+                config=self.config,
+            )
+        except Exception as exc:
+            raise translate(exc, self.connection, "creating a sandbox") from None
+        self.sandbox_id = created.sandbox_id
+        if not self.sandbox_id:
+            raise BackendRefusedError("AgentRun created a sandbox but returned no sandbox id")
+        try:
+            self._sandbox = Sandbox.connect(self.sandbox_id, template_type=TemplateType.CODE_INTERPRETER, config=self.config)
+        except Exception as exc:
+            self._release()
+            raise translate(exc, self.connection, f"connecting to sandbox {self.sandbox_id}") from None
+        return self
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll the interpreter's health endpoint until it answers ``ok`` or the deadline passes."""
+        last = "no answer"
+        while True:
+            try:
+                health = self._sandbox.check_health()
+                if isinstance(health, dict) and health.get("status") == "ok":
+                    return
+                last = f"status {health.get('status') if isinstance(health, dict) else health!r}"
+            except Exception as exc:
+                error = translate(exc, self.connection, f"waiting for sandbox {self.sandbox_id}")
+                if not isinstance(error, BackendRefusedError):
+                    raise error from None
+                last = str(error)
+            if time.monotonic() + READY_POLL_SECONDS >= deadline:
+                raise BackendRefusedError(f"sandbox {self.sandbox_id} did not become ready in time ({last})")
+            time.sleep(READY_POLL_SECONDS)
+
+    def execute_python(self, code: str, service_timeout: int) -> Any:
+        """Run ``code`` in the interpreter's Python language; the raw reply (``{"results": [...]}``)."""
+        try:
+            return self._sandbox.context.execute(code=code, language=CodeLanguage.PYTHON, timeout=service_timeout)
+        except Exception as exc:
+            raise translate(exc, self.connection, f"executing in sandbox {self.sandbox_id}") from None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self.sandbox_id is None or self.released:
+            return
+        try:
+            Sandbox.delete_by_id(self.sandbox_id, config=self.config)
+        except ResourceNotExistError:
+            self.released = True  # already gone: nothing of it is left to leak
+        except Exception as exc:
+            # The idle timeout given at creation makes the service reclaim it; say so, keep going.
+            log.warning(
+                "could not delete AgentRun sandbox %s (the service reclaims it after %ss idle): %s",
+                self.sandbox_id,
+                self.connection.idle_timeout,
+                translate(exc, self.connection, "deleting a sandbox"),
+            )
+        else:
+            self.released = True

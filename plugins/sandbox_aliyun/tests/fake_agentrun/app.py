@@ -1,0 +1,106 @@
+"""The fake's HTTP API: the AgentRun data-plane routes the provider's SDK calls make.
+
+Every request must carry a valid signature (see :mod:`.signing`); refusals answer like the service,
+with an HTTP error status and ``{"code", "message", "requestId"}``. Paths, as the SDK builds them
+from ``Config.data_endpoint``:
+
+==========  ==========================================  ==========================================
+POST        ``/sandboxes``                              create from ``templateName``
+GET         ``/sandboxes/{id}``                         describe
+GET         ``/sandboxes/{id}/health``                  ``{"status": "ok"}`` once ready
+POST        ``/sandboxes/{id}/contexts/execute``        run ``code`` (``language``, ``timeout``)
+DELETE      ``/sandboxes/{id}``                         delete
+==========  ==========================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .signing import verify
+from .state import Credentials, SandboxStore
+
+
+def _answer(status: int, body: Mapping[str, Any]) -> JSONResponse:
+    return JSONResponse({"requestId": uuid.uuid4().hex, **body}, status_code=status)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return _answer(status, {"code": code, "message": message})
+
+
+def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str, Any]]) -> Starlette:
+    secrets = {credentials.access_key_id: credentials.access_key_secret}
+
+    async def guarded(request: Request, handler: Any) -> JSONResponse:
+        key_id, rejection = verify(
+            request.method, request.url.path, request.url.query, request.headers, secrets, credentials.region
+        )
+        if rejection is not None:
+            response = _error(rejection.status, rejection.code, rejection.message)
+        else:
+            response = await handler(request)
+        log.append({"method": request.method, "path": request.url.path, "status": response.status_code, "key_id": key_id})
+        return response
+
+    def sandbox_or_404(request: Request) -> Any:
+        return store.get(request.path_params["sandbox_id"])
+
+    async def create(request: Request) -> JSONResponse:
+        body = json.loads(await request.body() or b"{}")
+        sandbox = store.create(str(body.get("templateName")), int(body.get("sandboxIdleTimeoutSeconds") or 600))
+        if sandbox is None:
+            return _error(404, "TemplateNotFound", f"template {body.get('templateName')!r} not found")
+        return _answer(200, {"code": "SUCCESS", "data": sandbox.describe()})
+
+    async def describe(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        return _answer(200, {"code": "SUCCESS", "data": sandbox.describe()})
+
+    async def health(request: Request) -> JSONResponse:
+        if sandbox_or_404(request) is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        return JSONResponse({"status": "ok"})
+
+    async def execute(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        body = json.loads(await request.body())
+        if body.get("language", "python") != "python":
+            return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
+        reply = await run_in_threadpool(store.execute, sandbox, str(body["code"]), body.get("timeout"))
+        return JSONResponse(reply)
+
+    async def delete(request: Request) -> JSONResponse:
+        sandbox = store.delete(request.path_params["sandbox_id"])
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        return _answer(200, {"code": "SUCCESS", "data": sandbox.describe()})
+
+    def route(path: str, handler: Any, method: str) -> Route:
+        async def endpoint(request: Request) -> JSONResponse:
+            return await guarded(request, handler)
+
+        return Route(path, endpoint, methods=[method])
+
+    return Starlette(
+        routes=[
+            route("/sandboxes", create, "POST"),
+            route("/sandboxes/{sandbox_id}", describe, "GET"),
+            route("/sandboxes/{sandbox_id}", delete, "DELETE"),
+            route("/sandboxes/{sandbox_id}/health", health, "GET"),
+            route("/sandboxes/{sandbox_id}/contexts/execute", execute, "POST"),
+        ]
+    )

@@ -1,0 +1,45 @@
+"""The conformance kit, with the provider loaded from its installed entry point and the real
+agentrun-sdk talking HTTP to the local fake AgentRun server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from fake_agentrun import FakeAgentRun
+
+from sandbox_core.testing import ProviderConformance
+
+OUTPUT_LIMIT = 4096
+
+
+class TestAliyunConformance(ProviderConformance):
+    supports_javascript = True
+    supports_timeout = True
+    supports_output_limit = True
+    supports_artifacts = True
+
+    @pytest.fixture
+    def provider_name(self) -> str:
+        return "aliyun_codeinterpreter"
+
+    @pytest.fixture
+    def provider_config(self, fake_agentrun: FakeAgentRun) -> Mapping[str, Any]:
+        return fake_agentrun.config(max_output_bytes=OUTPUT_LIMIT)
+
+    @pytest.fixture
+    def output_limit_bytes(self) -> int:
+        return OUTPUT_LIMIT
+
+    @pytest.fixture
+    def invalid_configs(self, fake_agentrun: FakeAgentRun) -> Sequence[tuple[Mapping[str, Any], str]]:
+        good = fake_agentrun.config()
+        return [
+            ({**good, "timeout": 31}, "timeout"),
+            ({**good, "region": "mars-north-1"}, "region"),
+            ({**good, "account_id": "not-a-number"}, "account_id"),
+            ({**good, "endpoint": "http://agentrun.example.com"}, "endpoint"),
+            ({k: v for k, v in good.items() if k != "access_key_secret"}, "access_key_secret"),
+            ({**good, "max_output_bytes": 10}, "max_output_bytes"),
+        ]
