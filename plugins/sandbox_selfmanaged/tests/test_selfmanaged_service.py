@@ -245,3 +245,17 @@ def test_liveness_is_cheap(executor: Executor) -> None:
     started = time.monotonic()
     assert httpx.get(executor.url + "/livez", trust_env=False).json() == {"status": "alive"}
     assert time.monotonic() - started < 1
+
+
+def test_boot_failure_reports_what_runsc_said(tmp_path: Path) -> None:
+    failing = start_executor(tmp_path, "--platform", "no-such-platform", "--languages", "python", wait="live")
+    try:
+        health = failing.health()
+        assert health.status_code == 503
+        message = health.json()["message"]
+        assert "gVisor could not start a sandbox" in message and "unknown platform: no-such-platform" in message
+        refused = failing.http.post("/v1/execute", json={"code": "print(1)"})
+        assert refused.status_code == 503 and "unknown platform" in refused.json()["detail"]
+        assert "gVisor could not start a sandbox" in failing.log()
+    finally:
+        assert_clean_shutdown(failing)

@@ -81,6 +81,11 @@ def probe_python(path: str, supervisor: ProcessSupervisor) -> PythonInstall:
     return PythonInstall(executable=path, version=info["version"], stdlib=info["stdlib"], platstdlib=info["platstdlib"])
 
 
+def _system_path(path: str) -> bool:
+    """Whether ``path`` is in the system's program directories (links elsewhere, e.g. into /etc, are left out)."""
+    return path.startswith(("/usr/", "/lib/", "/lib64/", "/lib32/", "/bin/", "/sbin/"))
+
+
 def find_node(configured: str | None) -> str:
     """The Node.js binary to use, or a :class:`RuntimeMissingError` telling how to install it."""
     candidate = configured or shutil.which("node") or "/usr/bin/node"
@@ -180,10 +185,10 @@ def build_rootfs(
         elf.append(os.path.realpath(python.executable))
         for top in dict.fromkeys((python.stdlib, python.platstdlib)):
             for directory, subdirs, files in os.walk(top):
-                subdirs[:] = [d for d in subdirs if d not in STDLIB_SKIP]
+                subdirs[:] = [d for d in subdirs if d not in STDLIB_SKIP and not d.startswith("config-")]
                 for name in files:
                     path = os.path.join(directory, name)
-                    if name in STDLIB_FILES_SKIP:
+                    if name in STDLIB_FILES_SKIP or (os.path.islink(path) and not _system_path(os.path.realpath(path))):
                         continue
                     builder.add(path)
                     if name.endswith(".so"):

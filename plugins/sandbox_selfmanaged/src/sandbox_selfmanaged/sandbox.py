@@ -221,8 +221,12 @@ class Sandbox:
                     messages.append(str(entry.get("msg", "")))
         except OSError:
             pass
-        combined = "; ".join(m for m in [text, *messages[-3:]] if m)
-        return combined[-2000:] or "no output (see the runsc log)"
+        unique: list[str] = []
+        for part in [*text.splitlines(), *messages[-3:]]:
+            part = part.strip()
+            if part and not any(part in seen for seen in unique):
+                unique.append(part)
+        return "; ".join(unique)[-2000:] or "no output (see the runsc log)"
 
     # -- state --------------------------------------------------------------------------------
 
@@ -393,7 +397,7 @@ class Sandbox:
         ok = True
         if self.pid is not None or self.bundle.exists():
             result = self.runsc.delete(self.id, self.log_file)
-            if not result.ok and b"does not exist" not in result.stderr + result.stdout:
+            if not result.ok and self.pid is not None:
                 ok = False
                 logger.warning("runsc delete %s failed: %s", self.id, result.output_text())
         if self.pid is not None:
