@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from sandbox_core import SandboxClient
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
+
+from sandbox_core import SandboxClient
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PYTHON_CODE = "print(42)"

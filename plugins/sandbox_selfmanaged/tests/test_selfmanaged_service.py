@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import httpx
-from selfmanaged_support import EXECUTOR, RUNSC, Executor, assert_clean_shutdown, child_pids, free_port, start_executor
+from selfmanaged_support import (
+    EXECUTOR,
+    RUNSC,
+    Executor,
+    assert_clean_shutdown,
+    child_pids,
+    free_port,
+    start_executor,
+)
 
 # -- the result contract --------------------------------------------------------------------------
 
@@ -205,7 +213,7 @@ def test_refuses_a_public_address_without_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     process = subprocess.run(
         [EXECUTOR, "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--state-dir", str(tmp_path / "state")],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, capture_output=True, text=True, timeout=60, check=False,
     )
     assert process.returncode == 2
     assert "refusing to serve on 0.0.0.0 without a token" in process.stderr
@@ -219,7 +227,7 @@ def test_start_up_removes_what_a_crashed_executor_left(tmp_path: Path) -> None:
     assert sandbox_pids
     crashed.process.send_signal(signal.SIGKILL)
     crashed.process.wait()
-    leftovers = subprocess.run([RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run([RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False).stdout.split()
     assert len(leftovers) == 2, "the crashed executor should have left its warm sandboxes"
     successor = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
     try:

@@ -22,9 +22,13 @@ from typing import Any
 import attrs
 import httpx
 
-from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.model import (
+    DEFAULT_TIMEOUT,
+    ExecutionRequest,
+    ExecutionResult,
+    HealthStatus,
+)
 from sandbox_core.schema import Secret
-
 from sandbox_selfmanaged import PROVIDER_NAME
 
 CONNECT_TIMEOUT = 5.0

@@ -24,12 +24,20 @@ from typing import Any
 
 import attrs
 
-from sandbox_core.model import ErrorInfo, ExecutionRequest, ExecutionResult, ExecutionStatus
+from sandbox_core.model import (
+    ErrorInfo,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+)
 from sandbox_core.runner import Job, build_result, runner_path
-
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
-from sandbox_selfmanaged.errors import ExecutorError, RuntimeMissingError, SandboxUnavailableError
+from sandbox_selfmanaged.errors import (
+    ExecutorError,
+    RuntimeMissingError,
+    SandboxUnavailableError,
+)
 from sandbox_selfmanaged.janitor import Janitor
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, Limits, check_within
 from sandbox_selfmanaged.pool import WarmPool
@@ -74,7 +82,7 @@ class EngineConfig:
     languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=tuple)
     pool_sizes: Mapping[str, int] = attrs.field(factory=lambda: {"python": 2, "javascript": 1})
     boot_concurrency: int = 2
-    defaults: Limits = Limits()
+    defaults: Limits = attrs.field(factory=Limits)
     maximums: Limits = DEFAULT_MAXIMUMS
     cgroup_parent: str | None = None
     acquire_timeout: float = 30.0

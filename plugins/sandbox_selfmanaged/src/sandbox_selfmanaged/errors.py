@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sandbox_core.errors import ConfigurationError, ProviderUnavailableError, SandboxError
+from sandbox_core.errors import (
+    ConfigurationError,
+    ProviderUnavailableError,
+    SandboxError,
+)
 
 
 class ExecutorError(SandboxError):

@@ -217,7 +217,7 @@ class WarmPool:
             error: str | None = None
             try:
                 sandbox = self._boot(language, limits)
-            except Exception as exc:  # every boot failure is reported to waiters and health, with its cause
+            except Exception as exc:  # noqa: BLE001 -- every boot failure is reported to waiters and health, with its cause
                 error = str(exc) or type(exc).__name__
                 logger.error("booting a %s sandbox failed: %s", language, error)
             with self._cond:

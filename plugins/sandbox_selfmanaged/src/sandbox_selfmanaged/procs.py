@@ -58,7 +58,7 @@ class CommandResult:
 
 
 class _Exit:
-    __slots__ = ("event", "code")
+    __slots__ = ("code", "event")
 
     def __init__(self) -> None:
         self.event = threading.Event()

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
-from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.model import (
+    ExecutionRequest,
+    ExecutionResult,
+    HealthStatus,
+    ProviderInfo,
+)
 from sandbox_core.schema import ConfigField, ConfigSchema
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"

@@ -21,7 +21,6 @@ from pathlib import Path
 import attrs
 
 from sandbox_core.runner import BoundedCapture, Job, ResultStream
-
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.errors import SandboxBootError
 from sandbox_selfmanaged.limits import Limits
@@ -186,7 +185,7 @@ class Sandbox:
             self.supervisor.wait(creator, 5)
         self.supervisor.forget(creator)
         if code != 0:
-            reason = "did not finish within %gs" % timeout if code is None else f"exited with code {code}"
+            reason = f"did not finish within {timeout:g}s" if code is None else f"exited with code {code}"
             raise SandboxBootError(f"gVisor could not start a sandbox: runsc create {reason}: {self._failure_text()}")
         try:
             self.pid = int(pid_file.read_text().strip())

@@ -32,7 +32,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from sandbox_core.model import ExecutionRequest, ExecutionResult
-
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import LimitError, SandboxUnavailableError
@@ -40,7 +39,12 @@ from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.gate import Gate
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
-from sandbox_selfmanaged.service.models import ExecuteIn, ExecutionResultOut, HealthOut, ProblemOut
+from sandbox_selfmanaged.service.models import (
+    ExecuteIn,
+    ExecutionResultOut,
+    HealthOut,
+    ProblemOut,
+)
 from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
