@@ -36,7 +36,8 @@ SCHEMA = ConfigSchema(
             "access_key_secret",
             "secret",
             label="AccessKey secret",
-            description="The access key's secret. Stored encrypted and never shown again.",
+            description="The access key's secret: masked wherever a config is shown (encrypted at rest when "
+            "SANDBOX_SECRET_KEY is set).",
             required=True,
             env="AGENTRUN_ACCESS_KEY_SECRET",
         ),
