@@ -66,10 +66,15 @@ class ProviderNames:
             )
         distribution = distribution or f"sandbox-{name.replace('_', '-')}"
         if not _DISTRIBUTION_NAME.match(distribution):
-            raise ScaffoldError(f"package name {distribution!r} is not a valid distribution name (letters, digits, '-', '_', '.')")
+            raise ScaffoldError(
+                f"package name {distribution!r} is not a valid distribution name (letters, digits, '-', '_', '.')"
+            )
         module = re.sub(r"[-.]+", "_", distribution).lower()
         if not module.isidentifier() or keyword.iskeyword(module):
-            raise ScaffoldError(f"package name {distribution!r} gives the import name {module!r}, which Python cannot import (not an identifier, or a keyword)")
+            raise ScaffoldError(
+                f"package name {distribution!r} gives the import name {module!r}, which Python cannot import "
+                "(not an identifier, or a keyword)"
+            )
         return cls(
             name=name,
             distribution=distribution,

@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import attrs
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-dists.sh"
@@ -92,7 +92,8 @@ def build_all(outdir: Path) -> dict[str, Built]:
     for project in projects():
         stem = f"{project.name.replace('-', '_')}-{project.version}"
         wheel, sdist = outdir / f"{stem}-py3-none-any.whl", outdir / f"{stem}.tar.gz"
-        assert wheel.is_file() and sdist.is_file(), f"{project.name}: no {wheel.name} / {sdist.name} in {sorted(os.listdir(outdir))}"
+        found = sorted(os.listdir(outdir))
+        assert wheel.is_file() and sdist.is_file(), f"{project.name}: no {wheel.name} / {sdist.name} in {found}"
         built[project.name] = Built(project.name, project.version, wheel, sdist)
     return built
 

@@ -17,8 +17,9 @@ from dists_support import CORE, Built, Venv, installed_metadata, projects
 
 PROVIDER_OF = {p.name: sorted(p.providers) for p in projects() if p.providers}
 # sandbox-e2b is the primary case: a SaaS provider whose SDK must stay out of `import sandbox_core`.
-FIRST = next((name for name in ("sandbox-e2b", "sandbox-selfmanaged", "sandbox-aliyun") if name in PROVIDER_OF), None)
-SECOND = next((name for name in ("sandbox-selfmanaged", "sandbox-aliyun", "sandbox-e2b") if name in PROVIDER_OF and name != FIRST), None)
+FIRST = next((n for n in ("sandbox-e2b", "sandbox-selfmanaged", "sandbox-aliyun") if n in PROVIDER_OF), None)
+# The plugin installed, then removed, next to FIRST.
+SECOND = next((n for n in ("sandbox-selfmanaged", "sandbox-aliyun", "sandbox-e2b") if n in PROVIDER_OF and n != FIRST), None)
 SDK_MODULES = {
     "e2b", "e2b_code_interpreter", "agentrun", "alibabacloud_tea_openapi",
     "fastapi", "starlette", "uvicorn", "pydantic", "httpx", "peewee",

@@ -65,13 +65,20 @@ def test_generated_files(tmp_path: Path) -> None:
         assert not re.search(r"\$\{?[a-z_]+\}?", text.replace("$ ", "")), f"{path.name}: a placeholder was left"
         if path.suffix == ".py":
             ast.parse(text, filename=str(path))
-    assert "ISOLATES NOTHING" in (package.directory / "src/sandbox_my_cloud/provider.py").read_text(encoding="utf-8")
-    assert "class TestMyCloudConformance(ProviderConformance)" in (package.directory / "tests/test_conformance.py").read_text(encoding="utf-8")
+    provider = (package.directory / "src/sandbox_my_cloud/provider.py").read_text(encoding="utf-8")
+    assert "ISOLATES NOTHING" in provider
+    tests = (package.directory / "tests/test_conformance.py").read_text(encoding="utf-8")
+    assert "class TestMyCloudConformance(ProviderConformance)" in tests
 
 
 @pytest.mark.parametrize(
     ("version", "requirement"),
-    [("0.1.0", "sandbox-core>=0.1,<0.2"), ("0.3.7.dev1", "sandbox-core>=0.3,<0.4"), ("1.4.2", "sandbox-core>=1.4,<2"), ("2", "sandbox-core>=2.0,<3")],
+    [
+        ("0.1.0", "sandbox-core>=0.1,<0.2"),
+        ("0.3.7.dev1", "sandbox-core>=0.3,<0.4"),
+        ("1.4.2", "sandbox-core>=1.4,<2"),
+        ("2", "sandbox-core>=2.0,<3"),
+    ],
 )
 def test_core_requirement_is_bounded(version: str, requirement: str) -> None:
     assert core_requirement(version) == requirement
