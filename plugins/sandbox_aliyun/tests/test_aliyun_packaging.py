@@ -14,7 +14,7 @@ SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
 
 
 def test_loading_the_provider_does_not_import_the_sdk() -> None:
@@ -26,8 +26,8 @@ def test_loading_the_provider_does_not_import_the_sdk() -> None:
         "schema = client.config_schema('aliyun_codeinterpreter')\n"
         "assert 'access_key_secret' in schema.secret_fields\n"
         "import sandbox_aliyun.provider\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('agentrun', 'alibabacloud_tea_openapi', 'litellm', 'httpx'))\n"
-        "print(heavy)\n"
+        "heavy = ('agentrun', 'alibabacloud_tea_openapi', 'litellm', 'httpx')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
@@ -35,7 +35,7 @@ def test_loading_the_provider_does_not_import_the_sdk() -> None:
 
 def test_providers_listing_shows_it(tmp_path: Path) -> None:
     env = {**os.environ, "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'settings.db'}"}
-    done = subprocess.run([SANDBOX, "providers", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([SANDBOX, "providers", "--json"], check=False, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     listed = {p["name"]: p for p in json.loads(done.stdout)}
     assert listed["aliyun_codeinterpreter"]["package"] == "sandbox-aliyun"
@@ -54,7 +54,7 @@ def test_config_from_env_then_execute_through_the_cli(fake_agentrun: FakeAgentRu
     }
 
     def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SANDBOX, *args], capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run([SANDBOX, *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
     saved = sandbox("config", "set", "aliyun_codeinterpreter", "--from-env", f"endpoint={fake_agentrun.url}", "--activate")
     assert saved.returncode == 0, saved.stderr

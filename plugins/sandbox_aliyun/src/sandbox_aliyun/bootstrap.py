@@ -13,7 +13,8 @@ far; a child process gives the runner protocol's clean ``__main__``, a real exit
 output on timeout, exactly as every other provider has.
 
 Only the standard library may be used here, and nothing from this package: the text runs in the
-remote interpreter, where sandbox-aliyun is not installed.
+remote interpreter, where sandbox-aliyun is not installed and the Python version is the
+template's (annotations that are not plain names are therefore written as strings).
 """
 
 import base64
@@ -30,13 +31,13 @@ ENVELOPE_PREFIX = "\x1esandbox-aliyun-envelope:"
 POLL_SECONDS = 0.02
 
 
-def _head(path, limit):
+def _head(path: str, limit: int) -> bytes:
     """The first ``limit`` bytes of a file (one more, to show it was longer)."""
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
 
 
-def _stdout_for_host(path, marker, limit, max_frame):
+def _stdout_for_host(path: str, marker: bytes, limit: int, max_frame: int) -> bytes:
     """User output (at most limit + 1 bytes) followed by the result frame, if the runner wrote one."""
     with open(path, "rb") as handle:
         data = handle.read()
@@ -47,19 +48,19 @@ def _stdout_for_host(path, marker, limit, max_frame):
     return data[: min(index, limit + 1)] + frame
 
 
-def _kill(process):
+def _kill(process: "subprocess.Popen[bytes]") -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def bootstrap(payload_b64):
+def bootstrap(payload_b64: str) -> None:
     """Run one job described by the payload and print the envelope line."""
     payload = json.loads(base64.b64decode(payload_b64).decode("utf-8"))
     workdir = tempfile.mkdtemp(prefix="sandbox-job-")
     started = time.monotonic()
-    envelope = {"exit_code": None, "timed_out": False, "flooded": False, "error": None}
+    envelope: "dict[str, object]" = {"exit_code": None, "timed_out": False, "flooded": False, "error": None}
     try:
         runner = os.path.join(workdir, payload["runner_name"])
         with open(runner, "w", encoding="utf-8") as handle:
@@ -76,7 +77,7 @@ def bootstrap(payload_b64):
         else:
             interpreter = shutil.which("node")
         if not interpreter:
-            envelope["error"] = "no interpreter for %s in this sandbox template" % payload["language"]
+            envelope["error"] = f"no interpreter for {payload['language']} in this sandbox template"
             return
         out_path, err_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
         limit, cap = int(payload["max_output_bytes"]), int(payload["flood_bytes"])
@@ -111,7 +112,7 @@ def bootstrap(payload_b64):
         envelope["stdout_b64"] = base64.b64encode(stdout_bytes).decode("ascii")
         envelope["stderr_b64"] = base64.b64encode(_head(err_path, limit)).decode("ascii")
     except Exception as exc:  # report, never raise: a traceback here would hide the envelope
-        envelope["error"] = "%s: %s" % (type(exc).__name__, exc)
+        envelope["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         envelope["elapsed"] = time.monotonic() - started
         shutil.rmtree(workdir, ignore_errors=True)

@@ -13,13 +13,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
-
 from sandbox_aliyun import RUNTIME_NAME
 from sandbox_aliyun.errors import AliyunProviderError
 from sandbox_aliyun.limits import HARD_TIMEOUT, HTTP_OVERHEAD, READY_TIMEOUT, SERVICE_MARGIN
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection, InterpreterSandbox
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 
 PROBE_CODE = "def main():\n    return 'ok'\n"
 PROBE_TIMEOUT = 10.0

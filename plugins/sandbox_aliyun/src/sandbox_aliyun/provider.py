@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sandbox_aliyun.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES, HARD_TIMEOUT, MAX_OUTPUT_BYTES
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigField, ConfigSchema
-
-from sandbox_aliyun.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES, HARD_TIMEOUT, MAX_OUTPUT_BYTES
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""

@@ -18,12 +18,11 @@ from typing import Any
 
 import attrs
 
+from sandbox_aliyun.errors import NoResultError
+from sandbox_aliyun.limits import HARD_TIMEOUT, REPORT_MARGIN
 from sandbox_core.model import ExecutionResult
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
 from sandbox_core.runner.protocol import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_VALUE_BYTES, RUNNER_FILES
-
-from sandbox_aliyun.errors import NoResultError
-from sandbox_aliyun.limits import HARD_TIMEOUT, REPORT_MARGIN
 
 ENVELOPE_PREFIX = "\x1esandbox-aliyun-envelope:"
 """Must equal ``bootstrap.ENVELOPE_PREFIX`` (that module is sent as text, so it cannot import this)."""

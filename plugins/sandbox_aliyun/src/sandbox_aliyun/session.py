@@ -25,8 +25,6 @@ from typing import Any
 
 import attrs
 
-from sandbox_core.schema import MASK, Secret
-
 from sandbox_aliyun.errors import (
     AccessKeyRejectedError,
     AliyunProviderError,
@@ -34,6 +32,7 @@ from sandbox_aliyun.errors import (
     BackendUnreachableError,
     TemplateNotFoundError,
 )
+from sandbox_core.schema import MASK, Secret
 
 # The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
 # in a server it is noise in every process. An operator who wants it sets the variable to 0.

@@ -96,11 +96,17 @@ class SandboxStore:
         script = os.path.join(sandbox.folder, f"cell-{sandbox.executions}.py")
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(code)
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": sandbox.folder, "LANG": "C.UTF-8", "HOME": sandbox.folder}
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TMPDIR": sandbox.folder,
+            "HOME": sandbox.folder,
+            "LANG": "C.UTF-8",
+        }
         context_id = f"ctx-{uuid.uuid4().hex[:12]}"
         try:
             done = subprocess.run(
                 [sys.executable, script],
+                check=False,
                 capture_output=True,
                 cwd=sandbox.folder,
                 env=environment,
