@@ -6,6 +6,7 @@ import base64
 import concurrent.futures
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -174,7 +175,10 @@ def test_ragflow_run_nodejs_and_errors(executor: Executor) -> None:
 
 
 def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
-    small = start_executor(tmp_path, "--max-concurrency", "1", "--queue-size", "0", "--languages", "python", "--python-pool-size", "1")
+    small = start_executor(
+        tmp_path, "--max-concurrency", "1", "--queue-size", "0", "--languages", "python", "--python-pool-size", "1",
+        "--max-request-bytes", "1000000", "--max-held-request-bytes", "1500000",
+    )
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             slow = pool.submit(small.execute, "import time\ntime.sleep(3)\n", timeout=20)
@@ -188,6 +192,20 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
             assert slow.result()["status"] == "success"
         assert 'sandbox_executor_rejections_total{reason="queue_full"} 1.0' in small.http.get("/metrics").text
         assert small.execute("print('after')")["stdout"] == "after\n"
+        # A slow upload holds most of the body budget: a second big body is refused, not buffered.
+        port = int(small.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as slow_upload:
+            slow_upload.sendall(
+                f"POST /v1/execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {small.token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{\"code\": \"".encode()
+            )
+            time.sleep(0.2)
+            big = small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}})
+            assert big.status_code == 503 and big.headers["retry-after"] == "1", big.text
+        deadline = time.monotonic() + 10
+        while small.http.post("/v1/execute", json={"code": "def main(blob):\n    return len(blob)\n", "arguments": {"blob": "x" * 700_000}}).status_code != 200:
+            assert time.monotonic() < deadline, "the body budget was not given back"
+            time.sleep(0.1)
     finally:
         assert_clean_shutdown(small)
 

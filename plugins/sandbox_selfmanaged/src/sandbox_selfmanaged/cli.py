@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
     net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
     net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
+    net.add_argument("--max-held-request-bytes", type=int, help="request bodies held at once, queued ones included [default: 8 x --max-request-bytes]")
 
     pool = serve.add_argument_group("sandboxes")
     pool.add_argument("--pool-size", type=int, default=2, help="warm sandboxes kept ready per language")
@@ -163,6 +164,7 @@ def serve(args: argparse.Namespace) -> int:
             queue_size=args.queue_size,
             queue_timeout=args.queue_timeout,
             max_body_bytes=args.max_request_bytes,
+            max_held_bytes=args.max_held_request_bytes,
         )
         app = create_app(config)
     except (ExecutorError, ValueError) as exc:

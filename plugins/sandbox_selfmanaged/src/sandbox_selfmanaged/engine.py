@@ -7,6 +7,10 @@ runtime: the problem is logged plainly and reported by :meth:`Engine.health` (th
 cannot work. ``Engine.execute()`` runs one request in a fresh sandbox and returns the
 :class:`~sandbox_core.model.ExecutionResult`. ``Engine.close()`` destroys every sandbox and
 leaves the state directory empty.
+
+The engine makes its process a child subreaper and reaps every child of the process (see
+:mod:`sandbox_selfmanaged.procs`): give it a process of its own, as ``sandbox-executor`` does,
+rather than embedding it where other code starts subprocesses.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ class ServiceConfig:
     :param queue_size: requests allowed to wait for a slot; beyond, 503 + ``Retry-After``.
     :param queue_timeout: seconds a request may wait for a slot before a 503.
     :param max_body_bytes: largest request body (code plus arguments); beyond, 413.
+    :param max_held_bytes: request bodies all requests in progress may hold together (queued
+        ones included); beyond, 503 (default: 8 × ``max_body_bytes``).
     :param ready_timeout: how long start-up waits for the warm pool before serving anyway.
     """
 
@@ -75,6 +77,7 @@ class ServiceConfig:
     queue_size: int = 64
     queue_timeout: float = 60.0
     max_body_bytes: int = 32 << 20
+    max_held_bytes: int | None = None
     ready_timeout: float = 60.0
 
 
@@ -211,7 +214,13 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         result, release = await run(request, limits)
         return JSONResponse(to_ragflow(result), background=release)
 
-    return Gate(app, token=config.token, open_paths={LIVENESS_PATH}, max_body_bytes=config.max_body_bytes)
+    return Gate(
+        app,
+        token=config.token,
+        open_paths={LIVENESS_PATH},
+        max_body_bytes=config.max_body_bytes,
+        max_held_bytes=config.max_held_bytes,
+    )
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
