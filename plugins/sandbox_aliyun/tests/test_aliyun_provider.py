@@ -167,3 +167,38 @@ def test_health_runs_a_real_probe_and_releases_its_sandbox(fake_agentrun: FakeAg
     assert "released" in status.message
     probe_ids = fake_agentrun.store.created[created_before:]
     assert len(probe_ids) == 1 and probe_ids[0] in fake_agentrun.store.deleted
+
+
+def test_a_failed_execute_still_releases_the_sandbox(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
+    template = fake_agentrun.credentials.execute_fails_template
+    result = client_for(fake_agentrun.config(template_name=template)).execute("print(1)")
+
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and "AgentRun refused executing" in result.error.message
+    assert "HTTP 500" in result.error.message
+    assert result.metadata["released"] is True
+    assert result.metadata["sandbox_id"] in fake_agentrun.store.deleted
+
+
+def test_a_failed_delete_is_reported_not_raised(
+    fake_agentrun: FakeAgentRun, client_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    template = fake_agentrun.credentials.delete_fails_template
+    result = client_for(fake_agentrun.config(template_name=template)).execute("def main():\n    return 7\n")
+
+    assert result.ok and result.value == 7, result
+    assert result.metadata["released"] is False
+    sandbox_id = result.metadata["sandbox_id"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and sandbox_id in r.getMessage()]
+    assert warnings and "reclaims it after 60s idle" in warnings[0]
+    assert fake_agentrun.credentials.access_key_secret not in warnings[0]
+
+
+def test_an_output_flood_is_stopped_and_flagged(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
+    client = client_for(fake_agentrun.config(max_output_bytes=2048))
+    result = client.execute("while True:\n    print('x' * 1000)\n", timeout=20)
+
+    assert result.status is ExecutionStatus.OUTPUT_LIMIT, result
+    assert result.stdout_truncated and len(result.stdout.encode()) <= 2048
+    assert result.metadata["flooded"] is True
+    assert result.execution_time < 10

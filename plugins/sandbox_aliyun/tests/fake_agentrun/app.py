@@ -1,5 +1,8 @@
 """The fake's HTTP API: the AgentRun data-plane routes the provider's SDK calls make.
 
+Two extra templates inject service faults (see :class:`.state.Credentials`): one whose sandboxes
+fail every execute, one whose sandboxes cannot be deleted.
+
 Every request must carry a valid signature (see :mod:`.signing`); refusals answer like the service,
 with an HTTP error status and ``{"code", "message", "requestId"}``. Paths, as the SDK builds them
 from ``Config.data_endpoint``:
@@ -77,6 +80,8 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         sandbox = sandbox_or_404(request)
         if sandbox is None:
             return _error(404, "SandboxNotFound", "sandbox not found")
+        if sandbox.template_name == credentials.execute_fails_template:
+            return _error(500, "InternalError", "the interpreter crashed")
         body = json.loads(await request.body())
         if body.get("language", "python") != "python":
             return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
@@ -84,6 +89,9 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         return JSONResponse(reply)
 
     async def delete(request: Request) -> JSONResponse:
+        existing = sandbox_or_404(request)
+        if existing is not None and existing.template_name == credentials.delete_fails_template:
+            return _error(500, "InternalError", "deletion failed")
         sandbox = store.delete(request.path_params["sandbox_id"])
         if sandbox is None:
             return _error(404, "SandboxNotFound", "sandbox not found")

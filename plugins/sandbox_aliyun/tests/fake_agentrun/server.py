@@ -23,7 +23,12 @@ class FakeAgentRun:
     def __init__(self, credentials: Credentials | None = None) -> None:
         self.credentials = credentials or Credentials()
         self._root = tempfile.mkdtemp(prefix="fake-agentrun-")
-        self.store = SandboxStore(self._root, (self.credentials.template_name,))
+        templates = (
+            self.credentials.template_name,
+            self.credentials.execute_fails_template,
+            self.credentials.delete_fails_template,
+        )
+        self.store = SandboxStore(self._root, templates)
         self.requests: list[dict[str, Any]] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

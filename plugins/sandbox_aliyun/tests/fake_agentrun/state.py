@@ -30,6 +30,10 @@ class Credentials:
     account_id: str = "1234567890123456"
     region: str = "cn-hangzhou"
     template_name: str = "sandbox-core-ci"
+    execute_fails_template: str = "sandbox-core-execute-fails"
+    """Sandboxes from this template answer every execute with HTTP 500 (a service fault)."""
+    delete_fails_template: str = "sandbox-core-delete-fails"
+    """Sandboxes from this template answer every delete with HTTP 500 and stay alive."""
 
 
 @attrs.define
