@@ -48,7 +48,7 @@ def _stdout_for_host(path: str, marker: bytes, limit: int, max_frame: int) -> by
     return data[: min(index, limit + 1)] + frame
 
 
-def _kill(process: "subprocess.Popen[bytes]") -> None:
+def _kill(process: "subprocess.Popen[bytes]") -> None:  # noqa: UP037 (remote Python may predate 3.9)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -60,7 +60,7 @@ def bootstrap(payload_b64: str) -> None:
     payload = json.loads(base64.b64decode(payload_b64).decode("utf-8"))
     workdir = tempfile.mkdtemp(prefix="sandbox-job-")
     started = time.monotonic()
-    envelope: "dict[str, object]" = {"exit_code": None, "timed_out": False, "flooded": False, "error": None}
+    envelope: dict[str, object] = {"exit_code": None, "timed_out": False, "flooded": False, "error": None}
     try:
         runner = os.path.join(workdir, payload["runner_name"])
         with open(runner, "w", encoding="utf-8") as handle:
