@@ -58,7 +58,8 @@ def sdk_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
-    return ExecutionResult.provider_failure(provider_name, problem.message, **{"runtime": RUNTIME_NAME, **metadata, **problem.metadata()})
+    facts = {"runtime": RUNTIME_NAME, **metadata, **problem.metadata()}
+    return ExecutionResult.provider_failure(provider_name, problem.message, **facts)
 
 
 def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
