@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib  # the tests run on 3.11+ (Debian 12's python3), as bootstrap.sh sets up
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import attrs
-import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-dists.sh"
