@@ -9,6 +9,9 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -117,10 +120,39 @@ def test_timed_out_code_is_stopped_with_its_sandbox(fake_e2b: FakeE2BServer, e2b
     result = _execute(e2b_config, code, timeout=0.5)
     assert result.status is ExecutionStatus.TIMEOUT
     assert result.metadata["sandbox_id"] in fake_e2b.cloud.killed
-    import time
-
     time.sleep(1.5)
     assert not marker.exists(), "the code kept running after its sandbox was killed"
+
+
+def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    cloud = fake_e2b.cloud
+    before = set(cloud.created)
+
+    def kill_the_new_sandbox() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            fresh = [s for s in cloud.running() if s.sandbox_id not in before and s.pids]
+            if fresh:
+                cloud.kill(fresh[0].sandbox_id)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_new_sandbox)
+    killer.start()
+    result = _execute(e2b_config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=20)
+    killer.join()
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.metadata["e2b_error"] == "sandbox_lost"
+    assert result.error is not None and "stopped or became unreachable" in result.error.message
+
+
+def test_concurrent_executions_get_their_own_sandboxes(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    code = "import os\ndef main(n):\n    return [n, os.getcwd()]\n"
+    with closing(_client(**e2b_config)) as client, ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda n: client.execute(code, arguments={"n": n}, timeout=10), range(8)))
+    assert [r.value[0] for r in results] == list(range(8)), results
+    sandboxes = {r.metadata["sandbox_id"] for r in results}
+    assert len(sandboxes) == 8 and sandboxes <= set(fake_e2b.cloud.killed)
 
 
 def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(

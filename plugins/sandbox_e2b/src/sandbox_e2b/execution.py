@@ -177,12 +177,12 @@ def _run(
 def _kill(sandbox: Sandbox, secrets: list[str]) -> None:
     """Kill the sandbox; a failure is logged, and E2B still ends it at its lifetime."""
     try:
-        sandbox.kill()
+        killed = sandbox.kill()
     except Exception as exc:
         problem = describe(exc, action=f"killing sandbox {sandbox.sandbox_id}", secrets=secrets)
         logger.warning("%s; E2B ends it when its lifetime runs out", problem.message)
     else:
-        logger.info("killed E2B sandbox %s", sandbox.sandbox_id)
+        logger.info("%s E2B sandbox %s", "killed" if killed else "already gone:", sandbox.sandbox_id)
 
 
 def check_health(config: Mapping[str, Any]) -> HealthStatus:

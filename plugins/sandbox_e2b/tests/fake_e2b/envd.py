@@ -116,6 +116,10 @@ def routes(cloud: FakeCloud) -> list[Route]:
             await asyncio.gather(*readers)
             code = await process.wait()
             sandbox.pids.discard(process.pid)
+            if cloud.get(sandbox.sandbox_id) is None:
+                # Killed under the command: E2B's proxy ends the stream, the SDK reports the sandbox gone.
+                yield connect.end_stream("unavailable", "The sandbox was not found")
+                return
             end = {"exitCode": code, "exited": code >= 0, "status": f"exit status {code}" if code >= 0 else f"signal: {-code}"}
             yield connect.envelope({"event": {"end": end}})
             yield connect.end_stream()
