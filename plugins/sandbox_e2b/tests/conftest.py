@@ -10,14 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_e2b import FakeE2BServer
-
-API_KEY = "e2b_test_4f9c2a7d1b8e6f3a0c5d9e2b7a4f1c8d"
+from fake_e2b import TEST_API_KEY, FakeE2BServer
 
 
 @pytest.fixture(scope="session")
 def fake_e2b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeE2BServer]:
-    server = FakeE2BServer(tmp_path_factory.mktemp("fake-e2b"), API_KEY).start()
+    server = FakeE2BServer(tmp_path_factory.mktemp("fake-e2b"), TEST_API_KEY).start()
     yield server
     leftovers = [sandbox.sandbox_id for sandbox in server.cloud.running()]
     server.stop()
@@ -27,4 +25,4 @@ def fake_e2b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeE2BServer
 @pytest.fixture
 def e2b_config(fake_e2b: FakeE2BServer) -> dict[str, Any]:
     """A working config pointing the SDK at the fake server."""
-    return {"api_key": API_KEY, "api_url": fake_e2b.url, "sandbox_url": fake_e2b.url, "request_timeout": 10}
+    return {"api_key": TEST_API_KEY, "api_url": fake_e2b.url, "sandbox_url": fake_e2b.url, "request_timeout": 10}

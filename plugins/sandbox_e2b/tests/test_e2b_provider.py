@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API_KEY
+from fake_e2b import TEST_API_KEY as API_KEY
 from fake_e2b import FakeE2BServer, free_port
 
 from sandbox_core import SandboxClient

@@ -9,6 +9,6 @@ conformance kit's benign code.
 
 from __future__ import annotations
 
-from fake_e2b.server import FakeE2BServer, free_port
+from fake_e2b.server import TEST_API_KEY, FakeE2BServer, free_port
 
-__all__ = ["FakeE2BServer", "free_port"]
+__all__ = ["TEST_API_KEY", "FakeE2BServer", "free_port"]

@@ -17,6 +17,9 @@ from starlette.applications import Starlette
 from fake_e2b import control, envd
 from fake_e2b.state import FakeCloud
 
+TEST_API_KEY = "e2b_test_4f9c2a7d1b8e6f3a0c5d9e2b7a4f1c8d"
+"""The key the tests' fake accepts (a made-up value in E2B's format)."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
