@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -29,6 +29,14 @@ class ExecutionStatus(str, enum.Enum):
     MEMORY_LIMIT = "memory_limit"
     OUTPUT_LIMIT = "output_limit"
     PROVIDER_ERROR = "provider_error"
+
+
+def _artifacts(values: Iterable[Artifact]) -> tuple[Artifact, ...]:
+    return tuple(values)
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 def _normalize_language(value: str) -> str:
@@ -137,7 +145,7 @@ class ExecutionResult:
     stderr_truncated: bool = False
     execution_time: float = 0.0
     provider: str = ""
-    artifacts: tuple[Artifact, ...] = attrs.field(default=(), converter=tuple)
+    artifacts: tuple[Artifact, ...] = attrs.field(default=(), converter=_artifacts)
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
@@ -215,8 +223,8 @@ class ProviderInfo:
     """What a provider says about itself for listings and the admin page."""
 
     description: str = ""
-    languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=tuple)
-    tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=_strings)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

@@ -53,6 +53,10 @@ class Secret:
     __str__ = __repr__
 
 
+def _as_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
 class FieldType(str, enum.Enum):
     """The kinds of value a config field can hold."""
 
@@ -84,7 +88,7 @@ class ConfigField:
     required: bool = False
     minimum: float | None = None
     maximum: float | None = None
-    choices: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    choices: tuple[Any, ...] = attrs.field(default=(), converter=_as_tuple)
     multiple: bool = False
     env: str | None = None
 
@@ -135,11 +139,15 @@ class ConfigField:
         return {"type": self.type.value, **bounds}
 
 
+def _fields(values: Iterable[ConfigField]) -> tuple[ConfigField, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class ConfigSchema:
     """The whole config a provider accepts, in display order."""
 
-    fields: tuple[ConfigField, ...] = attrs.field(converter=tuple)
+    fields: tuple[ConfigField, ...] = attrs.field(converter=_fields)
 
     @fields.validator
     def _check_unique(self, _attribute: attrs.Attribute[Any], value: tuple[ConfigField, ...]) -> None:
