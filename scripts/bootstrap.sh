@@ -63,7 +63,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 log "syncing the Python environment (.venv)"
-uv sync --all-packages --locked --python python3 --quiet
+uv sync --all-packages --python python3 --quiet
 
 case "$job" in
   run) exec uv run --no-sync python scripts/main_job.py "$@" ;;
