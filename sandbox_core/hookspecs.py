@@ -52,6 +52,7 @@ PROVIDER_HOOKS = (
     "sandbox_validate_config",
     "sandbox_health",
     "sandbox_execute",
+    "sandbox_upgrade_config",
 )
 REQUIRED_HOOKS = ("sandbox_config_schema", "sandbox_execute")
 
@@ -157,6 +158,36 @@ def sandbox_execute(
         @hookimpl
         def sandbox_execute(request, config):
             return ExecutionResult(status="success", stdout="hello\\n", exit_code=0)
+
+    Added in 0.1.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_upgrade_config(
+    config: Mapping[str, Any], source: str, provider_name: str
+) -> tuple[dict[str, Any], list[str]] | None:
+    """Translate a config written for another system or an older version into this provider's shape.
+
+    ``sandbox config import-ragflow`` calls it with each row it imports; the result is then
+    validated like any other config. Optional: without it configs are taken as they are.
+
+    :param config: the raw config as the other system stored it (secrets in clear).
+    :param source: where it comes from: ``"ragflow"``, or an older version such as ``"0.1"``.
+    :param provider_name: the name this provider is installed under.
+    :return: ``(new_config, notes)``, the raw config in this provider's current shape and
+        human-readable notes on keys renamed or dropped (never containing secret values);
+        ``None`` when there is nothing to translate.
+
+    Example::
+
+        @hookimpl
+        def sandbox_upgrade_config(config, source):
+            if source != "ragflow" or "url" not in config:
+                return None
+            new = {k: v for k, v in config.items() if k != "url"}
+            new["endpoint"] = config["url"]
+            return new, ["url: renamed to endpoint"]
 
     Added in 0.1.
     """

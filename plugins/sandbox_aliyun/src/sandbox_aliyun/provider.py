@@ -147,3 +147,23 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
     from sandbox_aliyun import execution
 
     return execution.run(request, config, provider_name)
+
+
+@hookimpl
+def sandbox_upgrade_config(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:
+    """RAGFlow's aliyun_codeinterpreter config in this shape (same key names, stricter values)."""
+    if source != "ragflow":
+        return None
+    upgraded = dict(config)
+    notes: list[str] = []
+    if not upgraded.get("template_name"):
+        upgraded.pop("template_name", None)
+        notes.append(
+            "template_name: empty in RAGFlow (it created ragflow-<language>-default templates); "
+            "set the name of a CodeInterpreter template"
+        )
+    timeout = upgraded.get("timeout")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > HARD_TIMEOUT:
+        upgraded["timeout"] = HARD_TIMEOUT
+        notes.append(f"timeout: {timeout:g} lowered to {HARD_TIMEOUT:g}, AgentRun's limit")
+    return upgraded, notes

@@ -143,3 +143,19 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
     from sandbox_e2b.execution import execute
 
     return execute(request, config, provider_name)
+
+
+@hookimpl
+def sandbox_upgrade_config(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:
+    """RAGFlow's e2b config (api_key, region, timeout) in this shape."""
+    if source != "ragflow":
+        return None
+    upgraded = dict(config)
+    notes: list[str] = []
+    if "timeout" in upgraded:
+        upgraded.setdefault("request_timeout", upgraded.pop("timeout"))
+        notes.append("timeout: renamed to request_timeout")
+    if "region" in upgraded:
+        region = upgraded.pop("region")
+        notes.append(f"region: dropped ({region!r}); E2B picks the region from its domain (set domain for another one)")
+    return upgraded, notes

@@ -133,3 +133,26 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
     from sandbox_selfmanaged.client import client_for
 
     return client_for(config).execute(request, config, provider_name)
+
+
+@hookimpl
+def sandbox_upgrade_config(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:
+    """RAGFlow's self_managed config (endpoint, timeout, max_retries, pool_size) in this shape."""
+    if source != "ragflow":
+        return None
+    upgraded = dict(config)
+    notes: list[str] = []
+    if "endpoint" in upgraded:
+        endpoint = upgraded.pop("endpoint")
+        if "endpoints" not in upgraded and endpoint:
+            upgraded["endpoints"] = [endpoint]
+        notes.append("endpoint: became endpoints (a list; add more executors there)")
+    for old, new in (("max_retries", "retries"), ("timeout", "request_timeout")):
+        if old in upgraded:
+            value = upgraded.pop(old)
+            upgraded.setdefault(new, value)
+            notes.append(f"{old}: renamed to {new}")
+    if "pool_size" in upgraded:
+        upgraded.pop("pool_size")
+        notes.append("pool_size: dropped; the warm pool is the executor's setting (sandbox-executor serve --pool-size)")
+    return upgraded, notes
