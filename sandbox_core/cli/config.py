@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from sandbox_core.cli.common import EXIT_CONFIG, EXIT_USAGE, active_or_none, fail, open_store, print_json
+from sandbox_core.cli.common import (
+    EXIT_CONFIG,
+    EXIT_USAGE,
+    active_or_none,
+    fail,
+    open_store,
+    print_json,
+    set_exit_code,
+)
 from sandbox_core.errors import NoProviderSelectedError
 from sandbox_core.registry import get_registry
 from sandbox_core.schema import ConfigSchema, to_storable
@@ -149,3 +157,28 @@ def audit(state: str, path: str | None) -> None:
     with open_store() as store:
         store.set_json("sandbox.audit", {"enabled": state == "on", "path": os.path.abspath(path) if path else None}, source="cli")
     click.echo(f"audit log {state}" + (f" (file: {os.path.abspath(path)})" if path and state == "on" else ""))
+
+
+@config.command("import-ragflow")
+@click.option("--from", "source_url", required=True, metavar="URL", help="RAGFlow's database (sqlite:///…, mysql://…, postgresql://…).")
+@click.option("--table", default="system_settings", show_default=True, help="RAGFlow's settings table.")
+@click.option("--dry-run", is_flag=True, help="Show the translated configs (secrets masked); save nothing.")
+@click.option("--activate/--no-activate", default=True, help="Make RAGFlow's active provider active here too (default: on).")
+def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate: bool) -> None:
+    """Copy RAGFlow's sandbox settings into this settings database, once.
+
+    Each sandbox.<provider> row of an installed provider is translated to its current shape,
+    validated and saved; sandbox.provider_type then selects the active provider.
+    """
+    from sandbox_core.cli import ragflow_import
+    from sandbox_core.settings.database import scrub, url_password
+
+    password = url_password(source_url)
+    rows = ragflow_import.read_ragflow_rows(source_url, table)
+    with open_store() as store:
+        report, secrets = ragflow_import.import_ragflow(rows, store, dry_run=dry_run, activate=activate)
+    click.echo(f"reading from: {ragflow_import.mask_url(source_url)} (table {table})")
+    for line in ragflow_import.report_lines(report, dry_run=dry_run):
+        click.echo(scrub(ragflow_import.scrub(line, secrets), password))
+    if report.any_invalid:
+        set_exit_code(EXIT_CONFIG)

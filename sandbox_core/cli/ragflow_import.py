@@ -1,0 +1,200 @@
+"""``sandbox config import-ragflow``: copy RAGFlow's sandbox settings into sandbox-core's database, once.
+
+RAGFlow keeps them in its own ``system_settings`` table, whose timestamp columns differ from ours,
+so sandbox-core never shares that table: this reads RAGFlow's ``sandbox.*`` rows with plain SQL,
+lets each installed provider translate its row (hook ``sandbox_upgrade_config``), validates the
+result and saves it in the database named by ``SANDBOX_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from sandbox_core.errors import ConfigurationError, ConfigValidationError, ProviderError
+from sandbox_core.settings import MASK, mask_secrets, mask_url
+
+SOURCE = "ragflow"
+SAVED_SOURCE = "ragflow-import"
+PROVIDER_TYPE_ROW = "sandbox.provider_type"
+_PACKAGES = {"self_managed": "sandbox-selfmanaged", "aliyun_codeinterpreter": "sandbox-aliyun", "e2b": "sandbox-e2b"}
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# RAGFlow's own schemas do not always flag secrets the way ours do; never print these either.
+_SECRET_KEY_WORDS = ("secret", "token", "password", "api_key")
+
+
+@attrs.frozen
+class ImportOutcome:
+    """What happened to one ``sandbox.<provider>`` row."""
+
+    provider: str
+    status: str  # "imported", "skipped", "invalid"
+    config: dict[str, Any] = attrs.field(factory=dict)  # masked, for display
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ImportReport:
+    outcomes: tuple[ImportOutcome, ...]
+    ragflow_active: str | None
+    activated: str | None
+    activation_note: str = ""
+
+    @property
+    def any_invalid(self) -> bool:
+        return any(o.status == "invalid" for o in self.outcomes)
+
+
+def read_ragflow_rows(url: str, table: str = "system_settings") -> dict[str, str]:
+    """RAGFlow's ``sandbox.*`` rows (name → raw value) from the database at ``url``."""
+    from sandbox_core.settings import database_from_url
+
+    if not _TABLE_NAME.match(table):
+        raise ConfigurationError(f"--table {table!r} is not a plain table name")
+    database = database_from_url(url)
+    try:
+        cursor = database.execute_sql(f"SELECT name, value FROM {table} WHERE name LIKE 'sandbox.%'")
+        return {str(name): "" if value is None else str(value) for name, value in cursor.fetchall()}
+    except Exception as exc:
+        raise ConfigurationError(
+            f"could not read table {table!r} of RAGFlow's database {mask_url(url)}: {type(exc).__name__}"
+        ) from None
+    finally:
+        database.close()
+
+
+def _provider_type(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _secret_values(config: Mapping[str, Any], secret_fields: Iterable[str]) -> list[str]:
+    fields = set(secret_fields)
+    return [
+        str(value)
+        for key, value in config.items()
+        if value not in (None, "") and (key in fields or any(word in key.lower() for word in _SECRET_KEY_WORDS))
+    ]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by the mask."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def import_ragflow(
+    rows: Mapping[str, str], store: Any, *, dry_run: bool = False, activate: bool = True
+) -> tuple[ImportReport, list[str]]:
+    """Translate, validate and (unless ``dry_run``) save RAGFlow's rows into ``store``.
+
+    Returns the report and every secret value met, so the caller can scrub whatever it prints.
+    """
+    from sandbox_core.client import SandboxClient
+    from sandbox_core.registry import get_registry
+    from sandbox_core.schema import to_storable
+    from sandbox_core.settings.keys import provider_of_row
+    from sandbox_core.settings.secrets import encrypt_secrets
+
+    registry = get_registry()
+    installed = set(registry.names())
+    client = SandboxClient(settings=store, registry=registry)
+    outcomes: list[ImportOutcome] = []
+    secrets: list[str] = []
+    valid: set[str] = set()
+    for name in sorted(rows):
+        if name == PROVIDER_TYPE_ROW:
+            continue
+        provider = provider_of_row(name)
+        if provider is None:
+            continue
+        try:
+            raw = json.loads(rows[name] or "{}")
+        except ValueError as exc:
+            outcomes.append(ImportOutcome(provider, "invalid", problems=(f"value is not JSON: {exc.msg}",)))
+            continue
+        if not isinstance(raw, dict):
+            outcomes.append(ImportOutcome(provider, "invalid", problems=("value is not a JSON object",)))
+            continue
+        secrets += _secret_values(raw, ())
+        if provider not in installed:
+            hint = _PACKAGES.get(provider, f"a package providing {provider!r}")
+            outcomes.append(ImportOutcome(provider, "skipped", notes=(f"provider not installed: install {hint}",)))
+            continue
+        try:
+            schema = client.config_schema(provider)
+            upgraded, notes = raw, []
+            if registry.has_hook(provider, "sandbox_upgrade_config"):
+                result = registry.hook(provider, "sandbox_upgrade_config")(
+                    config=raw, source=SOURCE, provider_name=provider
+                )
+                if result is not None:
+                    upgraded, notes = dict(result[0]), list(result[1])
+        except ProviderError as exc:
+            outcomes.append(ImportOutcome(provider, "invalid", problems=(str(exc),)))
+            continue
+        secrets += _secret_values(upgraded, schema.secret_fields)
+        shown = mask_secrets(upgraded, schema.secret_fields)
+        try:
+            converted = client.validate_config(provider, upgraded)
+        except ConfigValidationError as exc:
+            problems = tuple(str(p) for p in exc.problems)
+            outcomes.append(ImportOutcome(provider, "invalid", shown, tuple(notes), problems))
+            continue
+        valid.add(provider)
+        if not dry_run:
+            storable = {key: value for key, value in to_storable(converted).items() if key in upgraded}
+            store.save_provider_config(provider, encrypt_secrets(storable, schema.secret_fields), source=SAVED_SOURCE)
+        outcomes.append(ImportOutcome(provider, "imported", shown, tuple(notes)))
+
+    ragflow_active = _provider_type(rows.get(PROVIDER_TYPE_ROW))
+    activated, note = None, ""
+    if ragflow_active is None:
+        note = "RAGFlow had no active provider"
+    elif not activate:
+        note = f"RAGFlow's active provider {ragflow_active} not activated (--no-activate)"
+    elif ragflow_active not in valid:
+        note = f"RAGFlow's active provider {ragflow_active} not activated: its config was not imported"
+    else:
+        activated = ragflow_active
+        if not dry_run:
+            store.set_active_provider(ragflow_active, source=SAVED_SOURCE)
+    return ImportReport(tuple(outcomes), ragflow_active, activated, note), secrets
+
+
+def report_lines(report: ImportReport, *, dry_run: bool) -> list[str]:
+    """The human-readable report, one line per fact (secrets already masked in configs)."""
+    lines: list[str] = []
+    verb = "would import" if dry_run else "imported"
+    for outcome in report.outcomes:
+        if outcome.status == "imported":
+            lines.append(f"{outcome.provider}: {verb}")
+        elif outcome.status == "skipped":
+            lines.append(f"{outcome.provider}: skipped")
+        else:
+            lines.append(f"{outcome.provider}: invalid")
+        lines += [f"  problem: {problem}" for problem in outcome.problems]
+        lines += [f"  note: {note}" for note in outcome.notes]
+        if dry_run and outcome.config:
+            lines.append(f"  config: {json.dumps(outcome.config, ensure_ascii=False, sort_keys=True)}")
+    if not report.outcomes:
+        lines.append("no sandbox.<provider> rows found")
+    if report.activated:
+        lines.append(f"active provider: {report.activated}" + (" (would be set)" if dry_run else ""))
+    elif report.activation_note:
+        lines.append(report.activation_note)
+    if dry_run:
+        lines.append("dry run: nothing saved")
+    return lines
