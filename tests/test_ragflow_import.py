@@ -127,3 +127,10 @@ def test_source_url_password_never_printed(sandbox_settings, capsys) -> None:
     code, out = _run(["config", "import-ragflow", "--from", "mysql://rag:hunter2pw@127.0.0.1:1/rag"], capsys)
     assert code != 0
     assert "hunter2pw" not in out
+
+
+def test_missing_sqlite_file_is_not_created(sandbox_settings, tmp_path, capsys) -> None:
+    missing = tmp_path / "nope.db"
+    code, out = _run(["config", "import-ragflow", "--from", f"sqlite:///{missing}"], capsys)
+    assert code == 3 and "does not exist" in out
+    assert not missing.exists()

@@ -9,6 +9,7 @@ result and saves it in the database named by ``SANDBOX_DATABASE_URL``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -56,6 +57,9 @@ def read_ragflow_rows(url: str, table: str = "system_settings") -> dict[str, str
 
     if not _TABLE_NAME.match(table):
         raise ConfigurationError(f"--table {table!r} is not a plain table name")
+    if url.startswith("sqlite:///") and not os.path.isfile(url[len("sqlite:///"):].split("?")[0]):
+        # Opening a missing SQLite file would create an empty one next to RAGFlow's.
+        raise ConfigurationError(f"RAGFlow's database {mask_url(url)} does not exist")
     database = database_from_url(url)
     try:
         cursor = database.execute_sql(f"SELECT name, value FROM {table} WHERE name LIKE 'sandbox.%'")
