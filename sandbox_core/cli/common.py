@@ -8,7 +8,12 @@ from typing import Any, NoReturn
 
 import click
 
-from sandbox_core.errors import ConfigurationError, ProviderError, ProviderNotFoundError, SandboxError
+from sandbox_core.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderNotFoundError,
+    SandboxError,
+)
 
 EXIT_OK = 0
 EXIT_NOT_SUCCESSFUL = 1
@@ -79,6 +84,17 @@ def _last_exit_code() -> int:
     global _exit_code
     code, _exit_code = _exit_code, EXIT_OK
     return code
+
+
+def json_object_option(text: str, option: str) -> dict[str, Any]:
+    """Parse the JSON object given to ``option``, or fail with a usage error naming the option."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        fail(f"{option} is not valid JSON: {exc}", EXIT_USAGE)
+    if not isinstance(parsed, dict):
+        fail(f"{option} must be a JSON object", EXIT_USAGE)
+    return parsed
 
 
 def print_json(data: Any) -> None:

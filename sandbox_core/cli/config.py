@@ -13,6 +13,7 @@ from sandbox_core.cli.common import (
     EXIT_USAGE,
     active_or_none,
     fail,
+    json_object_option,
     open_store,
     print_json,
     set_exit_code,
@@ -99,13 +100,7 @@ def set_config(
                 fail(f"none of the environment variables of provider {name!r} are set (it reads: {wanted})", EXIT_CONFIG)
             updates.update(found)
         if json_text:
-            try:
-                parsed = json.loads(json_text)
-            except ValueError as exc:
-                fail(f"--json is not valid JSON: {exc}", EXIT_USAGE)
-            if not isinstance(parsed, dict):
-                fail("--json must be a JSON object", EXIT_USAGE)
-            updates.update(parsed)
+            updates.update(json_object_option(json_text, "--json"))
         updates.update(_parse_assignments(assignments))
         if not updates and not activate:
             fail("nothing to set: give key=value pairs, --json or --from-env", EXIT_USAGE)

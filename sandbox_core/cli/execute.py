@@ -8,7 +8,17 @@ from typing import Any
 
 import click
 
-from sandbox_core.cli.common import EXIT_NOT_SUCCESSFUL, EXIT_OK, EXIT_PROVIDER, EXIT_USAGE, fail, open_store, print_json, set_exit_code
+from sandbox_core.cli.common import (
+    EXIT_NOT_SUCCESSFUL,
+    EXIT_OK,
+    EXIT_PROVIDER,
+    EXIT_USAGE,
+    fail,
+    json_object_option,
+    open_store,
+    print_json,
+    set_exit_code,
+)
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionResult, ExecutionStatus
 
 
@@ -23,13 +33,7 @@ def _argument_value(text: str) -> Any:
 def _collect_arguments(pairs: tuple[str, ...], args_json: str | None) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     if args_json:
-        try:
-            parsed = json.loads(args_json)
-        except ValueError as exc:
-            fail(f"--args-json is not valid JSON: {exc}", EXIT_USAGE)
-        if not isinstance(parsed, dict):
-            fail("--args-json must be a JSON object", EXIT_USAGE)
-        arguments.update(parsed)
+        arguments.update(json_object_option(args_json, "--args-json"))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
