@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -229,7 +229,7 @@ class SandboxClient:
             )
         except Exception as exc:
             return HealthStatus(healthy=False, message=_scrub(f"{type(exc).__name__}: {exc}", snapshot.config))
-        return status
+        return cast(HealthStatus, status)
 
     def close(self) -> None:
         """Release the settings store (connections); the client can not be used afterwards."""

@@ -261,8 +261,8 @@ class ProviderRegistry:
                 function = getattr(plugin, hook, None)
                 if function is None:
                     continue
-                options = self._pm.parse_hookimpl_opts(plugin, hook) or {}
-                if not (options.get("wrapper") or options.get("hookwrapper")):
+                options = self._pm.parse_hookimpl_opts(plugin, hook)
+                if options is None or not (options.get("wrapper") or options.get("hookwrapper")):
                     raise TypeError(
                         f"cross-cutting plugin {name!r} implements {hook} directly; "
                         "plugins other than providers may only use hook wrappers"
@@ -355,9 +355,15 @@ class ProviderRegistry:
         rows: list[ProviderStatus] = []
         for name, entries in sorted(self._all_entries().items()):
             first = entries[0]
-            base = {"name": name, "package": first.package, "version": first.version, "description": first.summary}
+            base = ProviderStatus(
+                name=name,
+                package=first.package,
+                version=first.version,
+                state=ProviderState.AVAILABLE,
+                description=first.summary,
+            )
             if name in self.disabled:
-                rows.append(ProviderStatus(state=ProviderState.DISABLED, error=f"disabled by {DISABLED_ENV}", **base))
+                rows.append(attrs.evolve(base, state=ProviderState.DISABLED, error=f"disabled by {DISABLED_ENV}"))
                 continue
             if len(entries) > 1:
                 error = str(DuplicateProviderError(name, [f"{e.package} {e.version}" for e in entries]))
@@ -375,10 +381,10 @@ class ProviderRegistry:
                 continue
             incompatible = self._incompatibility(first)
             if incompatible:
-                rows.append(ProviderStatus(state=ProviderState.INCOMPATIBLE, error=incompatible, **base))
+                rows.append(attrs.evolve(base, state=ProviderState.INCOMPATIBLE, error=incompatible))
                 continue
             if not verify and name not in self._providers:
-                rows.append(ProviderStatus(state=ProviderState.AVAILABLE, **base))
+                rows.append(base)
                 continue
             try:
                 self.load(name)
@@ -392,11 +398,16 @@ class ProviderRegistry:
                     error = str(exc)
                 else:
                     error = f"sandbox_provider_info failed: {_describe(exc)}"
-                rows.append(ProviderStatus(state=ProviderState.BROKEN, error=error, **base))
+                rows.append(attrs.evolve(base, state=ProviderState.BROKEN, error=error))
                 continue
-            base["description"] = info.description or first.summary
             rows.append(
-                ProviderStatus(state=ProviderState.LOADED, languages=info.languages, tags=info.tags, **base)
+                attrs.evolve(
+                    base,
+                    state=ProviderState.LOADED,
+                    description=info.description or first.summary,
+                    languages=info.languages,
+                    tags=info.tags,
+                )
             )
         return rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,9 @@ from sandbox_core.errors import NoProviderSelectedError
 from sandbox_core.registry import get_registry
 from sandbox_core.schema import ConfigSchema, to_storable
 
+if TYPE_CHECKING:
+    from sandbox_core.client import SandboxClient
+
 
 def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
@@ -33,7 +36,7 @@ def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def _schema(client: Any, name: str) -> ConfigSchema:
+def _schema(client: SandboxClient, name: str) -> ConfigSchema:
     return client.config_schema(name)
 
 
@@ -166,13 +169,13 @@ def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate:
     validated and saved; sandbox.provider_type then selects the active provider.
     """
     from sandbox_core.cli import ragflow_import
-    from sandbox_core.settings.database import scrub, url_password
+    from sandbox_core.settings.database import mask_url, scrub, url_password
 
     password = url_password(source_url)
     rows = ragflow_import.read_ragflow_rows(source_url, table)
     with open_store() as store:
         report, secrets = ragflow_import.import_ragflow(rows, store, dry_run=dry_run, activate=activate)
-    click.echo(f"reading from: {ragflow_import.mask_url(source_url)} (table {table})")
+    click.echo(f"reading from: {mask_url(source_url)} (table {table})")
     for line in ragflow_import.report_lines(report, dry_run=dry_run):
         click.echo(scrub(ragflow_import.scrub(line, secrets), password))
     if report.any_invalid:

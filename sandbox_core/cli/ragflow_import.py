@@ -62,7 +62,8 @@ def read_ragflow_rows(url: str, table: str = "system_settings") -> dict[str, str
         raise ConfigurationError(f"RAGFlow's database {mask_url(url)} does not exist")
     database = database_from_url(url)
     try:
-        cursor = database.execute_sql(f"SELECT name, value FROM {table} WHERE name LIKE 'sandbox.%'")
+        sql = f"SELECT name, value FROM {table} WHERE name LIKE 'sandbox.%'"
+        cursor = database.execute_sql(sql)  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
         return {str(name): "" if value is None else str(value) for name, value in cursor.fetchall()}
     except Exception as exc:
         raise ConfigurationError(
@@ -127,7 +128,8 @@ def import_ragflow(
         try:
             raw = json.loads(rows[name] or "{}")
         except ValueError as exc:
-            outcomes.append(ImportOutcome(provider, "invalid", problems=(f"value is not JSON: {exc.msg}",)))
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            outcomes.append(ImportOutcome(provider, "invalid", problems=(f"value is not JSON: {detail}",)))
             continue
         if not isinstance(raw, dict):
             outcomes.append(ImportOutcome(provider, "invalid", problems=("value is not a JSON object",)))

@@ -13,17 +13,25 @@ import json
 import os
 import sys
 
+# Signature annotations are quoted and typing is imported for the type checker only: importing typing
+# here would slow down every run, and the sandbox's Python may predate builtin generics.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _write = os.write
 _CODE_FILENAME = "<code>"
 
 
-def _emit(marker, frame, value_json):
+def _emit(marker: str, frame: "dict[str, Any]", value_json: str) -> None:
     """Write the result frame on the real stdout, after flushing what user code printed.
 
     ``value_json`` is the already serialized return value, spliced in so that a large value is
     serialized only once.
     """
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except Exception:  # user code may have closed or replaced the stream
@@ -37,7 +45,7 @@ def _emit(marker, frame, value_json):
         view = view[written:]
 
 
-def _error_info(exc, source):
+def _error_info(exc: BaseException, source: str) -> "dict[str, str]":
     """Type, message and a traceback that shows the user's frames only."""
     import linecache
     import traceback
@@ -50,9 +58,13 @@ def _error_info(exc, source):
     return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
 
 
-def _collect_artifacts(output_dir, max_total):
+def _collect_artifacts(
+    output_dir: "str | None", max_total: int
+) -> "tuple[list[dict[str, Any]], list[str]]":
     """Files left in the output folder, in name order, until the byte budget is spent."""
-    artifacts, skipped, budget = [], [], max_total
+    artifacts: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    budget = max_total
     if not output_dir or not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return artifacts, skipped  # the usual case: skip the imports below, they are slow in gVisor
     import base64
@@ -83,7 +95,7 @@ def _collect_artifacts(output_dir, max_total):
     return artifacts, skipped
 
 
-def _run(job):
+def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
     source = job["code"]
     arguments = job.get("arguments") or {}
     output_dir = job.get("output_dir")
@@ -94,9 +106,9 @@ def _run(job):
             output_dir = None
         else:
             os.environ["SANDBOX_OUTPUT_DIR"] = output_dir
-    frame = {"exit_code": 0, "error": None, "has_main": False}
+    frame: dict[str, Any] = {"exit_code": 0, "error": None, "has_main": False}
     value_json = "null"
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
     try:
         code = compile(source, _CODE_FILENAME, "exec")
         exec(code, namespace)
@@ -109,13 +121,13 @@ def _run(job):
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"main() returned a value that is not JSON data: {exc}") from None
     except SystemExit as exc:
-        code = exc.code
-        if code is None:
-            code = 0
-        elif not isinstance(code, int):
-            sys.stderr.write(f"{code}\n")
-            code = 1
-        frame["exit_code"] = code
+        status = exc.code
+        if status is None:
+            status = 0
+        elif not isinstance(status, int):
+            sys.stderr.write(f"{status}\n")
+            status = 1
+        frame["exit_code"] = status
     except BaseException as exc:  # user code failed: report it, as python itself would on stderr
         info = _error_info(exc, source)
         try:
@@ -128,7 +140,7 @@ def _run(job):
     return frame, value_json
 
 
-def _serve():
+def _serve() -> None:
     raw = sys.stdin.buffer.read()
     job = json.loads(raw)
     marker = job["marker"]

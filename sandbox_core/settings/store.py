@@ -316,7 +316,7 @@ class SettingsStore:
                     kept.append((thread, conn))
                 else:
                     _close_quietly(conn)
-            kept.append((current, self._db.connection()))
+            kept.append((current, self._db.connection()))  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
             self._connections = kept
 
     def _prepare(self, *, seed: bool) -> None:
@@ -337,7 +337,7 @@ class SettingsStore:
         except peewee.DatabaseError:
             # Two processes creating the table at once: PostgreSQL fails one of them on its
             # catalog's unique index, even with IF NOT EXISTS. The table is there: carry on.
-            if not model.table_exists():
+            if not model.table_exists():  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
                 raise
         if not model.select().where(model.name == keys.VERSION).exists():
             self._insert_version_row(model)
