@@ -74,6 +74,7 @@ class SandboxClient:
         self._snapshot: _Snapshot | None = None
         self._schemas: dict[str, ConfigSchema] = {}
         self._audit: AuditLog | None = None
+        self._used: set[str] = set()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class SandboxClient:
             requested_by=requested_by,
         )
         snapshot = self._current()
+        self._used.add(snapshot.provider)
         started = time.monotonic()
         try:
             result = self.registry.hook(snapshot.provider, "sandbox_execute")(
@@ -221,6 +223,7 @@ class SandboxClient:
     def health(self) -> HealthStatus:
         """The active provider's real ability to execute, as its ``health`` hook reports it."""
         snapshot = self._current()
+        self._used.add(snapshot.provider)
         if not self.registry.has_hook(snapshot.provider, "sandbox_health"):
             return HealthStatus(healthy=False, message=f"provider {snapshot.provider!r} has no health check")
         try:
@@ -232,7 +235,13 @@ class SandboxClient:
         return cast(HealthStatus, status)
 
     def close(self) -> None:
-        """Release the settings store (connections); the client can not be used afterwards."""
+        """Release what this client used: the providers' pooled sandboxes, the settings store.
+
+        The providers' ``sandbox_shutdown`` hooks release their process-wide resources, so other
+        clients of the same providers in this process lose their warm sandboxes too (they create
+        new ones when they next need them). The client can not be used afterwards.
+        """
+        self.registry.shutdown(sorted(self._used))
         if self.settings is not None:
             self.settings.close()
 

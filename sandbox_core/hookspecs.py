@@ -58,6 +58,7 @@ PROVIDER_HOOKS = (
     "sandbox_health",
     "sandbox_execute",
     "sandbox_upgrade_config",
+    "sandbox_shutdown",
 )
 REQUIRED_HOOKS = ("sandbox_config_schema", "sandbox_execute")
 
@@ -193,6 +194,29 @@ def sandbox_upgrade_config(
             new = {k: v for k, v in config.items() if k != "url"}
             new["endpoint"] = config["url"]
             return new, ["url: renamed to endpoint"]
+
+    Added in 0.1.
+    """
+
+
+@_hookspec
+def sandbox_shutdown(provider_name: str) -> None:
+    """Release everything the provider holds in this process: pooled sandboxes, clients, threads.
+
+    Providers that keep backend sandboxes alive between executions (a warm pool) must delete
+    them here; a sandbox left behind keeps costing money until its backend reclaims it. The core
+    calls this from :meth:`SandboxClient.close <sandbox_core.client.SandboxClient.close>` (for the
+    providers that client used), :meth:`ProviderRegistry.shutdown
+    <sandbox_core.registry.ProviderRegistry.shutdown>` and at interpreter exit. It may be called
+    more than once, and executions may follow it: the provider then starts afresh. Optional.
+
+    :param provider_name: the name this provider is installed under.
+
+    Example::
+
+        @hookimpl
+        def sandbox_shutdown():
+            POOLS.shutdown()
 
     Added in 0.1.
     """

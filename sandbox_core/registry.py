@@ -9,9 +9,11 @@ that provider's hook implementations only, plus the hook wrappers of cross-cutti
 
 from __future__ import annotations
 
+import atexit
 import enum
 import importlib.metadata as importlib_metadata
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +29,8 @@ from sandbox_core.errors import (
     ProviderLoadError,
     ProviderNotFoundError,
 )
+
+log = logging.getLogger(__name__)
 
 DISABLED_ENV = "SANDBOX_DISABLED_PLUGINS"
 """Comma-separated names of providers or plugins to ignore without importing them."""
@@ -425,6 +429,25 @@ class ProviderRegistry:
         """Providers and plugins that failed to load so far, by name."""
         return dict(self._failures)
 
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def shutdown(self, names: Iterable[str] | None = None) -> None:
+        """Call ``sandbox_shutdown`` of the loaded providers (or of ``names`` among them).
+
+        Providers not loaded yet hold nothing and are not imported for this. A provider whose
+        shutdown fails is logged and the others still run theirs.
+        """
+        with self._lock:
+            loaded = dict(self._providers)
+        wanted = loaded if names is None else {n: loaded[n] for n in names if n in loaded}
+        for name, plugin in sorted(wanted.items()):
+            if not hasattr(plugin, "sandbox_shutdown"):
+                continue
+            try:
+                self.hook(name, "sandbox_shutdown")(provider_name=name)
+            except Exception:
+                log.warning("provider %r failed to shut down", name, exc_info=True)
+
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
@@ -440,4 +463,6 @@ def get_registry() -> ProviderRegistry:
     with _default_lock:
         if _default_registry is None:
             _default_registry = ProviderRegistry()
+            # Pooled backend sandboxes cost money while they live: release them when Python exits.
+            atexit.register(_default_registry.shutdown)
         return _default_registry

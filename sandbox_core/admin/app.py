@@ -240,6 +240,8 @@ def create_app(
         try:
             yield
         finally:
+            # Connection tests may have left warm sandboxes in the providers' pools.
+            app.state.service.registry.shutdown()
             if owned is not None:
                 owned.close()
                 app.state.service = None

@@ -1,0 +1,278 @@
+"""The warm pool providers build on, and the ``sandbox_shutdown`` hook that empties it."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
+from sandbox_core.client import SandboxClient
+from sandbox_core.pooling import PoolClosedError, PoolSet, SandboxPool
+from sandbox_core.registry import ProviderRegistry
+from sandbox_core.schema import ConfigSchema
+
+
+class Backend:
+    """Counts the 'sandboxes' a pool creates and destroys, like a cloud would bill them."""
+
+    def __init__(self, fail_create: bool = False, fail_destroy: bool = False) -> None:
+        self._ids = itertools.count(1)
+        self.live: set[int] = set()
+        self.destroyed: list[int] = []
+        self.fail_create = fail_create
+        self.fail_destroy = fail_destroy
+        self._lock = threading.Lock()
+
+    def create(self) -> int:
+        if self.fail_create:
+            raise RuntimeError("quota exceeded")
+        with self._lock:
+            item = next(self._ids)
+            self.live.add(item)
+        return item
+
+    def destroy(self, item: int) -> None:
+        if self.fail_destroy:
+            raise RuntimeError("backend said no")
+        with self._lock:
+            self.live.remove(item)
+            self.destroyed.append(item)
+
+    def pool(self, max_idle: int = 2, idle_timeout: float = 60.0) -> SandboxPool[int]:
+        return SandboxPool(self.create, self.destroy, max_idle=max_idle, idle_timeout=idle_timeout, name="test")
+
+
+def test_a_returned_item_serves_the_next_lease() -> None:
+    backend = Backend()
+    pool = backend.pool()
+    with pool.lease() as first:
+        assert not first.reused
+    with pool.lease() as second:
+        assert second.reused and second.item == first.item
+    assert pool.stats().created == 1 and backend.live == {first.item}
+    pool.shutdown()
+    assert backend.live == set()
+
+
+def test_discarded_and_failed_items_are_destroyed_not_reused() -> None:
+    backend = Backend()
+    pool = backend.pool()
+    with pool.lease() as discarded:
+        discarded.discard()
+    with pytest.raises(ValueError), pool.lease() as failed:
+        raise ValueError("the execution broke the sandbox")
+    assert backend.destroyed == [discarded.item, failed.item]
+    assert backend.live == set() and pool.stats().idle == 0
+
+
+def test_max_idle_zero_destroys_every_item_after_use() -> None:
+    backend = Backend()
+    pool = backend.pool(max_idle=0)
+    items = []
+    for _ in range(3):
+        with pool.lease() as lease:
+            assert not lease.reused
+            items.append(lease.item)
+    assert len(set(items)) == 3 and backend.live == set()
+
+
+def test_concurrent_leases_never_keep_more_than_max_idle() -> None:
+    backend = Backend()
+    pool = backend.pool(max_idle=3)
+    start = threading.Barrier(12)
+
+    def use(_: int) -> int:
+        start.wait()
+        with pool.lease() as lease:
+            time.sleep(0.02)
+            return lease.item
+
+    with ThreadPoolExecutor(12) as workers:
+        used = list(workers.map(use, range(12)))
+    stats = pool.stats()
+    assert len(set(used)) == 12  # all twelve ran at once, so none could share
+    assert stats.idle == 3 and stats.leased == 0
+    assert len(backend.live) == 3 and stats.created - stats.destroyed == 3
+    pool.shutdown()
+    assert backend.live == set()
+
+
+def test_idle_items_expire_on_their_own() -> None:
+    backend = Backend()
+    pool = backend.pool(idle_timeout=0.2)
+    with pool.lease() as lease:
+        pass
+    assert backend.live == {lease.item}
+    deadline = time.monotonic() + 10
+    while backend.live and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert backend.live == set(), "the reaper did not destroy the idle item"
+    with pool.lease() as fresh:
+        assert not fresh.reused
+
+
+def test_an_expired_item_is_never_handed_out() -> None:
+    backend = Backend()
+    pool = backend.pool(idle_timeout=0.05)
+    with pool.lease() as old:
+        pass
+    # Whether the reaper or the lease gets there first, the old item must not come back.
+    time.sleep(0.1)
+    with pool.lease() as lease:
+        assert lease.item != old.item and not lease.reused
+    assert old.item in backend.destroyed
+
+
+def test_shutdown_destroys_idle_now_and_leased_on_return() -> None:
+    backend = Backend()
+    pool = backend.pool()
+    with pool.lease() as idle:
+        pass
+    with pool.lease() as other, pool.lease() as leased:
+        assert other.item == idle.item
+        pool.shutdown()
+        assert backend.live == {leased.item, other.item}
+    assert backend.live == set()
+    with pytest.raises(PoolClosedError, match="shut down"), pool.lease():
+        pass
+
+
+def test_create_failure_propagates_and_leaves_nothing_leased() -> None:
+    backend = Backend(fail_create=True)
+    pool = backend.pool()
+    with pytest.raises(RuntimeError, match="quota"), pool.lease():
+        pass
+    assert pool.stats().leased == 0
+
+
+def test_destroy_failure_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture) -> None:
+    backend = Backend(fail_destroy=True)
+    pool = backend.pool(max_idle=0)
+    with pool.lease():
+        pass
+    assert any("could not destroy a test sandbox" in r.getMessage() for r in caplog.records)
+    assert pool.stats().destroyed == 1
+
+
+def test_pool_set_keeps_one_pool_per_key_and_renews_after_shutdown() -> None:
+    backend = Backend()
+    pools: PoolSet[int] = PoolSet()
+    first = pools.get("config-a", backend.pool)
+    assert pools.get("config-a", backend.pool) is first
+    assert pools.get("config-b", backend.pool) is not first
+    with first.lease():
+        pass
+    pools.shutdown()
+    assert backend.live == set() and first.closed
+    renewed = pools.get("config-a", backend.pool)
+    assert renewed is not first and not renewed.closed
+
+
+class PooledProvider:
+    """A provider holding a pool, as a SaaS provider does."""
+
+    def __init__(self) -> None:
+        self.backend = Backend()
+        self.pools: PoolSet[int] = PoolSet()
+        self.shutdowns = 0
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        return ConfigSchema([])
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+        pool = self.pools.get("only", self.backend.pool)
+        with pool.lease() as lease:
+            return ExecutionResult(status="success", stdout=f"{lease.item}\n", exit_code=0)
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        self.shutdowns += 1
+        self.pools.shutdown()
+
+
+class BrokenShutdownProvider(PooledProvider):
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        raise RuntimeError("cannot reach the backend")
+
+
+def test_client_close_shuts_down_the_providers_it_used() -> None:
+    registry = ProviderRegistry(discover=False)
+    used, unused = PooledProvider(), PooledProvider()
+    registry.register("pooled", used)
+    registry.register("idle", unused)
+    client = SandboxClient(provider="pooled", config={}, registry=registry)
+    assert client.execute("x").stdout == client.execute("x").stdout  # the second reused the first
+    assert len(used.backend.live) == 1
+
+    client.close()
+
+    assert used.shutdowns == 1 and used.backend.live == set()
+    assert unused.shutdowns == 0
+
+
+def test_registry_shutdown_reaches_loaded_providers_despite_a_broken_one(caplog: pytest.LogCaptureFixture) -> None:
+    registry = ProviderRegistry(discover=False)
+    broken, pooled = BrokenShutdownProvider(), PooledProvider()
+    registry.register("a_broken", broken)
+    registry.register("b_pooled", pooled)
+    for name in ("a_broken", "b_pooled"):
+        SandboxClient(provider=name, config={}, registry=registry).execute("x")
+
+    registry.shutdown()
+
+    assert pooled.backend.live == set() and pooled.shutdowns == 1
+    assert any("'a_broken' failed to shut down" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_pooled_sandboxes_are_released_when_the_process_exits(tmp_path: Path) -> None:
+    """The process-wide registry shuts its providers down at exit, without anyone calling close()."""
+    marker = tmp_path / "released"
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from sandbox_core import ExecutionResult, hookimpl
+        from sandbox_core.client import execute_code
+        from sandbox_core.registry import get_registry
+        from sandbox_core.schema import ConfigSchema
+        import sandbox_core.client as client_module
+
+        class Provider:
+            held = []
+
+            @hookimpl
+            def sandbox_config_schema(self):
+                return ConfigSchema([])
+
+            @hookimpl
+            def sandbox_execute(self, request, config):
+                self.held.append("sandbox")
+                return ExecutionResult(status="success", exit_code=0)
+
+            @hookimpl
+            def sandbox_shutdown(self):
+                Path({str(marker)!r}).write_text(f"released {{len(self.held)}}")
+
+        get_registry().register("exiting", Provider())
+        client_module._default_client = client_module.SandboxClient(provider="exiting", config={{}})
+        assert execute_code("x").ok
+        """
+    )
+    env = {**os.environ, "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "released 1"
