@@ -220,6 +220,33 @@ class Unhealthy(Mutant):
         return HealthStatus(healthy=False, message="backend unreachable")
 
 
+class SharesFolders(Mutant):
+    """Runs every execution in one folder that is never emptied, like a pool that forgets to wipe."""
+
+    def _workdir(self) -> str:
+        if not hasattr(self, "shared"):
+            self.shared = super()._workdir()
+        return self.shared
+
+    def _discard_workdir(self, workdir: str) -> None:
+        pass
+
+
+class UnusableAfterShutdown(Mutant):
+    """Closes its backend for good on shutdown, so the executions that follow fail."""
+
+    closed = False
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        self.closed = True
+
+    def bend_result(self, result: ExecutionResult, request: ExecutionRequest) -> ExecutionResult:
+        if self.closed:
+            return ExecutionResult.provider_failure("mutant", "the pool has been shut down")
+        return result
+
+
 MUTANTS: dict[str, type[Mutant]] = {
     "drops_arguments": DropsArguments,
     "stringifies_arguments": StringifiesArguments,
@@ -243,6 +270,8 @@ MUTANTS: dict[str, type[Mutant]] = {
     "unlabelled_schema": UnlabelledSchema,
     "accepts_anything": AcceptsAnything,
     "unhealthy": Unhealthy,
+    "shares_folders": SharesFolders,
+    "unusable_after_shutdown": UnusableAfterShutdown,
 }
 
 

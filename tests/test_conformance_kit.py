@@ -75,6 +75,8 @@ MUST_FAIL: dict[str, set[str]] = {
     "unlabelled_schema": {"test_config_schema_well_formed"},
     "accepts_anything": {"test_invalid_configs_rejected"},
     "unhealthy": {"test_health"},
+    "shares_folders": {"test_executions_do_not_share_files"},
+    "unusable_after_shutdown": {"test_executions_after_shutdown"},
 }
 
 FLAGS = ("supports_javascript", "supports_timeout", "supports_output_limit", "supports_artifacts")

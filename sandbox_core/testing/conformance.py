@@ -241,6 +241,42 @@ class ProviderConformance:
         assert names["report.csv"].content == b"a,b\n1,2\n"
         assert names["report.csv"].mime_type == "text/csv"
 
+    def test_executions_do_not_share_files(self, sandbox_client: SandboxClient) -> None:
+        """What one execution leaves in its working and output folders is gone for the next one.
+
+        Providers that reuse a backend sandbox (a warm pool) must wipe both between executions.
+        """
+        leave = (
+            "import os\n"
+            "for folder in (os.getcwd(), os.environ.get('SANDBOX_OUTPUT_DIR')):\n"
+            "    try:\n"
+            "        with open(os.path.join(folder, 'left-behind.txt'), 'w') as f:\n"
+            "            f.write('from an earlier execution')\n"
+            "    except (OSError, TypeError):\n"
+            "        pass\n"
+        )
+        look = (
+            "import os\n"
+            "def main():\n"
+            "    return [os.path.exists(os.path.join(folder, 'left-behind.txt'))\n"
+            "            for folder in (os.getcwd(), os.environ.get('SANDBOX_OUTPUT_DIR') or '/nonexistent')]\n"
+        )
+        for _ in range(2):
+            assert self.run(sandbox_client, leave).status is ExecutionStatus.SUCCESS
+            result = self.run(sandbox_client, look)
+            assert result.status is ExecutionStatus.SUCCESS, result
+            assert result.value == [False, False], "a file left by the previous execution is still there"
+            assert not result.artifacts, result.artifacts
+
+    def test_executions_after_shutdown(self, sandbox_client: SandboxClient, provider_registry: ProviderRegistry) -> None:
+        """``sandbox_shutdown`` releases the provider's resources; later executions start afresh."""
+        assert self.run(sandbox_client, "print('before')").stdout == "before\n"
+        provider_registry.shutdown()
+        provider_registry.shutdown()  # a second call is harmless
+        result = self.run(sandbox_client, "print('after')")
+        assert result.status is ExecutionStatus.SUCCESS, result
+        assert result.stdout == "after\n"
+
     def test_javascript_sync_main(self, sandbox_client: SandboxClient) -> None:
         self._require("supports_javascript")
         code = "function main(args) {\n  console.log('js ok');\n  return {sum: args.a + args.b, flag: true, none: null};\n}\n"

@@ -78,11 +78,18 @@ class UnsandboxedSubprocessProvider:
     def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
         return self._run(request, config, provider_name)
 
+    def _workdir(self) -> str:
+        """A new, empty folder for one execution: its current directory, home and output folder."""
+        return tempfile.mkdtemp(prefix="sandbox-local-")
+
+    def _discard_workdir(self, workdir: str) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
     def _run(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
         interpreter = config["python"] if request.language == "python" else config["node"]
         timeout = min(request.timeout, float(config["max_timeout"]))
         limit = int(config["max_output_bytes"])
-        workdir = tempfile.mkdtemp(prefix="sandbox-local-")
+        workdir = self._workdir()
         job = Job(code=request.code, arguments=request.arguments, output_dir=os.path.join(workdir, "output"))
         stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
         flooded = threading.Event()
@@ -130,7 +137,7 @@ class UnsandboxedSubprocessProvider:
         for pump in pumps:
             pump.join(timeout=5)
         elapsed = time.monotonic() - started
-        shutil.rmtree(workdir, ignore_errors=True)
+        self._discard_workdir(workdir)
         exit_code = process.returncode if process.returncode is not None and process.returncode >= 0 else None
         # Killed by us (timeout, flood): the signal is ours, not an exit code of the program.
         if exit_code is None and not (timed_out or flooded.is_set()):

@@ -231,3 +231,12 @@ def client_for(config: Mapping[str, Any]) -> ExecutorClient:
         else:
             _clients.move_to_end(key)
         return client
+
+
+def close_all() -> None:
+    """Close every shared client (their keep-alive connections); later calls make new ones."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()

@@ -136,6 +136,16 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 
 @hookimpl
+def sandbox_shutdown() -> None:
+    """Close the HTTP connections kept to executors (the executors' own warm pools stay theirs)."""
+    import sys
+
+    client_module = sys.modules.get("sandbox_selfmanaged.client")
+    if client_module is not None:  # never used in this process: nothing to close, nothing to import
+        client_module.close_all()
+
+
+@hookimpl
 def sandbox_upgrade_config(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:
     """RAGFlow's self_managed config (endpoint, timeout, max_retries, pool_size) in this shape."""
     if source != "ragflow":
