@@ -423,3 +423,27 @@ def test_processes_serving_the_same_token_accept_each_others_etags(
     with TestClient(create_app(token=TOKEN, settings=sandbox_settings, registry=admin_registry)) as other:
         response = other.put(url("/providers/guarded/config"), headers=AUTH, json={"config": GOOD, "etag": etag})
         assert response.status_code == 200, response.text
+
+
+class ShutdownCounter(UnsandboxedSubprocessProvider):
+    """The local provider, counting the sandbox_shutdown calls it gets."""
+
+    shutdowns = 0
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_stopping_the_server_shuts_down_the_providers_it_used(
+    sandbox_settings: SettingsStore, admin_registry: ProviderRegistry, register_provider: Any
+) -> None:
+    provider = ShutdownCounter()
+    register_provider("counted", provider)
+    app = create_app(token=TOKEN, settings=sandbox_settings, registry=admin_registry, probe_timeout=20)
+    with TestClient(app) as client:
+        answer = client.post(url("/providers/counted/test"), headers=AUTH, json={"config": {}})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["success"] is True
+        assert provider.shutdowns == 0
+    assert provider.shutdowns == 1
