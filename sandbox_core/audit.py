@@ -25,7 +25,12 @@ from sandbox_core.model import ExecutionRequest, ExecutionResult
 logger = logging.getLogger("sandbox_core.audit")
 
 
-def _default_actor() -> str:
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def default_actor() -> str:
+    """The local user's name, for changes and executions nobody attributed."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -52,9 +57,9 @@ class AuditLog:
         finally:
             self.record(
                 {
-                    "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                    "time": _now(),
                     "event": "execute",
-                    "actor": request.requested_by or _default_actor(),
+                    "actor": request.requested_by or default_actor(),
                     "provider": provider_name,
                     "language": request.language,
                     "status": status,
@@ -72,3 +77,32 @@ class AuditLog:
         if self.path:
             with self._lock, open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
+
+
+def record_config_change(
+    audit_settings: Mapping[str, Any],
+    *,
+    actor: str,
+    client: str,
+    provider: str,
+    changed: list[str],
+    activated: bool,
+) -> None:
+    """Record one change of a provider's saved config, from any tool (admin API, CLI).
+
+    Only the names of the changed fields are written, never their values. Config changes are
+    always logged to the ``sandbox_core.audit`` logger; the file is written when the audit log is
+    on (``audit_settings`` is the store's ``sandbox.audit`` row).
+    """
+    path = audit_settings.get("path") if audit_settings.get("enabled") else None
+    AuditLog(path=path).record(
+        {
+            "time": _now(),
+            "event": "config_change",
+            "actor": actor,
+            "client": client,
+            "provider": provider,
+            "changed": changed,
+            "activated": activated,
+        }
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -268,6 +269,25 @@ def test_config_set_from_env(store: SettingsStore, sandbox: Run, monkeypatch: py
     assert json.loads(out)["config"] == {"endpoint": "http://from-env:1", "token": "********"}
     code, out, _ = sandbox("exec", "-c", "x", "--json")
     assert json.loads(out)["value"]["token_ok"] is True
+
+
+def test_config_changes_from_the_cli_are_audited(
+    store: SettingsStore, sandbox: Run, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    audit_file = tmp_path / "audit.log"
+    assert sandbox("config", "audit", "on", "--path", str(audit_file))[0] == 0
+    caplog.set_level(logging.INFO, logger="sandbox_core.audit")
+    assert sandbox("config", "set", "vault", "endpoint=http://vault.local:8200", f"token={SECRET}")[0] == 0
+    assert sandbox("config", "set", "vault", "retries=4")[0] == 0
+    assert sandbox("config", "use", "vault")[0] == 0
+
+    records = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert [(r["event"], r["client"], r["provider"]) for r in records] == [("config_change", "cli", "vault")] * 3
+    assert [r["changed"] for r in records] == [["endpoint", "token"], ["retries"], []]
+    assert [r["activated"] for r in records] == [False, False, True]
+    assert all(r["actor"] for r in records)
+    assert len([r for r in caplog.records if r.name == "sandbox_core.audit"]) == 3
+    assert SECRET not in audit_file.read_text() + caplog.text
 
 
 # -- providers and health -------------------------------------------------------------------------

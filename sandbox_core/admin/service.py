@@ -9,7 +9,6 @@ with the names of the changed fields, never their values.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -20,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from sandbox_core.audit import AuditLog
+from sandbox_core.audit import record_config_change
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import (
     ConfigValidationError,
@@ -159,15 +158,13 @@ class AdminService:
         sealed = encrypt_secrets(storable, schema.secret_fields)
         was_active = self.active() == name
         self.store.save_provider_config(name, sealed, activate=activate, source="admin")
-        self._audit(
-            {
-                "event": "config_change",
-                "actor": actor.name,
-                "client": actor.address,
-                "provider": name,
-                "changed": changed,
-                "activated": bool(activate and not was_active),
-            }
+        record_config_change(
+            self.store.audit_settings(),
+            actor=actor.name,
+            client=actor.address,
+            provider=name,
+            changed=changed,
+            activated=bool(activate and not was_active),
         )
         logger.info("saved the config of %s (changed fields: %s)%s", name, ", ".join(changed) or "none", " and activated it" if activate else "")
         return {**self._config_view(name, schema, sealed), "changed": changed}
@@ -181,11 +178,6 @@ class AdminService:
             values = [v for k in schema.secret_fields if isinstance(v := config.get(k), str) and v]
             problems = [FieldProblem(p.field, _mask_all(p.message, values)) for p in exc.problems]
             raise ConfigValidationError(name, problems) from None
-
-    def _audit(self, entry: dict[str, Any]) -> None:
-        settings = self.store.audit_settings()
-        path = settings["path"] if settings["enabled"] else None
-        AuditLog(path=path).record({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **entry})
 
     # -- testing ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from sandbox_core.schema import ConfigSchema, to_storable
 
 if TYPE_CHECKING:
     from sandbox_core.client import SandboxClient
+    from sandbox_core.settings import SettingsStore
 
 
 def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -114,10 +115,21 @@ def set_config(
         storable = {key: value for key, value in to_storable(converted).items() if key in merged}
         from sandbox_core.settings.secrets import encrypt_secrets
 
-        storable = encrypt_secrets(storable, schema.secret_fields)
-        store.save_provider_config(name, storable, activate=activate, source="cli")
+        sealed = encrypt_secrets(storable, schema.secret_fields)
+        was_active = active_or_none(store) == name
+        store.save_provider_config(name, sealed, activate=activate, source="cli")
+        changed_fields = sorted(k for k in set(storable) | set(stored) if storable.get(k) != stored.get(k))
+        _audit_change(store, name, changed_fields, activate and not was_active)
     changed = ", ".join(sorted(updates)) or "nothing"
     click.echo(f"saved {name} config (changed: {changed}){'; now active' if activate else ''}")
+
+
+def _audit_change(store: SettingsStore, name: str, changed: list[str], activated: bool) -> None:
+    from sandbox_core.audit import default_actor, record_config_change
+
+    record_config_change(
+        store.audit_settings(), actor=default_actor(), client="cli", provider=name, changed=changed, activated=activated
+    )
 
 
 @config.command("use")
@@ -129,7 +141,9 @@ def use(name: str) -> None:
     with open_store() as store:
         client = SandboxClient(settings=store)
         client.validate_config(name, client.stored_config(name))
+        was_active = active_or_none(store) == name
         store.set_active_provider(name, source="cli")
+        _audit_change(store, name, [], not was_active)
     click.echo(f"active provider: {name}")
 
 
