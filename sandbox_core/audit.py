@@ -83,7 +83,7 @@ def record_config_change(
     audit_settings: Mapping[str, Any],
     *,
     actor: str,
-    client: str,
+    client: str | None,
     provider: str,
     changed: list[str],
     activated: bool,
