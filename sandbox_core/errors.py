@@ -30,6 +30,10 @@ class NoProviderSelectedError(ConfigurationError):
         )
 
 
+class ConfigConflictError(ConfigurationError):
+    """A config was changed by someone else since the caller read it; nothing was written."""
+
+
 @attrs.frozen
 class FieldProblem:
     """One reason a config was refused: the field it concerns (dotted path) and why."""

@@ -39,8 +39,9 @@ from sandbox_core.admin.models import (
     TestConnectionIn,
     TestConnectionOut,
 )
-from sandbox_core.admin.service import Actor, AdminService, ConfigConflictError
+from sandbox_core.admin.service import Actor, AdminService
 from sandbox_core.errors import (
+    ConfigConflictError,
     ConfigValidationError,
     ProviderNotFoundError,
     SandboxError,

@@ -22,6 +22,7 @@ import attrs
 from sandbox_core.audit import record_config_change
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import (
+    ConfigConflictError,
     ConfigValidationError,
     FieldProblem,
     ProviderError,
@@ -44,10 +45,6 @@ PROBES = {
     "python": 'import platform\nprint("sandbox-core connection test: ok")\nprint("python", platform.python_version())\n',
     "javascript": 'console.log("sandbox-core connection test: ok");\nconsole.log("node", process.version);\n',
 }
-
-
-class ConfigConflictError(SandboxError):
-    """The saved config changed since the caller read it (its etag no longer matches)."""
 
 
 @attrs.frozen
@@ -157,7 +154,11 @@ class AdminService:
         changed = sorted(key for key in set(storable) | set(stored) if storable.get(key) != stored.get(key))
         sealed = encrypt_secrets(storable, schema.secret_fields)
         was_active = self.active() == name
-        self.store.save_provider_config(name, sealed, activate=activate, source="admin")
+        # The etag was checked against what we read; ``expected`` re-checks it inside the write
+        # transaction, so a save racing ours between the two cannot be overwritten unseen.
+        self.store.save_provider_config(
+            name, sealed, activate=activate, source="admin", expected=stored_raw if etag is not None else None
+        )
         record_config_change(
             self.store.audit_settings(),
             actor=actor.name,

@@ -29,7 +29,7 @@ from typing import Any
 
 import peewee
 
-from sandbox_core.errors import ConfigurationError, NoProviderSelectedError, SandboxError
+from sandbox_core.errors import ConfigConflictError, ConfigurationError, NoProviderSelectedError, SandboxError
 from sandbox_core.settings import keys
 from sandbox_core.settings.database import (
     database_from_url,
@@ -234,11 +234,15 @@ class SettingsStore:
         *,
         activate: bool = False,
         source: str = "api",
+        expected: Mapping[str, Any] | None = None,
     ) -> None:
         """Store ``config`` as provider ``name``'s config and, with ``activate``, select it.
 
         Both rows and the version bump are one transaction: if anything fails, the previous
-        rows are left exactly as they were.
+        rows are left exactly as they were. With ``expected`` (the stored config the change was
+        based on, as :meth:`provider_config` returned it), the write happens only if the row
+        still holds exactly that, checked inside the transaction; otherwise
+        :class:`~sandbox_core.errors.ConfigConflictError` is raised and nothing is written.
         """
         row = keys.provider_row(name)
         if not isinstance(config, Mapping):
@@ -248,7 +252,20 @@ class SettingsStore:
         rows = {row: (encode_json(row, dict(config)), "json")}
         if activate:
             rows[keys.PROVIDER_TYPE] = (name, "string")
-        self._write(rows, source)
+        check = None
+        if expected is not None:
+            wanted = dict(expected)
+
+            def check(model: Model) -> None:
+                values = _column(self._locking(model.select(model.value).where(model.name == row)))
+                current = json.loads(values[0]) if values and values[0] else {}
+                if current != wanted:
+                    raise ConfigConflictError(
+                        f"the config of {name!r} was changed by someone else since you read it; "
+                        "reload it and save again"
+                    )
+
+        self._write(rows, source, check=check)
 
     def configured_providers(self) -> list[str]:
         """The names of the providers that have a config row, sorted."""
@@ -387,11 +404,15 @@ class SettingsStore:
             logger.info("seeded default settings %s into %s", ", ".join(inserted), self.describe())
         return inserted
 
-    def _write(self, rows: Mapping[str, tuple[str, str]], source: str) -> None:
+    def _write(
+        self, rows: Mapping[str, tuple[str, str]], source: str, check: Callable[[Model], None] | None = None
+    ) -> None:
         _check_source(source)
         with self._session():
 
             def put_all(model: Model) -> bool:
+                if check is not None:
+                    check(model)
                 for name, (value, data_type) in rows.items():
                     self._put(model, name, value, data_type, source)
                 return True
