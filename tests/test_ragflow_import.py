@@ -43,7 +43,7 @@ REAL_ROWS: dict[str, object] = {
     "sandbox.self_managed": {"endpoint": "http://127.0.0.1:9385", "timeout": 30, "max_retries": 3, "pool_size": 10},
     "sandbox.e2b": {"api_key": E2B_KEY, "region": "us", "timeout": 30},
     "sandbox.aliyun_codeinterpreter": {
-        "access_key_id": "LTAIfakeid",
+        "access_key_id": "LTAI5tFakeKeyId000000001",
         "access_key_secret": ALIYUN_SECRET,
         "account_id": "1234567890",
         "region": "cn-hangzhou",
@@ -112,6 +112,26 @@ def test_invalid_row_reported_by_field_with_exit_3(sandbox_settings, tmp_path, c
     assert E2B_KEY not in out
     assert "api_key" not in sandbox_settings.provider_config("e2b")
     assert sandbox_settings.provider_config("self_managed")["endpoints"] == ["http://127.0.0.1:9385"]
+
+
+def test_json_report(sandbox_settings, tmp_path, capsys) -> None:
+    url = _ragflow_db(tmp_path / "ragflow.db", REAL_ROWS)
+    code, out = _run(["config", "import-ragflow", "--from", url, "--dry-run", "--json"], capsys)
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["dry_run"] is True and report["table"] == "system_settings"
+    statuses = {p["provider"]: p["status"] for p in report["providers"]}
+    assert statuses == {
+        "aliyun_codeinterpreter": "imported",
+        "e2b": "imported",
+        "self_managed": "imported",
+        "some_unknown": "skipped",
+    }
+    e2b = next(p for p in report["providers"] if p["provider"] == "e2b")
+    assert e2b["config"]["api_key"] == "********"
+    assert any(note.startswith("timeout: renamed") for note in e2b["notes"])
+    assert report["ragflow_active"] == "self_managed" and report["activated"] == "self_managed"
+    assert E2B_KEY not in out and ALIYUN_SECRET not in out
 
 
 def test_no_activate(sandbox_settings, tmp_path, capsys) -> None:

@@ -176,7 +176,8 @@ def audit(state: str, path: str | None) -> None:
 @click.option("--table", default="system_settings", show_default=True, help="RAGFlow's settings table.")
 @click.option("--dry-run", is_flag=True, help="Show the translated configs (secrets masked); save nothing.")
 @click.option("--activate/--no-activate", default=True, help="Make RAGFlow's active provider active here too (default: on).")
-def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate: bool, as_json: bool) -> None:
     """Copy RAGFlow's sandbox settings into this settings database, once.
 
     Each sandbox.<provider> row of an installed provider is translated to its current shape,
@@ -189,8 +190,13 @@ def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate:
     rows = ragflow_import.read_ragflow_rows(source_url, table)
     with open_store() as store:
         report, secrets = ragflow_import.import_ragflow(rows, store, dry_run=dry_run, activate=activate)
-    click.echo(f"reading from: {mask_url(source_url)} (table {table})")
-    for line in ragflow_import.report_lines(report, dry_run=dry_run):
-        click.echo(scrub(ragflow_import.scrub(line, secrets), password))
+    if as_json:
+        data = {"source": mask_url(source_url), "table": table, **ragflow_import.report_data(report, dry_run=dry_run)}
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        click.echo(scrub(ragflow_import.scrub(text, secrets), password))
+    else:
+        click.echo(f"reading from: {mask_url(source_url)} (table {table})")
+        for line in ragflow_import.report_lines(report, dry_run=dry_run):
+            click.echo(scrub(ragflow_import.scrub(line, secrets), password))
     if report.any_invalid:
         set_exit_code(EXIT_CONFIG)

@@ -180,6 +180,26 @@ def import_ragflow(
     return ImportReport(tuple(outcomes), ragflow_active, activated, note), secrets
 
 
+def report_data(report: ImportReport, *, dry_run: bool) -> dict[str, Any]:
+    """The report as JSON data for ``--json`` (secrets already masked in configs)."""
+    return {
+        "dry_run": dry_run,
+        "providers": [
+            {
+                "provider": outcome.provider,
+                "status": outcome.status,
+                "config": outcome.config,
+                "notes": list(outcome.notes),
+                "problems": list(outcome.problems),
+            }
+            for outcome in report.outcomes
+        ],
+        "ragflow_active": report.ragflow_active,
+        "activated": report.activated,
+        "activation_note": report.activation_note or None,
+    }
+
+
 def report_lines(report: ImportReport, *, dry_run: bool) -> list[str]:
     """The human-readable report, one line per fact (secrets already masked in configs)."""
     lines: list[str] = []
