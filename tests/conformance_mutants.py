@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -230,6 +231,12 @@ class SharesFolders(Mutant):
 
     def _discard_workdir(self, workdir: str) -> None:
         pass
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        if hasattr(self, "shared"):
+            shutil.rmtree(self.shared, ignore_errors=True)
+            del self.shared
 
 
 class UnusableAfterShutdown(Mutant):
