@@ -1,5 +1,5 @@
 """The conformance kit, with the provider loaded from its installed entry point and the real
-agentrun-sdk talking HTTP to the local fake AgentRun server."""
+agentrun-sdk talking HTTP to the local fake AgentRun server, in both isolation modes."""
 
 from __future__ import annotations
 
@@ -37,9 +37,21 @@ class TestAliyunConformance(ProviderConformance):
         good = fake_agentrun.config()
         return [
             ({**good, "timeout": 31}, "timeout"),
+            ({**good, "access_key_id": "not a key id"}, "access_key_id"),
+            ({**good, "isolation": "shared"}, "isolation"),
+            ({**good, "pool_size": 99}, "pool_size"),
+            ({**good, "sandbox_idle_timeout": 60, "pool_idle_timeout": 60}, "sandbox_idle_timeout"),
             ({**good, "region": "mars-north-1"}, "region"),
             ({**good, "account_id": "not-a-number"}, "account_id"),
             ({**good, "endpoint": "http://agentrun.example.com"}, "endpoint"),
             ({k: v for k, v in good.items() if k != "access_key_secret"}, "access_key_secret"),
             ({**good, "max_output_bytes": 10}, "max_output_bytes"),
         ]
+
+
+class TestAliyunStrictConformance(TestAliyunConformance):
+    """The same contract with a new sandbox per execution (``isolation: strict``)."""
+
+    @pytest.fixture
+    def provider_config(self, fake_agentrun: FakeAgentRun) -> Mapping[str, Any]:
+        return fake_agentrun.config(max_output_bytes=OUTPUT_LIMIT, isolation="strict")

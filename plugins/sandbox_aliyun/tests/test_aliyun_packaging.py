@@ -56,7 +56,7 @@ def test_config_from_env_then_execute_through_the_cli(fake_agentrun: FakeAgentRu
     def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([SANDBOX, *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
-    saved = sandbox("config", "set", "aliyun_codeinterpreter", "--from-env", f"endpoint={fake_agentrun.url}", "--activate")
+    saved = sandbox("config", "set", "aliyun_codeinterpreter", "--from-env", f"endpoint={fake_agentrun.url}")
     assert saved.returncode == 0, saved.stderr
     shown = sandbox("config", "show", "aliyun_codeinterpreter", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -68,9 +68,17 @@ def test_config_from_env_then_execute_through_the_cli(fake_agentrun: FakeAgentRu
     assert config["access_key_secret"] == "********"
     assert credentials.access_key_secret not in shown.stdout
 
-    ran = sandbox("exec", "-c", "def main(a, b):\n    return a + b\n", "--arg", "a=1", "--arg", "b=2", "--json")
+    code = "def main(a, b):\n    return a + b\n"
+    ran = sandbox("exec", "--provider", "aliyun_codeinterpreter", "-c", code, "--arg", "a=1", "--arg", "b=2", "--json")
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout)
     assert result["status"] == "success" and result["value"] == 3, result
     assert result["provider"] == "aliyun_codeinterpreter"
     assert credentials.access_key_secret not in ran.stdout + ran.stderr
+    # The command exited: its pooled sandbox was deleted on the way out.
+    assert result["metadata"]["sandbox_id"] in fake_agentrun.store.deleted
+
+    assert sandbox("config", "use", "aliyun_codeinterpreter").returncode == 0
+    assert sandbox("health").returncode == 0
+    again = sandbox("exec", "-c", code, "--arg", "a=2", "--arg", "b=3", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["value"] == 5, again.stderr

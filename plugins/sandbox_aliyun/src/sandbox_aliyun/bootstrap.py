@@ -89,6 +89,8 @@ def bootstrap(payload_b64: str) -> None:
                 stdout=stdout,
                 stderr=stderr,
                 cwd=workdir,
+                # Home and temporary files inside the job's folder too, so they go with it.
+                env=dict(os.environ, HOME=workdir, TMPDIR=workdir),
                 start_new_session=True,
             )
             while process.poll() is None:

@@ -22,6 +22,10 @@ class BackendUnreachableError(AliyunProviderError):
     """The AgentRun data endpoint could not be reached (DNS, connection refused, TLS, timeout)."""
 
 
+class ThrottledError(AliyunProviderError):
+    """AgentRun kept refusing requests under flow control (HTTP 429), even after backing off."""
+
+
 class TemplateNotFoundError(AliyunProviderError):
     """The configured code-interpreter template does not exist in the account and region."""
 

@@ -7,11 +7,22 @@ form, so it stays light: agentrun-sdk takes seconds to import and is imported on
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox_aliyun.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES, HARD_TIMEOUT, MAX_OUTPUT_BYTES
+from sandbox_aliyun.limits import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_SIZE,
+    HARD_TIMEOUT,
+    MAX_OUTPUT_BYTES,
+    MAX_POOL_SIZE,
+)
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
@@ -20,6 +31,15 @@ from sandbox_core.schema import ConfigField, ConfigSchema
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+ACCESS_KEY_ID = re.compile(r"(STS\.)?[A-Za-z0-9]{12,64}")
+"""Long-term RAM key ids are letters and digits (``LTAI…``); STS ones start with ``STS.``."""
+CREDENTIAL_VARIABLES = {
+    "access_key_id": "AGENTRUN_ACCESS_KEY_ID",
+    "access_key_secret": "AGENTRUN_ACCESS_KEY_SECRET",
+    "account_id": "AGENTRUN_ACCOUNT_ID",
+}
+"""Kept equal to ``execution.CREDENTIAL_VARIABLES`` (that module imports more than a listing should)."""
+FROM_ENV = " Leave it empty to use {variable} from the environment of the process that runs the code; a value here wins."
 
 SCHEMA = ConfigSchema(
     [
@@ -27,8 +47,8 @@ SCHEMA = ConfigSchema(
             "access_key_id",
             "string",
             label="AccessKey ID",
-            description="The RAM access key's id (an identifier, shown in messages; the secret is the next field).",
-            required=True,
+            description="The RAM access key's id (an identifier, shown in messages; the secret is the next field)."
+            + FROM_ENV.format(variable="AGENTRUN_ACCESS_KEY_ID"),
             env="AGENTRUN_ACCESS_KEY_ID",
         ),
         ConfigField(
@@ -36,16 +56,15 @@ SCHEMA = ConfigSchema(
             "secret",
             label="AccessKey secret",
             description="The access key's secret: masked wherever a config is shown (encrypted at rest when "
-            "SANDBOX_SECRET_KEY is set).",
-            required=True,
+            "SANDBOX_SECRET_KEY is set)." + FROM_ENV.format(variable="AGENTRUN_ACCESS_KEY_SECRET"),
             env="AGENTRUN_ACCESS_KEY_SECRET",
         ),
         ConfigField(
             "account_id",
             "string",
             label="Account ID",
-            description="The Alibaba Cloud primary account id (digits) that owns the AgentRun resources.",
-            required=True,
+            description="The Alibaba Cloud primary account id (digits) that owns the AgentRun resources."
+            + FROM_ENV.format(variable="AGENTRUN_ACCOUNT_ID"),
             env="AGENTRUN_ACCOUNT_ID",
         ),
         ConfigField(
@@ -62,7 +81,7 @@ SCHEMA = ConfigSchema(
             "string",
             label="Code interpreter template",
             description="Name of a CodeInterpreter sandbox template created in the AgentRun console; "
-            "every execution starts a fresh sandbox from it.",
+            "the provider's sandboxes are started from it.",
             required=True,
             env="AGENTRUN_TEMPLATE_NAME",
         ),
@@ -77,11 +96,10 @@ SCHEMA = ConfigSchema(
             "timeout",
             "number",
             label="Longest timeout (s)",
-            description=f"Upper bound of an execution's wall time. AgentRun stops executions after "
-            f"{HARD_TIMEOUT:g}s whatever is asked; longer requests are clamped and the result says so.",
+            description=f"Upper bound of an execution's wall time, at most {HARD_TIMEOUT:g}: AgentRun stops every "
+            f"execution after {HARD_TIMEOUT:g}s. Executions asking for more are clamped and the result says so.",
             default=HARD_TIMEOUT,
             minimum=1,
-            maximum=HARD_TIMEOUT,
         ),
         ConfigField(
             "max_output_bytes",
@@ -93,11 +111,39 @@ SCHEMA = ConfigSchema(
             maximum=MAX_OUTPUT_BYTES,
         ),
         ConfigField(
+            "isolation",
+            "enum",
+            label="Isolation",
+            description="pooled: executions borrow a warm sandbox, each in a fresh interpreter context and job "
+            "folder (fast; the sandbox's other files and installed packages are shared, see the docs). "
+            "strict: a new sandbox per execution, deleted afterwards (slower; nothing is shared).",
+            default="pooled",
+            choices=("pooled", "strict"),
+        ),
+        ConfigField(
+            "pool_size",
+            "integer",
+            label="Warm sandboxes kept",
+            description="Idle sandboxes kept per process for reuse (pooled isolation). Each is billed while it lives.",
+            default=DEFAULT_POOL_SIZE,
+            minimum=0,
+            maximum=MAX_POOL_SIZE,
+        ),
+        ConfigField(
+            "pool_idle_timeout",
+            "integer",
+            label="Pool idle timeout (s)",
+            description="A pooled sandbox nobody used for this long is deleted by the provider.",
+            default=DEFAULT_POOL_IDLE_TIMEOUT,
+            minimum=5,
+            maximum=3600,
+        ),
+        ConfigField(
             "sandbox_idle_timeout",
             "integer",
-            label="Sandbox idle timeout (s)",
-            description="Each sandbox is deleted after its execution; if that delete fails, the service "
-            "reclaims the sandbox after this many idle seconds.",
+            label="Service idle timeout (s)",
+            description="The service deletes a sandbox idle for this long: the safety net when the provider "
+            "could not (a failed delete, a killed process). Must exceed the pool idle timeout.",
             default=DEFAULT_IDLE_TIMEOUT,
             minimum=30,
             maximum=3600,
@@ -109,7 +155,7 @@ SCHEMA = ConfigSchema(
 @hookimpl
 def sandbox_provider_info() -> ProviderInfo:
     return ProviderInfo(
-        description="Alibaba Cloud AgentRun code interpreter: a fresh serverless sandbox per execution (30 s limit)",
+        description="Alibaba Cloud AgentRun code interpreter: warm serverless sandboxes, a fresh context per execution (30 s limit)",
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
     )
@@ -123,8 +169,25 @@ def sandbox_config_schema() -> ConfigSchema:
 @hookimpl
 def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
     problems = []
-    if not str(config["account_id"]).strip().isdigit():
+    for field, variable in CREDENTIAL_VARIABLES.items():
+        if not config.get(field) and not os.environ.get(variable, "").strip():
+            problems.append(FieldProblem(field, f"is required: set it in this config or export {variable}"))
+    key_id = config.get("access_key_id") or os.environ.get("AGENTRUN_ACCESS_KEY_ID", "").strip()
+    if key_id and not ACCESS_KEY_ID.fullmatch(str(key_id)):
+        problems.append(
+            FieldProblem("access_key_id", "is not an AccessKey ID (letters and digits, such as LTAI…, or STS.…)")
+        )
+    account_id = config.get("account_id") or os.environ.get("AGENTRUN_ACCOUNT_ID", "").strip()
+    if account_id and not str(account_id).strip().isdigit():
         problems.append(FieldProblem("account_id", "must be the numeric Alibaba Cloud account id (digits only)"))
+    if config["timeout"] > HARD_TIMEOUT:
+        problems.append(
+            FieldProblem(
+                "timeout",
+                f"is {config['timeout']:g}s, but AgentRun stops every execution after {HARD_TIMEOUT:g}s: "
+                f"set {HARD_TIMEOUT:g} or less",
+            )
+        )
     endpoint = config.get("endpoint")
     if endpoint:
         parts = urlsplit(endpoint)
@@ -132,6 +195,14 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
             problems.append(
                 FieldProblem("endpoint", "plain http is only allowed to this machine (127.0.0.1, localhost); use https")
             )
+    if config["sandbox_idle_timeout"] <= config["pool_idle_timeout"]:
+        problems.append(
+            FieldProblem(
+                "sandbox_idle_timeout",
+                f"must exceed pool_idle_timeout ({config['pool_idle_timeout']}s), or the service could delete "
+                "a pooled sandbox the provider is about to use",
+            )
+        )
     return problems
 
 
@@ -147,6 +218,14 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
     from sandbox_aliyun import execution
 
     return execution.run(request, config, provider_name)
+
+
+@hookimpl
+def sandbox_shutdown() -> None:
+    """Delete every pooled sandbox of this process (none exist unless code ran: nothing to import)."""
+    pool = sys.modules.get("sandbox_aliyun.pool")
+    if pool is not None:
+        pool.POOLS.shutdown()
 
 
 @hookimpl

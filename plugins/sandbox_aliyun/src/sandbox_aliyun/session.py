@@ -6,12 +6,15 @@ when an execution or a health check needs it. It uses the SDK's data-plane calls
 - ``SandboxClient.create_sandbox`` — ``POST {data endpoint}/sandboxes`` with the template name;
 - ``Sandbox.connect(..., template_type=CODE_INTERPRETER)`` and ``check_health`` —
   ``GET /sandboxes/{id}`` and ``GET /sandboxes/{id}/health`` until the interpreter is ready;
+- ``context.create`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
+  ``DELETE /sandboxes/{id}/contexts/{context}``: a fresh interpreter context per execution;
 - ``context.execute`` — ``POST /sandboxes/{id}/contexts/execute`` with Python code;
 - ``Sandbox.delete_by_id`` — ``DELETE /sandboxes/{id}``.
 
 Every request is signed by the SDK (``Agentrun-Authorization: AGENTRUN4-HMAC-SHA256 ...``) with the
-configured access key. SDK exceptions are translated into :mod:`sandbox_aliyun.errors` here, with
-the access key secret scrubbed from every message.
+configured access key. A request the service throttles (HTTP 429) did no work, so it is retried
+with exponential backoff and jitter (:func:`with_retries`). SDK exceptions are translated into
+:mod:`sandbox_aliyun.errors` here, with the access key secret scrubbed from every message.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import time
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 
@@ -31,7 +35,9 @@ from sandbox_aliyun.errors import (
     BackendRefusedError,
     BackendUnreachableError,
     TemplateNotFoundError,
+    ThrottledError,
 )
+from sandbox_aliyun.limits import THROTTLE_ATTEMPTS, THROTTLE_BASE_DELAY
 from sandbox_core.schema import MASK, Secret
 
 # The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
@@ -44,6 +50,7 @@ from agentrun.utils.config import Config  # noqa: E402
 from agentrun.utils.exception import AgentRunError, HTTPError, ResourceNotExistError  # noqa: E402
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READY_POLL_SECONDS = 0.25
 DEFAULT_DATA_ENDPOINT = "https://{account_id}.agentrun-data.{region}.aliyuncs.com"
@@ -60,6 +67,8 @@ class Connection:
     template_name: str
     endpoint: str | None
     idle_timeout: int
+    credentials_from: str = "config"
+    """Where the access key came from: ``config`` or ``environment`` (named in auth errors)."""
 
     @property
     def data_endpoint(self) -> str:
@@ -96,11 +105,23 @@ def translate(exc: BaseException, connection: Connection, action: str) -> Aliyun
     if isinstance(exc, HTTPError):
         code = f" ({exc.error_code})" if exc.error_code else ""
         if exc.status_code in (401, 403):
+            fix = (
+                "the config's access_key_id and access_key_secret"
+                if connection.credentials_from == "config"
+                else "AGENTRUN_ACCESS_KEY_ID and AGENTRUN_ACCESS_KEY_SECRET in the environment (the config leaves them empty)"
+            )
             return AccessKeyRejectedError(
                 connection.scrub(
                     f"Aliyun rejected the access key {connection.access_key_id} for account "
-                    f"{connection.account_id} at {where}{code}: check AGENTRUN_ACCESS_KEY_ID, "
-                    "AGENTRUN_ACCESS_KEY_SECRET and the key's AgentRun permissions"
+                    f"{connection.account_id} at {where}{code}: check {fix}, "
+                    "and the key's AgentRun permissions"
+                )
+            )
+        if exc.status_code == 429 or (exc.error_code or "").startswith("Throttling"):
+            return ThrottledError(
+                connection.scrub(
+                    f"AgentRun is throttling this account at {where}{code} while {action}, after "
+                    f"{THROTTLE_ATTEMPTS} attempts: run fewer executions at once, or ask Aliyun for a higher quota"
                 )
             )
         if exc.status_code == 404 and action == "creating a sandbox":
@@ -118,11 +139,35 @@ def translate(exc: BaseException, connection: Connection, action: str) -> Aliyun
     return BackendRefusedError(connection.scrub(f"unexpected error while {action} at {where}: {type(exc).__name__}: {exc}"))
 
 
-class InterpreterSandbox:
-    """A fresh code-interpreter sandbox: created on enter, deleted on exit, whatever happened.
+def is_throttled(exc: BaseException) -> bool:
+    """Whether the service refused a request under flow control (it did no work: safe to retry)."""
+    return isinstance(exc, HTTPError) and (exc.status_code == 429 or (exc.error_code or "").startswith("Throttling"))
 
-    ``deadline`` bounds the whole lifecycle (creation and readiness included); ``released`` tells
-    afterwards whether the deletion was acknowledged.
+
+def with_retries(call: Callable[[], T], connection: Connection, action: str) -> T:
+    """``call()``, retried with exponential backoff and jitter while the service throttles it.
+
+    Any other failure, and throttling after :data:`THROTTLE_ATTEMPTS` attempts, is raised as one of
+    this provider's errors.
+    """
+    for attempt in range(1, THROTTLE_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_throttled(exc) or attempt == THROTTLE_ATTEMPTS:
+                raise translate(exc, connection, action) from None
+            delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+            log.info("AgentRun throttled %s (attempt %d of %d); retrying in %.2fs", action, attempt, THROTTLE_ATTEMPTS, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+class InterpreterSandbox:
+    """One live code-interpreter sandbox: :meth:`open` creates it, :meth:`release` deletes it.
+
+    Between the two it may serve several executions (a warm pool), each in a context of its own
+    (:meth:`new_context`, :meth:`execute_python`, :meth:`delete_context`). ``released`` tells
+    whether the deletion was acknowledged.
     """
 
     def __init__(self, connection: Connection, http_timeout: float) -> None:
@@ -132,24 +177,36 @@ class InterpreterSandbox:
         self.released = False
         self._sandbox: Any = None
 
-    def __enter__(self) -> InterpreterSandbox:
+    @classmethod
+    def open(cls, connection: Connection, http_timeout: float, ready_deadline: float) -> InterpreterSandbox:
+        """Create a sandbox and wait until its interpreter answers; nothing is left behind on failure."""
+        sandbox = cls(connection, http_timeout)
         try:
-            created = SandboxClient(config=self.config).create_sandbox(
+            sandbox._create()
+            sandbox.wait_ready(ready_deadline)
+        except BaseException:
+            sandbox.release()
+            raise
+        return sandbox
+
+    def _create(self) -> None:
+        created = with_retries(
+            lambda: SandboxClient(config=self.config).create_sandbox(
                 template_name=self.connection.template_name,
                 sandbox_idle_timeout_seconds=self.connection.idle_timeout,
                 config=self.config,
-            )
-        except Exception as exc:
-            raise translate(exc, self.connection, "creating a sandbox") from None
+            ),
+            self.connection,
+            "creating a sandbox",
+        )
         self.sandbox_id = created.sandbox_id
         if not self.sandbox_id:
             raise BackendRefusedError("AgentRun created a sandbox but returned no sandbox id")
-        try:
-            self._sandbox = Sandbox.connect(self.sandbox_id, template_type=TemplateType.CODE_INTERPRETER, config=self.config)
-        except Exception as exc:
-            self._release()
-            raise translate(exc, self.connection, f"connecting to sandbox {self.sandbox_id}") from None
-        return self
+        self._sandbox = with_retries(
+            lambda: Sandbox.connect(self.sandbox_id, template_type=TemplateType.CODE_INTERPRETER, config=self.config),
+            self.connection,
+            f"connecting to sandbox {self.sandbox_id}",
+        )
 
     def wait_ready(self, deadline: float) -> None:
         """Poll the interpreter's health endpoint until it answers ``ok`` or the deadline passes."""
@@ -162,39 +219,64 @@ class InterpreterSandbox:
                 last = f"status {health.get('status') if isinstance(health, dict) else health!r}"
             except Exception as exc:
                 error = translate(exc, self.connection, f"waiting for sandbox {self.sandbox_id}")
-                if not isinstance(error, BackendRefusedError):
+                if not isinstance(error, (BackendRefusedError, ThrottledError)):
                     raise error from None
                 last = str(error)
             if time.monotonic() + READY_POLL_SECONDS >= deadline:
                 raise BackendRefusedError(f"sandbox {self.sandbox_id} did not become ready in time ({last})")
             time.sleep(READY_POLL_SECONDS)
 
-    def execute_python(self, code: str, service_timeout: int) -> Any:
-        """Run ``code`` in the interpreter's Python language; the raw reply (``{"results": [...]}``)."""
+    def new_context(self) -> str:
+        """A fresh Python interpreter context in this sandbox; its id."""
+        context = with_retries(
+            lambda: self._sandbox.context.create(language=CodeLanguage.PYTHON),
+            self.connection,
+            f"creating a context in sandbox {self.sandbox_id}",
+        )
+        return str(context.context_id)
+
+    def execute_python(self, code: str, context_id: str, service_timeout: int) -> Any:
+        """Run ``code`` in context ``context_id``; the raw reply (``{"results": [...]}``).
+
+        Retried only when throttled: a throttled request never started the code.
+        """
+        return with_retries(
+            lambda: self._sandbox.context.execute(code=code, context_id=context_id, timeout=service_timeout),
+            self.connection,
+            f"executing in sandbox {self.sandbox_id}",
+        )
+
+    def delete_context(self, context_id: str) -> bool:
+        """End context ``context_id`` (its interpreter state goes with it); whether the service agreed."""
         try:
-            return self._sandbox.context.execute(code=code, language=CodeLanguage.PYTHON, timeout=service_timeout)
-        except Exception as exc:
-            raise translate(exc, self.connection, f"executing in sandbox {self.sandbox_id}") from None
+            with_retries(
+                lambda: self._sandbox.context.delete(context_id=context_id),
+                self.connection,
+                f"deleting context {context_id} of sandbox {self.sandbox_id}",
+            )
+        except AliyunProviderError as exc:
+            log.warning("%s; the sandbox will not be reused", exc)
+            return False
+        return True
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._release()
-
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Delete the sandbox; a failure is logged, and the service reclaims it after its idle timeout."""
         if self.sandbox_id is None or self.released:
             return
+        def delete() -> None:
+            try:
+                Sandbox.delete_by_id(self.sandbox_id, config=self.config)
+            except ResourceNotExistError:
+                pass  # already gone: nothing of it is left to leak
+
         try:
-            Sandbox.delete_by_id(self.sandbox_id, config=self.config)
-        except ResourceNotExistError:
-            self.released = True  # already gone: nothing of it is left to leak
-        except Exception as exc:
-            # The idle timeout given at creation makes the service reclaim it; say so, keep going.
+            with_retries(delete, self.connection, f"deleting sandbox {self.sandbox_id}")
+        except AliyunProviderError as exc:
             log.warning(
                 "could not delete AgentRun sandbox %s (the service reclaims it after %ss idle): %s",
                 self.sandbox_id,
                 self.connection.idle_timeout,
-                translate(exc, self.connection, "deleting a sandbox"),
+                exc,
             )
         else:
             self.released = True

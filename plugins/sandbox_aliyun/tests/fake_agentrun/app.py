@@ -1,7 +1,8 @@
 """The fake's HTTP API: the AgentRun data-plane routes the provider's SDK calls make.
 
 Two extra templates inject service faults (see :class:`.state.Credentials`): one whose sandboxes
-fail every execute, one whose sandboxes cannot be deleted.
+fail every execute, one whose sandboxes cannot be deleted. :meth:`.state.SandboxStore.throttle_next`
+makes the next requests answer HTTP 429 ``Throttling.User``, as the service does under flow control.
 
 Every request must carry a valid signature (see :mod:`.signing`); refusals answer like the service,
 with an HTTP error status and ``{"code", "message", "requestId"}``. Paths, as the SDK builds them
@@ -11,7 +12,10 @@ from ``Config.data_endpoint``:
 POST        ``/sandboxes``                              create from ``templateName``
 GET         ``/sandboxes/{id}``                         describe
 GET         ``/sandboxes/{id}/health``                  ``{"status": "ok"}`` once ready
-POST        ``/sandboxes/{id}/contexts/execute``        run ``code`` (``language``, ``timeout``)
+POST        ``/sandboxes/{id}/contexts``                create a context (``language``, ``cwd``)
+GET         ``/sandboxes/{id}/contexts/{ctx}``          describe a context
+DELETE      ``/sandboxes/{id}/contexts/{ctx}``          delete a context (ends its kernel)
+POST        ``/sandboxes/{id}/contexts/execute``        run ``code`` (``contextId`` or ``language``, ``timeout``)
 DELETE      ``/sandboxes/{id}``                         delete
 ==========  ==========================================  ==========================================
 """
@@ -50,6 +54,8 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         )
         if rejection is not None:
             response = _error(rejection.status, rejection.code, rejection.message)
+        elif store.take_throttle(f"{request.method} {request.url.path}"):
+            response = _error(429, "Throttling.User", "Request was denied due to user flow control.")
         else:
             response = await handler(request)
         log.append({"method": request.method, "path": request.url.path, "status": response.status_code, "key_id": key_id})
@@ -83,10 +89,43 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         if sandbox.template_name == credentials.execute_fails_template:
             return _error(500, "InternalError", "the interpreter crashed")
         body = json.loads(await request.body())
+        context_id = body.get("contextId")
+        if context_id is not None:
+            context = sandbox.contexts.get(context_id)
+            if context is None:
+                return _error(404, "ContextNotFound", f"context {context_id} not found")
+            reply = await run_in_threadpool(store.execute_in, sandbox, context, str(body["code"]), body.get("timeout"))
+            return JSONResponse(reply)
         if body.get("language", "python") != "python":
             return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
         reply = await run_in_threadpool(store.execute, sandbox, str(body["code"]), body.get("timeout"))
         return JSONResponse(reply)
+
+    async def create_context(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        body = json.loads(await request.body() or b"{}")
+        if body.get("language", "python") != "python":
+            return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
+        context = await run_in_threadpool(store.create_context, sandbox, "python", str(body.get("cwd") or "/home/user"))
+        return JSONResponse(context.describe())
+
+    async def describe_context(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        context = sandbox.contexts.get(request.path_params["context_id"]) if sandbox is not None else None
+        if context is None:
+            return _error(404, "ContextNotFound", "context not found")
+        return JSONResponse(context.describe())
+
+    async def delete_context(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        context = await run_in_threadpool(store.delete_context, sandbox, request.path_params["context_id"])
+        if context is None:
+            return _error(404, "ContextNotFound", "context not found")
+        return JSONResponse(context.describe())
 
     async def delete(request: Request) -> JSONResponse:
         existing = sandbox_or_404(request)
@@ -110,5 +149,8 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
             route("/sandboxes/{sandbox_id}", delete, "DELETE"),
             route("/sandboxes/{sandbox_id}/health", health, "GET"),
             route("/sandboxes/{sandbox_id}/contexts/execute", execute, "POST"),
+            route("/sandboxes/{sandbox_id}/contexts", create_context, "POST"),
+            route("/sandboxes/{sandbox_id}/contexts/{context_id}", describe_context, "GET"),
+            route("/sandboxes/{sandbox_id}/contexts/{context_id}", delete_context, "DELETE"),
         ]
     )

@@ -1,14 +1,18 @@
 """The fake's sandboxes: created from known templates, each with a private folder, deleted on request.
 
-"Executing" runs the received Python code with this machine's interpreter as a child process in
-the sandbox's folder (``TMPDIR`` pointing inside it), with the requested timeout, and reports its
-output the way the code interpreter does: ``{"contextId", "results": [{"type": "stdout", "text"},
-{"type": "stderr", "text"}, {"type": "error", ...}, {"type": "endOfExecution", "status"}]}``.
+A context is a real, persistent Python process (:mod:`.kernel`) in the sandbox's folder, so
+variables survive between executions in one context and nothing else: as in the service. An
+execute without a context id runs the code in a throwaway process instead. Either way the reply
+has the code interpreter's shape: ``{"contextId", "results": [{"type": "stdout", "text"},
+{"type": "stderr", "text"}, {"type": "error", ...}, {"type": "endOfExecution", "status"}]}``. An
+execution past its timeout kills the context's process (the context is gone afterwards).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -36,6 +40,40 @@ class Credentials:
     """Sandboxes from this template answer every delete with HTTP 500 and stay alive."""
 
 
+KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel.py")
+
+
+@attrs.define(eq=False)
+class FakeContext:
+    """One interpreter context: its kernel process, alive until deleted or killed by a timeout."""
+
+    context_id: str
+    language: str
+    cwd: str
+    process: subprocess.Popen[str]
+    answers: queue.Queue[str | None] = attrs.field(factory=queue.Queue)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.context_id, "language": self.language, "cwd": self.cwd}
+
+    def start_reader(self) -> None:
+        def read() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.answers.put(line)
+            self.answers.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
 @attrs.define
 class FakeSandbox:
     sandbox_id: str
@@ -45,6 +83,7 @@ class FakeSandbox:
     created_at: str
     status: str = "READY"
     executions: int = 0
+    contexts: dict[str, FakeContext] = attrs.field(factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -66,7 +105,28 @@ class SandboxStore:
         self.created: list[str] = []
         self.deleted: list[str] = []
         self.executed_timeouts: list[Any] = []
+        self.contexts_created: list[str] = []
+        self.throttled: list[str] = []
+        self._throttle_next = 0
         self._lock = threading.Lock()
+
+    def throttle_next(self, count: int) -> None:
+        """Answer the next ``count`` requests (of any kind) with the service's throttling error."""
+        with self._lock:
+            self._throttle_next = count
+
+    def take_throttle(self, what: str) -> bool:
+        """Whether this request is one of those to throttle (and count it)."""
+        with self._lock:
+            if self._throttle_next <= 0:
+                return False
+            self._throttle_next -= 1
+            self.throttled.append(what)
+            return True
+
+    def live_contexts(self) -> int:
+        with self._lock:
+            return sum(len(sandbox.contexts) for sandbox in self.live.values())
 
     def create(self, template_name: str, idle_timeout: int) -> FakeSandbox | None:
         if template_name not in self.templates:
@@ -90,8 +150,75 @@ class SandboxStore:
                 self.deleted.append(sandbox_id)
         if sandbox is not None:
             sandbox.status = "TERMINATED"
+            for context in list(sandbox.contexts.values()):
+                context.kill()
+            sandbox.contexts.clear()
             shutil.rmtree(sandbox.folder, ignore_errors=True)
         return sandbox
+
+    @staticmethod
+    def _environment(sandbox: FakeSandbox) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TMPDIR": sandbox.folder,
+            "HOME": sandbox.folder,
+            "LANG": "C.UTF-8",
+        }
+
+    def create_context(self, sandbox: FakeSandbox, language: str, cwd: str) -> FakeContext:
+        """Start a kernel for a new context (its cwd is mapped into the sandbox's folder)."""
+        folder = os.path.join(sandbox.folder, cwd.lstrip("/"))
+        os.makedirs(folder, exist_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, KERNEL],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=folder,
+            env=self._environment(sandbox),
+            text=True,
+        )
+        context = FakeContext(f"ctx-{uuid.uuid4().hex[:12]}", language, cwd, process)
+        context.start_reader()
+        with self._lock:
+            sandbox.contexts[context.context_id] = context
+            self.contexts_created.append(context.context_id)
+        return context
+
+    def delete_context(self, sandbox: FakeSandbox, context_id: str) -> FakeContext | None:
+        with self._lock:
+            context = sandbox.contexts.pop(context_id, None)
+        if context is not None:
+            context.kill()
+        return context
+
+    def execute_in(self, sandbox: FakeSandbox, context: FakeContext, code: str, timeout: Any) -> dict[str, Any]:
+        """Run ``code`` in ``context``'s kernel; past the timeout the kernel is killed."""
+        self.executed_timeouts.append(timeout)
+        sandbox.executions += 1
+        assert context.process.stdin is not None
+        try:
+            context.process.stdin.write(json.dumps({"code": code}) + "\n")
+            context.process.stdin.flush()
+            line = context.answers.get(timeout=float(timeout) if timeout else None)
+        except (BrokenPipeError, queue.Empty):
+            line = None
+        if line is None:
+            self.delete_context(sandbox, context.context_id)
+            results: list[dict[str, Any]] = [
+                {"type": "error", "name": "TimeoutError", "value": "execution timed out", "traceback": ""},
+                {"type": "endOfExecution", "status": "error"},
+            ]
+            return {"contextId": context.context_id, "results": results}
+        answer = json.loads(line)
+        results = []
+        if answer["stdout"]:
+            results.append({"type": "stdout", "text": answer["stdout"]})
+        if answer["stderr"]:
+            results.append({"type": "stderr", "text": answer["stderr"]})
+        if answer["error"]:
+            results.append({"type": "error", **answer["error"]})
+        results.append({"type": "endOfExecution", "status": "error" if answer["error"] else "ok"})
+        return {"contextId": context.context_id, "results": results}
 
     def execute(self, sandbox: FakeSandbox, code: str, timeout: Any) -> dict[str, Any]:
         """Run ``code`` as the interpreter would, and describe what it printed."""
@@ -100,12 +227,7 @@ class SandboxStore:
         script = os.path.join(sandbox.folder, f"cell-{sandbox.executions}.py")
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(code)
-        environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "TMPDIR": sandbox.folder,
-            "HOME": sandbox.folder,
-            "LANG": "C.UTF-8",
-        }
+        environment = self._environment(sandbox)
         context_id = f"ctx-{uuid.uuid4().hex[:12]}"
         try:
             done = subprocess.run(
