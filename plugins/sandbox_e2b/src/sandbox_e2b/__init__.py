@@ -4,8 +4,10 @@ Which module is for whom:
 
 - :mod:`sandbox_e2b.provider` — the hooks sandbox-core loads (entry point ``e2b``) and the config
   schema. Light: it never imports the E2B SDK, which takes over a second to import.
-- :mod:`sandbox_e2b.execution` — one execution in a fresh sandbox, and the health probe; the only
-  modules that import the SDK (inside their functions).
+- :mod:`sandbox_e2b.execution` — one execution on a leased sandbox (a fresh code context, a
+  per-execution folder), and the health probe.
+- :mod:`sandbox_e2b.pool` — the live sandboxes: creation, the warm pool, killing them.
+  These two import the SDK, inside their functions.
 - :mod:`sandbox_e2b.errors` — turning SDK exceptions into messages an operator can act on.
 """
 
@@ -15,5 +17,5 @@ __version__ = "0.1.0"
 
 PROVIDER_NAME = "e2b"
 RUNTIME_NAME = "e2b"
-DEFAULT_TEMPLATE = "base"
-"""The E2B SDK's own default template (``Sandbox.default_template``); a test keeps them equal."""
+DEFAULT_TEMPLATE = "code-interpreter-v1"
+"""The code-interpreter SDK's own default template (``DEFAULT_TEMPLATE``); a test keeps them equal."""

@@ -102,7 +102,9 @@ def describe(exc: BaseException, *, action: str, secrets: Iterable[str] = ()) ->
             "and the domain/api_url/sandbox_url settings",
             "unreachable",
         )
-    if isinstance(exc, (SandboxNotRunningException, SandboxUnreachableException)):
+    # The code-interpreter SDK reports a sandbox that ended under a request as a TimeoutException.
+    killed = isinstance(exc, TimeoutException) and "sandbox was killed" in str(exc)
+    if killed or isinstance(exc, (SandboxNotRunningException, SandboxUnreachableException)):
         return Problem(f"the E2B sandbox stopped or became unreachable while {action} ({detail})", "sandbox_lost")
     if isinstance(exc, TimeoutException):
         return Problem(

@@ -1,60 +1,87 @@
-"""One execution in a fresh E2B sandbox, and the health probe, through the official E2B SDK.
+"""One execution on a pooled E2B code-interpreter sandbox, and the health probe.
 
-Each execution creates its own sandbox from the configured template, uploads the sandbox-core
-runner and the encoded job, runs the runner with the job on its stdin, streams its output into
-the runner protocol's bounded readers, and kills the sandbox in a ``finally``: whether the code
-succeeded, failed, timed out or the provider itself failed. Nothing survives into another
-execution, which is why no sandbox is ever reused. The SDK is imported inside the functions
-because it takes over a second to import.
+Each execution leases a sandbox (:mod:`sandbox_e2b.pool`) and works in a folder of its own,
+``/tmp/sandbox-core/<random>``, which holds the job file and the output folder and is wiped
+afterwards.
+
+- **Python** runs in a fresh Jupyter code context (its own kernel) whose working directory is
+  that folder. The code sent is a short driver around sandbox-core's Python runner: it reads the
+  job from the uploaded file, deletes it, lets the runner run the user code, and writes the result
+  frame through ``sys.stdout`` (a kernel streams what goes through ``sys.stdout``, not file
+  descriptor 1, where the runner itself would write it). Rich results the kernel sends
+  (``display()`` of a chart, say) become artifacts next to the output folder's files. The context
+  is removed afterwards.
+- **JavaScript** runs as a ``node`` process through the sandbox's command API, the runner reading
+  the job on its stdin.
+
+An execution that did not end cleanly (timeout, lost sandbox, failed clean-up, kernel gone)
+discards its sandbox: it is killed instead of going back to the pool.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
-import math
 import posixpath
+import secrets as _random
 import shlex
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
+import attrs
+
+from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
+from sandbox_core.pooling import Lease
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
-from sandbox_core.schema import Secret, secret_values
+from sandbox_core.schema import secret_values
 
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
+from sandbox_e2b.pool import get_pool, is_strict, lifetime, sdk_options
 
 if TYPE_CHECKING:
-    from e2b import Sandbox
+    from e2b_code_interpreter import Result, Sandbox  # type: ignore[import-untyped,unused-ignore]
 
 logger = logging.getLogger(__name__)
 
 WORKDIR = "/tmp/sandbox-core"
-"""Where the runner and the job go inside the sandbox (the SDK reports the path it resolved)."""
+"""Parent of the per-execution folders inside the sandbox (the SDK reports the path it resolved)."""
 RUNNER_FILES = {"python": "runner.py", "javascript": "runner.js"}
-INTERPRETERS = {"python": "python3", "javascript": "node"}
-LIFETIME_MARGIN = 60
-"""Seconds a sandbox may outlive the execution's timeout before E2B kills it by itself."""
-SANDBOX_METADATA = {"created_by": "sandbox-core"}
+RICH_FORMATS = (("png", "image/png", True), ("jpeg", "image/jpeg", True), ("svg", "image/svg+xml", False))
+"""Rich-result formats kept as artifacts: name, MIME type, and whether the kernel sends base64."""
+
+_DRIVER = """
+def _sandbox_core_execute(job_path, runner):
+    import json, os, sys
+    with open(job_path, encoding="utf-8") as handle:
+        job = json.load(handle)
+    os.remove(job_path)
+    namespace = {"__name__": "sandbox_core_runner", "__file__": "<sandbox-core-runner>"}
+    exec(compile(runner, "<sandbox-core-runner>", "exec"), namespace)
+    frame, value_json = namespace["_run"](job)
+    rest = json.dumps(frame, ensure_ascii=False)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    sys.stdout.write(job["marker"] + '{"value": ' + value_json + ", " + rest[1:] + "\\n")
+    sys.stdout.flush()
+_sandbox_core_execute(%r, %r)
+del _sandbox_core_execute
+"""
+"""Runs the job in the context's kernel. The runner is executed in a namespace of its own (not as
+``__main__``, where it would wait for a job on stdin), so the kernel's globals stay clean and the
+runner's frames are left out of user tracebacks by their file name."""
 
 
-def sdk_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The connection options every SDK call gets, from the validated config.
+class _Unclean(Exception):
+    """The execution cannot go on; the sandbox must not be reused."""
 
-    ``debug`` is pinned off so that an ``E2B_DEBUG`` in the environment cannot send the key to
-    localhost; empty fields fall back to the SDK's own defaults (and its E2B_* variables).
-    """
-    api_key = config["api_key"]
-    options: dict[str, Any] = {
-        "api_key": api_key.reveal() if isinstance(api_key, Secret) else str(api_key),
-        "request_timeout": float(config.get("request_timeout") or 30.0),
-        "debug": False,
-    }
-    for name in ("domain", "api_url", "sandbox_url"):
-        if config.get(name):
-            options[name] = config[name]
-    return options
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
@@ -63,7 +90,7 @@ def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionRes
 
 
 def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
-    """Run ``request`` in a new sandbox and kill it afterwards; E2B failures become ``provider_error``."""
+    """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results."""
     languages = tuple(config.get("languages") or ())
     if request.language not in languages:
         return ExecutionResult.provider_failure(
@@ -72,74 +99,211 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             "add it to the e2b config's languages if the template can run it",
             runtime=RUNTIME_NAME,
         )
-    secrets = secret_values(config)
-    options = sdk_options(config)
     template = str(config.get("template") or "")
-    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template}
-    started = time.monotonic()
-    try:
-        sandbox = _create(template, request, config, options, secrets)
-    except E2BUnavailableError as failed:
-        return _fail(provider_name, failed.problem, template=template)
-    metadata["sandbox_id"] = sandbox.sandbox_id
-    metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
-    try:
-        result = _run(sandbox, request, config, provider_name, metadata, secrets)
-    except E2BUnavailableError as failed:
-        result = _fail(provider_name, failed.problem, **metadata)
-    finally:
-        _kill(sandbox, secrets)
-    return result
+    isolation = "strict" if is_strict(config) else "pooled"
+    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
+    pool = get_pool(config)
+    # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
+    # that shows when its lifetime is renewed, and the next one is tried.
+    for _attempt in range(pool.max_idle + 2):
+        started = time.monotonic()
+        try:
+            with pool.lease() as lease:
+                metadata["sandbox_id"] = lease.item.sandbox_id
+                metadata["sandbox_reused"] = lease.reused
+                if not lease.reused:
+                    metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
+                else:
+                    metadata.pop("sandbox_create_time", None)
+                if not _renew(lease, request, config):
+                    continue
+                return _execute_on(lease, request, config, provider_name, metadata)
+        except E2BUnavailableError as failed:
+            metadata.pop("sandbox_id", None)
+            metadata.pop("sandbox_reused", None)
+            return _fail(provider_name, failed.problem, **metadata)
+    return _fail(provider_name, Problem("every pooled E2B sandbox had stopped; retry", "sandbox_lost"), **metadata)
 
 
-def _create(
-    template: str, request: ExecutionRequest, config: Mapping[str, Any], options: Mapping[str, Any], secrets: list[str]
-) -> Sandbox:
-    from e2b import Sandbox
-
-    lifetime = max(int(config.get("sandbox_timeout") or 300), math.ceil(request.timeout) + LIFETIME_MARGIN)
+def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> bool:
+    """Set the sandbox's E2B lifetime for this execution; False (and discarded) when it is gone."""
+    wanted = lifetime(config, request.timeout)
+    if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
+        return True  # just created with that lifetime
     try:
-        sandbox = Sandbox.create(template=template or None, timeout=lifetime, metadata=dict(SANDBOX_METADATA), **options)
+        lease.item.set_timeout(wanted)
     except Exception as exc:
-        raise E2BUnavailableError(describe(exc, action="creating a sandbox", secrets=secrets)) from None
-    logger.info("created E2B sandbox %s from template %s", sandbox.sandbox_id, template)
-    return sandbox
+        problem = describe(exc, action="renewing the sandbox's lifetime", secrets=secret_values(config))
+        if not lease.reused:
+            raise E2BUnavailableError(problem) from None
+        logger.info("pooled E2B sandbox %s is gone (%s); taking another", lease.item.sandbox_id, problem.message)
+        lease.discard()
+        return False
+    return True
 
 
-def _upload(sandbox: Sandbox, request: ExecutionRequest, secrets: list[str]) -> tuple[str, Job]:
-    """Upload the runner, then the job; returns the command that runs it and the job.
-
-    Files are named by their path in :data:`WORKDIR`; the command and the job's output folder use
-    the paths the sandbox reports it wrote, which is what its processes see.
-    """
-    language = request.language
-    try:
-        runner = sandbox.files.write(posixpath.join(WORKDIR, RUNNER_FILES[language]), runner_source(language))
-        output_dir = posixpath.join(posixpath.dirname(runner.path), "output")
-        job = Job(code=request.code, arguments=request.arguments, output_dir=output_dir)
-        job_file = sandbox.files.write(posixpath.join(WORKDIR, "job.json"), job.encode())
-    except Exception as exc:
-        raise E2BUnavailableError(describe(exc, action="uploading the job", secrets=secrets)) from None
-    # The job file is unlinked once the shell has opened it as stdin, before user code starts, so
-    # the code cannot read the job's result marker from the file system.
-    job_path = shlex.quote(job_file.path)
-    command = f"{{ rm -f {job_path} && exec {INTERPRETERS[language]} {shlex.quote(runner.path)}; }} < {job_path}"
-    return command, job
-
-
-def _run(
-    sandbox: Sandbox,
+def _execute_on(
+    lease: Lease[Sandbox],
     request: ExecutionRequest,
     config: Mapping[str, Any],
     provider_name: str,
     metadata: dict[str, Any],
-    secrets: list[str],
 ) -> ExecutionResult:
-    from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
+    sandbox = lease.item
+    secrets = secret_values(config)
+    folder: str | None = None
+    context_id: str | None = None
+    try:
+        folder, job = _upload(sandbox, request, secrets)
+        if request.language == "python":
+            context_id = _create_context(sandbox, folder, secrets)
+            metadata["context_id"] = context_id
+            result = _run_python(sandbox, context_id, folder, job, request, config, provider_name, metadata)
+        else:
+            result = _run_javascript(sandbox, folder, job, request, config, provider_name, metadata)
+        if result.status is ExecutionStatus.TIMEOUT or result.metadata.get("kernel_lost"):
+            lease.discard()
+        elif not is_strict(config):
+            _clean(sandbox, folder, context_id, secrets)
+        return result
+    except _Unclean as failed:
+        lease.discard()
+        return _fail(provider_name, failed.problem, **metadata)
 
-    command, job = _upload(sandbox, request, secrets)
+
+def _upload(sandbox: Sandbox, request: ExecutionRequest, secrets: list[str]) -> tuple[str, Job]:
+    """Upload the job (and the JavaScript runner) into a new per-execution folder.
+
+    The job's paths are those the sandbox reports it wrote, which is what its processes see.
+    """
+    name = _random.token_hex(8)
+    try:
+        if request.language == "javascript":
+            sandbox.files.write(posixpath.join(WORKDIR, RUNNER_FILES["javascript"]), runner_source("javascript"))
+        placeholder = sandbox.files.write(posixpath.join(WORKDIR, name, ".job"), b"")
+        folder = posixpath.dirname(placeholder.path)
+        job = Job(code=request.code, arguments=request.arguments, output_dir=posixpath.join(folder, "output"))
+        sandbox.files.write(posixpath.join(folder, ".job"), job.encode())
+    except Exception as exc:
+        raise _Unclean(describe(exc, action="uploading the job", secrets=secrets)) from None
+    return folder, job
+
+
+def _create_context(sandbox: Sandbox, folder: str, secrets: list[str]) -> str:
+    try:
+        context_id: str = sandbox.create_code_context(cwd=folder, language="python").id
+        return context_id
+    except Exception as exc:
+        raise _Unclean(describe(exc, action="creating a code context", secrets=secrets)) from None
+
+
+def _run_python(
+    sandbox: Sandbox,
+    context_id: str,
+    folder: str,
+    job: Job,
+    request: ExecutionRequest,
+    config: Mapping[str, Any],
+    provider_name: str,
+    metadata: dict[str, Any],
+) -> ExecutionResult:
+    from e2b import TimeoutException
+    from e2b_code_interpreter import Context  # type: ignore[import-untyped,unused-ignore]
+
     limit = int(config.get("max_output_bytes") or 1 << 20)
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
+    rich: list[Result] = []
+    kernel_errors: list[str] = []
+    timed_out = False
+    code = _DRIVER % (posixpath.join(folder, ".job"), runner_source("python"))
+    started = time.monotonic()
+    try:
+        sandbox.run_code(
+            code,
+            context=Context(context_id, "python", folder),
+            on_stdout=lambda message: stdout.feed(message.line.encode("utf-8")),
+            on_stderr=lambda message: stderr.feed(message.line.encode("utf-8")),
+            on_result=rich.append,
+            on_error=lambda error: kernel_errors.append(error.traceback or f"{error.name}: {error.value}"),
+            timeout=request.timeout,
+        )
+    except TimeoutException as exc:
+        # The SDK raises this class for the code's deadline and for a sandbox that ended under
+        # the request (or answered 502); only the first is the code's timeout.
+        if not str(exc).startswith("Execution timed out") and time.monotonic() - started < request.timeout:
+            raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+        timed_out = True
+    except Exception as exc:
+        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+    elapsed = time.monotonic() - started
+    exit_code: int | None = None
+    if not timed_out and stdout.frame() is None:
+        # The kernel died or was interrupted before the runner reported: its error goes to stderr.
+        for text in kernel_errors:
+            stderr.feed(text.encode("utf-8"))
+        exit_code = 1
+        metadata["kernel_lost"] = True
+    result = build_result(
+        provider=provider_name,
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=exit_code,
+        execution_time=elapsed,
+        timed_out=timed_out,
+        timeout=request.timeout,
+        metadata=metadata,
+    )
+    return _with_rich_results(result, rich, job.max_artifact_bytes)
+
+
+def _with_rich_results(result: ExecutionResult, rich: list[Result], budget: int) -> ExecutionResult:
+    """Add the kernel's image results as artifacts ``result-1.png``…, within the artifact budget."""
+    budget -= sum(artifact.size for artifact in result.artifacts)
+    added: list[Artifact] = []
+    skipped: list[str] = []
+    for item in rich:
+        for fmt, mime_type, encoded in RICH_FORMATS:
+            data = getattr(item, fmt, None)
+            if not data:
+                continue
+            name = f"result-{len(added) + len(skipped) + 1}.{fmt}"
+            try:
+                content = base64.b64decode(data) if encoded else str(data).encode("utf-8")
+            except ValueError:
+                skipped.append(name)
+                continue
+            if len(content) > budget:
+                skipped.append(name)
+                continue
+            budget -= len(content)
+            added.append(Artifact(name=name, mime_type=mime_type, size=len(content), content=content))
+            break  # one artifact per result: its best image format
+    if not added and not skipped:
+        return result
+    metadata = dict(result.metadata)
+    if skipped:
+        metadata["skipped_artifacts"] = [*metadata.get("skipped_artifacts", []), *skipped]
+    return attrs.evolve(result, artifacts=(*result.artifacts, *added), metadata=metadata)
+
+
+def _run_javascript(
+    sandbox: Sandbox,
+    folder: str,
+    job: Job,
+    request: ExecutionRequest,
+    config: Mapping[str, Any],
+    provider_name: str,
+    metadata: dict[str, Any],
+) -> ExecutionResult:
+    from e2b import CommandExitException, TimeoutException
+
+    limit = int(config.get("max_output_bytes") or 1 << 20)
+    stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
+    job_path = shlex.quote(posixpath.join(folder, ".job"))
+    runner = shlex.quote(posixpath.join(posixpath.dirname(folder), RUNNER_FILES["javascript"]))
+    # The job file is unlinked once the shell has opened it as stdin, before user code starts, so
+    # the code cannot read the job's result marker from the file system.
+    command = f"cd {shlex.quote(folder)} && {{ rm -f {job_path} && exec node {runner}; }} < {job_path}"
     exit_code: int | None = None
     timed_out = False
     started = time.monotonic()
@@ -149,19 +313,14 @@ def _run(
             timeout=request.timeout,
             on_stdout=lambda text: stdout.feed(text.encode("utf-8")),
             on_stderr=lambda text: stderr.feed(text.encode("utf-8")),
-            retain_output=False,
         )
         exit_code = outcome.exit_code
     except CommandExitException as exited:
         exit_code = exited.exit_code
-    except (SandboxNotRunningException, SandboxUnreachableException) as exc:
-        raise E2BUnavailableError(describe(exc, action="running the code", secrets=secrets)) from None
     except TimeoutException:
-        # The command stream's deadline is the execution's timeout; what was printed until then
-        # is already in the readers. The sandbox (and the code in it) is killed by the caller.
         timed_out = True
     except Exception as exc:
-        raise E2BUnavailableError(describe(exc, action="running the code", secrets=secrets)) from None
+        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     return build_result(
         provider=provider_name,
         stdout=stdout,
@@ -174,20 +333,19 @@ def _run(
     )
 
 
-def _kill(sandbox: Sandbox, secrets: list[str]) -> None:
-    """Kill the sandbox; a failure is logged, and E2B still ends it at its lifetime."""
+def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[str]) -> None:
+    """Remove the code context and wipe the execution's folder, so the sandbox can serve again."""
     try:
-        killed = sandbox.kill()
+        if context_id is not None:
+            sandbox.remove_code_context(context_id)
+        sandbox.commands.run(f"rm -rf {shlex.quote(folder)}", timeout=30)
     except Exception as exc:
-        problem = describe(exc, action=f"killing sandbox {sandbox.sandbox_id}", secrets=secrets)
-        logger.warning("%s; E2B ends it when its lifetime runs out", problem.message)
-    else:
-        logger.info("%s E2B sandbox %s", "killed" if killed else "already gone:", sandbox.sandbox_id)
+        raise _Unclean(describe(exc, action="cleaning up after the execution", secrets=secrets)) from None
 
 
 def check_health(config: Mapping[str, Any]) -> HealthStatus:
     """List one sandbox: a real, cheap, authenticated call that shows E2B answers this key."""
-    from e2b import Sandbox
+    from e2b_code_interpreter import Sandbox  # type: ignore[import-untyped,unused-ignore]
 
     options = sdk_options(config)
     started = time.monotonic()
@@ -205,3 +363,4 @@ def check_health(config: Mapping[str, Any]) -> HealthStatus:
         latency=latency,
         details={"runtime": RUNTIME_NAME, "template": config.get("template")},
     )
+

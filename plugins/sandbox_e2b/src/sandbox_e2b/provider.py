@@ -1,7 +1,8 @@
-"""The ``e2b`` provider: sandbox-core's hooks, running each execution in a fresh E2B sandbox.
+"""The ``e2b`` provider: sandbox-core's hooks, running code on E2B code-interpreter sandboxes.
 
 This is the entry-point module sandbox-core loads, so it stays light: the E2B SDK is imported by
-:mod:`sandbox_e2b.execution`, and only when code runs or health is asked for.
+:mod:`sandbox_e2b.execution` and :mod:`sandbox_e2b.pool`, and only when code runs, health is
+asked for, or pooled sandboxes are shut down.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sandbox_e2b import DEFAULT_TEMPLATE
 API_KEY_ENV = "E2B_API_KEY"
 DOMAIN_ENV = "E2B_DOMAIN"
 LANGUAGES = ("python", "javascript")
+ISOLATION_MODES = ("pooled", "strict")
 
 SCHEMA = ConfigSchema(
     [
@@ -36,7 +38,8 @@ SCHEMA = ConfigSchema(
             "template",
             "string",
             label="Template",
-            description="Sandbox template name or ID. It must have python3 (and node for JavaScript).",
+            description="Code-interpreter sandbox template name or ID (E2B's own by default; a custom "
+            "one must be built on it). It needs node for JavaScript.",
             default=DEFAULT_TEMPLATE,
             minimum=1,
         ),
@@ -81,6 +84,34 @@ SCHEMA = ConfigSchema(
             maximum=86400,
         ),
         ConfigField(
+            "isolation",
+            "enum",
+            label="Isolation",
+            description="pooled: reuse live sandboxes, each execution in a fresh code context and a "
+            "wiped folder (the VM's other files, installed packages and stray processes are shared); "
+            "strict: a fresh sandbox per execution, killed afterwards.",
+            choices=ISOLATION_MODES,
+            default="pooled",
+        ),
+        ConfigField(
+            "pool_size",
+            "integer",
+            label="Pool size",
+            description="Idle sandboxes kept for reuse in pooled isolation (each is billed while it waits).",
+            default=2,
+            minimum=0,
+            maximum=16,
+        ),
+        ConfigField(
+            "pool_idle_timeout",
+            "number",
+            label="Pool idle timeout (s)",
+            description="An idle pooled sandbox is killed after this many seconds without use.",
+            default=60.0,
+            minimum=1,
+            maximum=3600,
+        ),
+        ConfigField(
             "max_output_bytes",
             "integer",
             label="Output limit (bytes)",
@@ -105,7 +136,8 @@ SCHEMA = ConfigSchema(
 @hookimpl
 def sandbox_provider_info() -> ProviderInfo:
     return ProviderInfo(
-        description="E2B cloud sandboxes (Firecracker microVMs): a fresh one per execution, killed afterwards",
+        description="E2B code-interpreter sandboxes (Firecracker microVMs): pooled with a fresh code "
+        "context per execution, or a fresh sandbox per execution (strict)",
         languages=LANGUAGES,
         tags=("saas", "microvm"),
     )
@@ -143,6 +175,17 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
     from sandbox_e2b.execution import execute
 
     return execute(request, config, provider_name)
+
+
+@hookimpl
+def sandbox_shutdown() -> None:
+    """Kill the pooled sandboxes this process keeps (nothing to do if none was ever leased)."""
+    import sys
+
+    if "sandbox_e2b.pool" in sys.modules:  # never import the SDK's side just to find nothing
+        from sandbox_e2b.pool import shutdown
+
+        shutdown()
 
 
 @hookimpl

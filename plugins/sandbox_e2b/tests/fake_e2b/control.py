@@ -1,7 +1,7 @@
 """The fake control-plane REST API: create, list and kill sandboxes, each call checked for X-API-KEY.
 
 Only the parts the provider's SDK calls use: ``POST /v2/sandboxes`` (201 with the sandbox and its
-envd access token), ``GET /v2/sandboxes`` and ``DELETE /sandboxes/{id}`` (204, or 404). Errors are
+envd access token), ``GET /v2/sandboxes`` and ``DELETE /sandboxes/{id}`` (204, or 404), ``POST /sandboxes/{id}/timeout`` (204). Errors are
 JSON ``{"code", "message"}`` as E2B sends them; a refused key is never echoed back.
 """
 
@@ -45,6 +45,8 @@ def routes(cloud: FakeCloud) -> list[Route]:
         template = str(body.get("templateID") or "")
         if template not in cloud.templates:
             return _error(404, f"template '{template}' not found")
+        if cloud.fail_creates:
+            return _error(500, "failed to place the sandbox on a node")
         sandbox = cloud.create(template, body.get("timeout"), dict(body.get("metadata") or {}))
         return JSONResponse(sandbox.to_json(), status_code=201)
 
@@ -79,7 +81,20 @@ def routes(cloud: FakeCloud) -> list[Route]:
             return _error(404, f"sandbox '{request.path_params['sandbox_id']}' not found")
         return Response(status_code=204)
 
+    async def set_timeout(request: Request) -> Response:
+        refused = _refusal(cloud, request)
+        if refused is not None:
+            return refused
+        sandbox = cloud.get(request.path_params["sandbox_id"])
+        if sandbox is None:
+            return _error(404, f"sandbox '{request.path_params['sandbox_id']}' not found")
+        body: dict[str, Any] = await request.json()
+        sandbox.lifetime = int(body["timeout"])
+        cloud.timeouts.append((sandbox.sandbox_id, sandbox.lifetime))
+        return Response(status_code=204)
+
     return [
+        Route("/sandboxes/{sandbox_id}/timeout", set_timeout, methods=["POST"]),
         Route("/v2/sandboxes", create, methods=["POST"]),
         Route("/v2/sandboxes", list_sandboxes, methods=["GET"]),
         Route("/sandboxes/{sandbox_id}", kill, methods=["DELETE"]),

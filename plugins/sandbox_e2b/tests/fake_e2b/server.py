@@ -1,7 +1,9 @@
-"""The fake E2B server: one Starlette app with both APIs, served by uvicorn in a thread.
+"""The fake E2B server: the control plane, envd and the code interpreter, served by uvicorn in a thread.
 
 The SDK is pointed at it with its ``api_url`` and ``sandbox_url`` options (both this server's
-URL). The thread owns the event loop; :meth:`FakeE2BServer.stop` ends it and kills what is left.
+URL). With ``sandbox_url`` set the SDK sends every port of every sandbox there, naming the port in
+the ``E2b-Sandbox-Port`` header, so requests for the Jupyter port go to :mod:`fake_e2b.jupyter`
+and all others to the control plane and envd. The thread owns the event loop; :meth:`FakeE2BServer.stop` ends it and kills what is left.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fake_e2b import control, envd
+from fake_e2b import control, envd, jupyter
 from fake_e2b.state import FakeCloud
 
 TEST_API_KEY = "e2b_test_4f9c2a7d1b8e6f3a0c5d9e2b7a4f1c8d"
@@ -27,12 +30,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class _ByPort:
+    """Sends each request to the app of the sandbox port it names (``E2b-Sandbox-Port``)."""
+
+    def __init__(self, default: ASGIApp, by_port: dict[str, ASGIApp]) -> None:
+        self.default = default
+        self.by_port = {port.encode(): app for port, app in by_port.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        port = dict(scope.get("headers") or ()).get(b"e2b-sandbox-port", b"") if scope["type"] == "http" else b""
+        await self.by_port.get(port, self.default)(scope, receive, send)
+
+
 class FakeE2BServer:
     """A running fake E2B on 127.0.0.1; ``cloud`` is its state for the tests to inspect."""
 
     def __init__(self, root: Path, api_key: str) -> None:
         self.cloud = FakeCloud(root, api_key)
-        app = Starlette(routes=[*control.routes(self.cloud), *envd.routes(self.cloud)])
+        app = _ByPort(
+            Starlette(routes=[*control.routes(self.cloud), *envd.routes(self.cloud)]),
+            {jupyter.JUPYTER_PORT: Starlette(routes=jupyter.routes(self.cloud))},
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")

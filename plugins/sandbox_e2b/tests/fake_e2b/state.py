@@ -2,8 +2,8 @@
 
 A sandbox's file system is a folder on this machine: sandbox path ``/x/y`` is ``<folder>/x/y``,
 and a relative path is relative to the sandbox user's home, ``<folder>/home/user``, as in E2B.
-Its commands run as local child processes (in their own session, so a kill takes the whole
-group). Everything the tests look at afterwards is recorded: sandboxes created and killed, with
+Its commands and the Python kernels behind its code contexts run as local child processes (in
+their own session, so a kill takes the whole group). Everything the tests look at afterwards is recorded: sandboxes created and killed, with
 what they were created with.
 """
 
@@ -18,10 +18,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncio
+
 import attrs
 
 ENVD_VERSION = "0.6.4"
 HOME = "home/user"
+
+
+@attrs.define
+class FakeContext:
+    """A code context: a kernel process (see :mod:`fake_e2b.kernel`) that runs one block at a time."""
+
+    context_id: str
+    language: str
+    cwd: str
+    process: asyncio.subprocess.Process
+    busy: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.context_id, "language": self.language, "cwd": self.cwd}
 
 
 @attrs.define
@@ -34,6 +50,8 @@ class FakeSandbox:
     metadata: dict[str, str]
     started_at: float = attrs.field(factory=time.time)
     pids: set[int] = attrs.field(factory=set)
+    contexts: dict[str, FakeContext] = attrs.field(factory=dict)
+    executions: int = 0
 
     @property
     def home(self) -> Path:
@@ -41,6 +59,8 @@ class FakeSandbox:
 
     def resolve(self, path: str) -> Path:
         """Where sandbox path ``path`` lives on this machine; refuses paths that climb out."""
+        if Path(path).is_absolute() and (Path(path) == self.root or self.root in Path(path).parents):
+            return Path(path).resolve()  # a path this fake reported back: already on this machine
         base = self.root if path.startswith("/") else self.home
         resolved = (base / path.lstrip("/")).resolve()
         if resolved != self.root and self.root not in resolved.parents:
@@ -60,7 +80,7 @@ class FakeSandbox:
 class FakeCloud:
     """The fake's state; thread-safe, as the test thread reads it while the server thread writes."""
 
-    def __init__(self, root: Path, api_key: str, templates: tuple[str, ...] = ("base",)) -> None:
+    def __init__(self, root: Path, api_key: str, templates: tuple[str, ...] = ("code-interpreter-v1", "base")) -> None:
         self.root = root
         self.api_key = api_key
         self.templates = templates
@@ -70,6 +90,9 @@ class FakeCloud:
         self.created: list[str] = []
         self.killed: list[str] = []
         self.create_requests: list[dict[str, Any]] = []
+        self.timeouts: list[tuple[str, int]] = []
+        """Every ``set_timeout``: the sandbox and its new lifetime."""
+        self.fail_creates = False
         self._lock = threading.Lock()
 
     def create(self, template: str, lifetime: int | None, metadata: dict[str, str]) -> FakeSandbox:
@@ -97,12 +120,16 @@ class FakeCloud:
         with self._lock:
             return list(self.sandboxes.values())
 
+    def live_contexts(self) -> int:
+        return sum(len(sandbox.contexts) for sandbox in self.running())
+
     def kill(self, sandbox_id: str) -> bool:
         with self._lock:
             sandbox = self.sandboxes.pop(sandbox_id, None)
             if sandbox is None:
                 return False
             self.killed.append(sandbox_id)
+            sandbox.contexts.clear()
         for pid in list(sandbox.pids):
             try:
                 os.killpg(pid, signal.SIGKILL)
