@@ -1,5 +1,5 @@
 """sandbox-core's conformance kit, through the installed ``e2b`` entry point and the real E2B SDK,
-against the local fake E2B server."""
+against the local fake E2B server, in both isolation modes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sandbox_core.testing import ProviderConformance
 OUTPUT_LIMIT = 64 * 1024
 
 
-class TestE2BConformance(ProviderConformance):
+class TestE2BConformancePooled(ProviderConformance):
     supports_javascript = True
     supports_timeout = True
     supports_output_limit = True
@@ -23,9 +23,11 @@ class TestE2BConformance(ProviderConformance):
     def provider_name(self) -> str:
         return "e2b"
 
+    isolation = "pooled"
+
     @pytest.fixture
     def provider_config(self, e2b_config: dict[str, Any]) -> Mapping[str, Any]:
-        return {**e2b_config, "max_output_bytes": OUTPUT_LIMIT}
+        return {**e2b_config, "max_output_bytes": OUTPUT_LIMIT, "isolation": self.isolation}
 
     @pytest.fixture
     def output_limit_bytes(self) -> int:
@@ -42,4 +44,11 @@ class TestE2BConformance(ProviderConformance):
             ({"api_key": "k", "sandbox_timeout": 5}, "sandbox_timeout"),
             ({"api_key": "k", "max_output_bytes": 10}, "max_output_bytes"),
             ({"api_key": "k", "languages": ["cobol"]}, "languages"),
+            ({"api_key": "k", "isolation": "shared"}, "isolation"),
+            ({"api_key": "k", "pool_size": 17}, "pool_size"),
+            ({"api_key": "k", "pool_idle_timeout": 0}, "pool_idle_timeout"),
         ]
+
+
+class TestE2BConformanceStrict(TestE2BConformancePooled):
+    isolation = "strict"

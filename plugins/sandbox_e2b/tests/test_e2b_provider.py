@@ -1,5 +1,7 @@
 """The ``e2b`` provider through sandbox-core's client and the real E2B SDK, against the fake server:
-lifecycle (every sandbox killed), error mapping, secrets, health, import lightness, the CLI."""
+lifecycle (every sandbox killed), error mapping, secrets, health, import lightness, the CLI.
+
+Pooling, code contexts and rich results are in ``test_e2b_pool.py``."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from sandbox_core.errors import ConfigValidationError
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 
 WRONG_KEY = "e2b_wrong_0d1e2a3f4b5c6d7e8f9a0b1c2d3e4f5a"
+PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
 
 def _client(**config: Any) -> SandboxClient:
@@ -43,6 +46,7 @@ def cloud_log(fake_e2b: FakeE2BServer) -> Iterator[FakeE2BServer]:
     yield fake_e2b
     fake_e2b.cloud.rate_limited = False
     fake_e2b.cloud.fail_uploads = False
+    fake_e2b.cloud.fail_creates = False
 
 
 def test_entry_point_is_registered() -> None:
@@ -55,32 +59,36 @@ def test_provider_module_does_not_import_the_sdk() -> None:
     probe = (
         "import json, sys\n"
         "import sandbox_e2b.provider as p\n"
-        "p.sandbox_config_schema(); p.sandbox_provider_info()\n"
+        "p.sandbox_config_schema(); p.sandbox_provider_info(); p.sandbox_shutdown()\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
     assert "sandbox_e2b" in loaded
-    assert not loaded & {"e2b", "httpx", "pyqwest", "connectrpc", "jsonschema"}
+    assert not loaded & {"e2b", "e2b_code_interpreter", "httpx", "pyqwest", "connectrpc", "jsonschema"}
 
 
 def test_default_template_is_the_sdks() -> None:
-    from e2b import Sandbox
+    from e2b_code_interpreter import Sandbox
+    from e2b_code_interpreter.constants import DEFAULT_TEMPLATE as SDK_DEFAULT
 
     from sandbox_e2b import DEFAULT_TEMPLATE
 
-    assert DEFAULT_TEMPLATE == Sandbox.default_template
+    assert DEFAULT_TEMPLATE == SDK_DEFAULT == Sandbox.default_template
 
 
 def test_result_metadata_and_sandbox_request(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
-    result = _execute(e2b_config, "def main(n):\n    return n + 1\n", arguments={"n": 41}, timeout=5)
+    config = {**e2b_config, "isolation": "strict"}
+    result = _execute(config, "def main(n):\n    return n + 1\n", arguments={"n": 41}, timeout=5)
     assert result.status is ExecutionStatus.SUCCESS, result
     assert result.value == 42 and result.provider == "e2b"
-    assert result.metadata["runtime"] == "e2b" and result.metadata["template"] == "base"
+    assert result.metadata["runtime"] == "e2b" and result.metadata["template"] == "code-interpreter-v1"
+    assert result.metadata["isolation"] == "strict" and result.metadata["sandbox_reused"] is False
+    assert result.metadata["context_id"]
     sandbox_id = result.metadata["sandbox_id"]
     assert sandbox_id in fake_e2b.cloud.killed
     request = fake_e2b.cloud.create_requests[fake_e2b.cloud.created.index(sandbox_id)]
-    assert request["templateID"] == "base"
+    assert request["templateID"] == "code-interpreter-v1"
     assert request["timeout"] >= 5 + 60  # E2B ends it by itself should the kill fail
     assert request["metadata"] == {"created_by": "sandbox-core"}
 
@@ -146,13 +154,27 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 
-def test_concurrent_executions_get_their_own_sandboxes(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
-    code = "import os\ndef main(n):\n    return [n, os.getcwd()]\n"
-    with closing(_client(**e2b_config)) as client, ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda n: client.execute(code, arguments={"n": n}, timeout=10), range(8)))
-    assert [r.value[0] for r in results] == list(range(8)), results
+def test_twenty_parallel_executions(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    code = "import os, time\ndef main(n):\n    print('run', n)\n    time.sleep(0.2)\n    return [n, os.getcwd()]\n"
+    with closing(_client(**e2b_config)) as client, ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda n: client.execute(code, arguments={"n": n}, timeout=30), range(20)))
+        assert all(r.status is ExecutionStatus.SUCCESS for r in results), [r for r in results if not r.ok]
+        # Two sandboxes stay warm (pool_size 2); the others were killed when their execution ended.
+        assert len(fake_e2b.cloud.running()) <= 2
+    assert [r.value[0] for r in results] == list(range(20))
+    assert [r.stdout for r in results] == [f"run {n}\n" for n in range(20)]
+    assert len({r.value[1] for r in results}) == 20, "two executions shared a working folder"
     sandboxes = {r.metadata["sandbox_id"] for r in results}
-    assert len(sandboxes) == 8 and sandboxes <= set(fake_e2b.cloud.killed)
+    assert sandboxes <= set(fake_e2b.cloud.killed)
+    assert not fake_e2b.cloud.running() and not fake_e2b.cloud.live_contexts()
+
+
+def test_sandbox_creation_failure_is_a_provider_error(cloud_log: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    cloud_log.cloud.fail_creates = True
+    result = _execute(e2b_config, "print(1)")
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and "creating a sandbox" in result.error.message
+    assert "sandbox_id" not in result.metadata and result.metadata["e2b_error"] == "error"
 
 
 def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(
@@ -228,7 +250,8 @@ def test_health_reports_latency(e2b_config: dict[str, Any]) -> None:
 def test_offline_validation() -> None:
     client = _client(api_key="k")
     converted = client.validate_config("e2b", {"api_key": "key-123", "languages": "python", "domain": "e2b.example.com"})
-    assert converted["languages"] == ["python"] and converted["template"] == "base"
+    assert converted["languages"] == ["python"] and converted["template"] == "code-interpreter-v1"
+    assert converted["isolation"] == "pooled" and converted["pool_size"] == 2
     assert "key-123" not in repr(converted) and converted["api_key"].reveal() == "key-123"
     with pytest.raises(ConfigValidationError) as caught:
         client.validate_config("e2b", {"api_key": "k", "domain": "e2b.app:443", "api_url": "http://127.0.0.1:3000/v1"})
@@ -253,6 +276,23 @@ def test_cli_config_from_env_then_exec(fake_e2b: FakeE2BServer, tmp_path: Path) 
     assert executed.returncode == 0, executed.stderr
     outcome = json.loads(executed.stdout)
     assert outcome["status"] == "success" and outcome["value"] == 3 and outcome["provider"] == "e2b"
+    png = (
+        "import base64, os\n"
+        "PNG = base64.b64decode('" + PNG_BASE64 + "')\n"
+        "class Chart:\n"
+        "    def _repr_png_(self):\n"
+        "        return PNG\n"
+        "def main(n):\n"
+        "    display(Chart())\n"
+        "    return n * 2\n"
+    )
+    executed = run("exec", "-c", png, "--arg", "n=21", "--provider", "e2b", "--json")
+    assert executed.returncode == 0, executed.stderr
+    outcome = json.loads(executed.stdout)
+    assert outcome["status"] == "success" and outcome["value"] == 42, outcome
+    [artifact] = outcome["artifacts"]
+    assert artifact["name"] == "result-1.png" and artifact["mime_type"] == "image/png"
+    assert artifact["content_base64"] == PNG_BASE64
     healthy = run("health", "--json")
     assert healthy.returncode == 0, healthy.stderr
     assert json.loads(healthy.stdout)["healthy"] is True
