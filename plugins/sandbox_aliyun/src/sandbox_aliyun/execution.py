@@ -55,7 +55,8 @@ def connection_from(config: Mapping[str, Any]) -> Connection:
         template_name=config["template_name"],
         endpoint=config.get("endpoint"),
         idle_timeout=int(config["sandbox_idle_timeout"]),
-        credentials_from="config" if key_from == secret_from == "config" else "environment",
+        key_id_from=key_from,
+        secret_from=secret_from,
     )
 
 

@@ -31,8 +31,12 @@ from sandbox_core.schema import ConfigField, ConfigSchema
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-ACCESS_KEY_ID = re.compile(r"(STS\.)?[A-Za-z0-9]{12,64}")
-"""Long-term RAM key ids are letters and digits (``LTAI…``); STS ones start with ``STS.``."""
+ACCESS_KEY_ID = re.compile(r"LTAI[A-Za-z0-9]{8,40}|STS\.[A-Za-z0-9]{8,64}|[A-Za-z0-9]{16,24}")
+"""Long-term RAM key ids are ``LTAI`` and letters and digits (16 or 24 characters in all), STS ones
+start with ``STS.``; other ids of 16 to 24 letters and digits are let through, as older keys may
+have them. What fails is whitespace, punctuation and the 30-character shape of a secret."""
+SECRET_SHAPE = re.compile(r"[A-Za-z0-9]{30}")
+"""An AccessKey secret: 30 letters and digits (recognised so that a pasted one gets a clear message)."""
 CREDENTIAL_VARIABLES = {
     "access_key_id": "AGENTRUN_ACCESS_KEY_ID",
     "access_key_secret": "AGENTRUN_ACCESS_KEY_SECRET",
@@ -172,11 +176,9 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
     for field, variable in CREDENTIAL_VARIABLES.items():
         if not config.get(field) and not os.environ.get(variable, "").strip():
             problems.append(FieldProblem(field, f"is required: set it in this config or export {variable}"))
-    key_id = config.get("access_key_id") or os.environ.get("AGENTRUN_ACCESS_KEY_ID", "").strip()
-    if key_id and not ACCESS_KEY_ID.fullmatch(str(key_id)):
-        problems.append(
-            FieldProblem("access_key_id", "is not an AccessKey ID (letters and digits, such as LTAI…, or STS.…)")
-        )
+    problem = _access_key_id_problem(config)
+    if problem is not None:
+        problems.append(problem)
     account_id = config.get("account_id") or os.environ.get("AGENTRUN_ACCOUNT_ID", "").strip()
     if account_id and not str(account_id).strip().isdigit():
         problems.append(FieldProblem("account_id", "must be the numeric Alibaba Cloud account id (digits only)"))
@@ -204,6 +206,25 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
             )
         )
     return problems
+
+
+def _access_key_id_problem(config: Mapping[str, Any]) -> FieldProblem | None:
+    """What is wrong with the access key id (from the config, else the environment), never quoting it."""
+    key_id = str(config.get("access_key_id") or "")
+    where = "" if key_id else " (from AGENTRUN_ACCESS_KEY_ID)"
+    key_id = key_id or os.environ.get("AGENTRUN_ACCESS_KEY_ID", "").strip()
+    if not key_id or ACCESS_KEY_ID.fullmatch(key_id):
+        return None
+    if SECRET_SHAPE.fullmatch(key_id):
+        return FieldProblem(
+            "access_key_id",
+            f"looks like an AccessKey secret{where}: put the key's id here (LTAI…) and its secret in access_key_secret",
+        )
+    return FieldProblem(
+        "access_key_id",
+        f"is not an AccessKey ID{where}: letters and digits such as LTAI…, or STS.… for a temporary key, "
+        "without spaces or quotes",
+    )
 
 
 @hookimpl

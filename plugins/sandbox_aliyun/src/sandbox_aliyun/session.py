@@ -67,8 +67,10 @@ class Connection:
     template_name: str
     endpoint: str | None
     idle_timeout: int
-    credentials_from: str = "config"
-    """Where the access key came from: ``config`` or ``environment`` (named in auth errors)."""
+    key_id_from: str = "config"
+    """Where ``access_key_id`` came from: ``config`` or ``environment`` (named in auth errors)."""
+    secret_from: str = "config"
+    """Where ``access_key_secret`` came from: ``config`` or ``environment``."""
 
     @property
     def data_endpoint(self) -> str:
@@ -88,6 +90,25 @@ class Connection:
             timeout=max(1, math.ceil(http_timeout)),
         )
 
+    def credentials_to_check(self) -> str:
+        """Where to fix a rejected key: the config's fields or the variables, whichever supplied each half."""
+        if self.key_id_from == self.secret_from == "config":
+            return "the config's access_key_id and access_key_secret"
+        if self.key_id_from == self.secret_from == "environment":
+            return (
+                "AGENTRUN_ACCESS_KEY_ID and AGENTRUN_ACCESS_KEY_SECRET in the environment "
+                "(the config leaves them empty)"
+            )
+        return " and ".join(
+            f"the config's {field}"
+            if source == "config"
+            else f"{variable} in the environment (the config's {field} is empty)"
+            for field, variable, source in (
+                ("access_key_id", "AGENTRUN_ACCESS_KEY_ID", self.key_id_from),
+                ("access_key_secret", "AGENTRUN_ACCESS_KEY_SECRET", self.secret_from),
+            )
+        )
+
     def scrub(self, text: str) -> str:
         """``text`` with the access key secret masked, for any message that may reach a user or a log."""
         secret = self.access_key_secret.reveal()
@@ -105,15 +126,11 @@ def translate(exc: BaseException, connection: Connection, action: str) -> Aliyun
     if isinstance(exc, HTTPError):
         code = f" ({exc.error_code})" if exc.error_code else ""
         if exc.status_code in (401, 403):
-            fix = (
-                "the config's access_key_id and access_key_secret"
-                if connection.credentials_from == "config"
-                else "AGENTRUN_ACCESS_KEY_ID and AGENTRUN_ACCESS_KEY_SECRET in the environment (the config leaves them empty)"
-            )
+            source = "the config" if connection.key_id_from == "config" else "AGENTRUN_ACCESS_KEY_ID"
             return AccessKeyRejectedError(
                 connection.scrub(
-                    f"Aliyun rejected the access key {connection.access_key_id} for account "
-                    f"{connection.account_id} at {where}{code}: check {fix}, "
+                    f"Aliyun rejected the access key {connection.access_key_id} (from {source}) for account "
+                    f"{connection.account_id} at {where}{code}: check {connection.credentials_to_check()}, "
                     "and the key's AgentRun permissions"
                 )
             )
