@@ -139,7 +139,7 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     def kill_the_new_sandbox() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            fresh = [s for s in cloud.running() if s.sandbox_id not in before and s.pids]
+            fresh = [s for s in cloud.running() if s.sandbox_id not in before and s.executions]
             if fresh:
                 cloud.kill(fresh[0].sandbox_id)
                 return
@@ -150,7 +150,7 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     result = _execute(e2b_config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=20)
     killer.join()
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
-    assert result.metadata["e2b_error"] == "sandbox_lost"
+    assert result.metadata["e2b_error"] == "sandbox_lost", result
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 

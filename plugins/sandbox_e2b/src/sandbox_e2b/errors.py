@@ -102,8 +102,10 @@ def describe(exc: BaseException, *, action: str, secrets: Iterable[str] = ()) ->
             "and the domain/api_url/sandbox_url settings",
             "unreachable",
         )
-    # The code-interpreter SDK reports a sandbox that ended under a request as a TimeoutException.
-    killed = isinstance(exc, TimeoutException) and "sandbox was killed" in str(exc)
+    # The code-interpreter SDK reports a sandbox that ended under a request, or one its proxy no
+    # longer finds (HTTP 502), as a TimeoutException; only the wording tells them from a deadline.
+    lost_words = ("sandbox was killed", "due to sandbox timeout")
+    killed = isinstance(exc, TimeoutException) and any(words in str(exc) for words in lost_words)
     if killed or isinstance(exc, (SandboxNotRunningException, SandboxUnreachableException)):
         return Problem(f"the E2B sandbox stopped or became unreachable while {action} ({detail})", "sandbox_lost")
     if isinstance(exc, TimeoutException):
