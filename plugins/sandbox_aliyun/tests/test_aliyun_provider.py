@@ -203,6 +203,7 @@ def test_throttled_requests_are_retried_until_they_succeed(fake_agentrun: FakeAg
     result = client.execute("def main():\n    return 'after backing off'\n")
 
     assert result.value == "after backing off", result
+    assert result.metadata["throttle_retries"] == THROTTLE_ATTEMPTS - 1
     throttled = fake_agentrun.store.throttled[throttled_before:]
     assert len(throttled) == THROTTLE_ATTEMPTS - 1
     assert all(path.endswith("/contexts") for path in throttled)  # the same request, tried again
@@ -274,6 +275,7 @@ def test_a_pooled_sandbox_serves_the_next_execution_in_a_fresh_context(
     assert second.value == [False, False, False]  # the job folder, home and temp went with the first job
     assert fake_agentrun.store.live_contexts() == 0
     assert first.metadata["isolation"] == "pooled"
+    assert first.metadata["throttle_retries"] == second.metadata["throttle_retries"] == 0
 
 
 def test_strict_isolation_never_reuses_a_sandbox(fake_agentrun: FakeAgentRun, client_for: Any) -> None:

@@ -94,12 +94,17 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         with pool_for(connection, config).lease() as lease:
             sandbox = lease.item
             meta.update(sandbox_id=sandbox.sandbox_id, sandbox_reused=lease.reused)
-            context_id = sandbox.new_context()
-            meta["context_id"] = context_id
+            # A new sandbox's count includes the retries of its creation, made for this execution.
+            retries_before = sandbox.throttle_retries if lease.reused else 0
             try:
-                reply = sandbox.execute_python(build_request_code(remote), context_id, service_timeout)
+                context_id = sandbox.new_context()
+                meta["context_id"] = context_id
+                try:
+                    reply = sandbox.execute_python(build_request_code(remote), context_id, service_timeout)
+                finally:
+                    context_deleted = sandbox.delete_context(context_id)
             finally:
-                context_deleted = sandbox.delete_context(context_id)
+                meta["throttle_retries"] = sandbox.throttle_retries - retries_before
             envelope = read_envelope(reply)
             if not context_deleted or envelope.get("timed_out") or envelope.get("flooded"):
                 lease.discard()  # code may still run there, or its context outlived the execution

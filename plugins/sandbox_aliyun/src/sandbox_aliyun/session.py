@@ -161,11 +161,13 @@ def is_throttled(exc: BaseException) -> bool:
     return isinstance(exc, HTTPError) and (exc.status_code == 429 or (exc.error_code or "").startswith("Throttling"))
 
 
-def with_retries(call: Callable[[], T], connection: Connection, action: str) -> T:
+def with_retries(
+    call: Callable[[], T], connection: Connection, action: str, on_retry: Callable[[], None] | None = None
+) -> T:
     """``call()``, retried with exponential backoff and jitter while the service throttles it.
 
     Any other failure, and throttling after :data:`THROTTLE_ATTEMPTS` attempts, is raised as one of
-    this provider's errors.
+    this provider's errors. ``on_retry`` is called before each retry (to count them).
     """
     for attempt in range(1, THROTTLE_ATTEMPTS + 1):
         try:
@@ -175,6 +177,8 @@ def with_retries(call: Callable[[], T], connection: Connection, action: str) -> 
                 raise translate(exc, connection, action) from None
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
             log.info("AgentRun throttled %s (attempt %d of %d); retrying in %.2fs", action, attempt, THROTTLE_ATTEMPTS, delay)
+            if on_retry is not None:
+                on_retry()
             time.sleep(delay)
     raise AssertionError("unreachable")  # the loop either returns or raises
 
@@ -184,7 +188,9 @@ class InterpreterSandbox:
 
     Between the two it may serve several executions (a warm pool), each in a context of its own
     (:meth:`new_context`, :meth:`execute_python`, :meth:`delete_context`). ``released`` tells
-    whether the deletion was acknowledged.
+    whether the deletion was acknowledged; ``throttle_retries`` counts the requests retried because
+    the service throttled them (one execution at a time uses a sandbox, so the difference before and
+    after an execution is that execution's).
     """
 
     def __init__(self, connection: Connection, http_timeout: float) -> None:
@@ -192,7 +198,14 @@ class InterpreterSandbox:
         self.config = connection.sdk_config(http_timeout)
         self.sandbox_id: str | None = None
         self.released = False
+        self.throttle_retries = 0
         self._sandbox: Any = None
+
+    def _retried(self) -> None:
+        self.throttle_retries += 1
+
+    def _call(self, call: Callable[[], T], action: str) -> T:
+        return with_retries(call, self.connection, action, on_retry=self._retried)
 
     @classmethod
     def open(cls, connection: Connection, http_timeout: float, ready_deadline: float) -> InterpreterSandbox:
@@ -207,21 +220,19 @@ class InterpreterSandbox:
         return sandbox
 
     def _create(self) -> None:
-        created = with_retries(
+        created = self._call(
             lambda: SandboxClient(config=self.config).create_sandbox(
                 template_name=self.connection.template_name,
                 sandbox_idle_timeout_seconds=self.connection.idle_timeout,
                 config=self.config,
             ),
-            self.connection,
             "creating a sandbox",
         )
         self.sandbox_id = created.sandbox_id
         if not self.sandbox_id:
             raise BackendRefusedError("AgentRun created a sandbox but returned no sandbox id")
-        self._sandbox = with_retries(
+        self._sandbox = self._call(
             lambda: Sandbox.connect(self.sandbox_id, template_type=TemplateType.CODE_INTERPRETER, config=self.config),
-            self.connection,
             f"connecting to sandbox {self.sandbox_id}",
         )
 
@@ -245,9 +256,8 @@ class InterpreterSandbox:
 
     def new_context(self) -> str:
         """A fresh Python interpreter context in this sandbox; its id."""
-        context = with_retries(
+        context = self._call(
             lambda: self._sandbox.context.create(language=CodeLanguage.PYTHON),
-            self.connection,
             f"creating a context in sandbox {self.sandbox_id}",
         )
         return str(context.context_id)
@@ -257,18 +267,16 @@ class InterpreterSandbox:
 
         Retried only when throttled: a throttled request never started the code.
         """
-        return with_retries(
+        return self._call(
             lambda: self._sandbox.context.execute(code=code, context_id=context_id, timeout=service_timeout),
-            self.connection,
             f"executing in sandbox {self.sandbox_id}",
         )
 
     def delete_context(self, context_id: str) -> bool:
         """End context ``context_id`` (its interpreter state goes with it); whether the service agreed."""
         try:
-            with_retries(
+            self._call(
                 lambda: self._sandbox.context.delete(context_id=context_id),
-                self.connection,
                 f"deleting context {context_id} of sandbox {self.sandbox_id}",
             )
         except AliyunProviderError as exc:
@@ -287,7 +295,7 @@ class InterpreterSandbox:
                 pass  # already gone: nothing of it is left to leak
 
         try:
-            with_retries(delete, self.connection, f"deleting sandbox {self.sandbox_id}")
+            self._call(delete, f"deleting sandbox {self.sandbox_id}")
         except AliyunProviderError as exc:
             log.warning(
                 "could not delete AgentRun sandbox %s (the service reclaims it after %ss idle): %s",
