@@ -95,6 +95,18 @@ def test_kernel_that_dies_is_an_error_and_its_sandbox_is_dropped(fake_e2b: FakeE
     assert result.metadata["sandbox_id"] in fake_e2b.cloud.killed
 
 
+def test_provider_failure_discards_the_sandbox(fake_e2b: FakeE2BServer, client: SandboxClient) -> None:
+    warm = _run(client, "print('warm')")
+    fake_e2b.cloud.fail_uploads = True
+    try:
+        failed = _run(client, "print('never uploaded')")
+    finally:
+        fake_e2b.cloud.fail_uploads = False
+    assert failed.status is ExecutionStatus.PROVIDER_ERROR, failed
+    assert failed.metadata["sandbox_id"] == warm.metadata["sandbox_id"]
+    assert failed.metadata["sandbox_id"] in fake_e2b.cloud.killed, "a sandbox in an unknown state went back to the pool"
+
+
 def test_pooled_sandbox_that_ended_while_idle_is_replaced(fake_e2b: FakeE2BServer, client: SandboxClient) -> None:
     first = _run(client, "print(1)")
     fake_e2b.cloud.kill(first.metadata["sandbox_id"])  # e.g. its E2B lifetime ran out

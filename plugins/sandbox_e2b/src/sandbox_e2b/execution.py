@@ -117,7 +117,7 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
                     metadata.pop("sandbox_create_time", None)
                 if not _renew(lease, request, config):
                     continue
-                return _execute_on(lease, request, config, provider_name, metadata)
+                return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
         except E2BUnavailableError as failed:
             metadata.pop("sandbox_id", None)
             metadata.pop("sandbox_reused", None)
@@ -148,6 +148,8 @@ def _execute_on(
     config: Mapping[str, Any],
     provider_name: str,
     metadata: dict[str, Any],
+    *,
+    reusable: bool,
 ) -> ExecutionResult:
     sandbox = lease.item
     secrets = secret_values(config)
@@ -163,7 +165,7 @@ def _execute_on(
             result = _run_javascript(sandbox, folder, job, request, config, provider_name, metadata)
         if result.status is ExecutionStatus.TIMEOUT or result.metadata.get("kernel_lost"):
             lease.discard()
-        elif not is_strict(config):
+        elif reusable:  # else it is killed now: no need to tidy it up
             _clean(sandbox, folder, context_id, secrets)
         return result
     except _Unclean as failed:
