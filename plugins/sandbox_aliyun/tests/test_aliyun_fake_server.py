@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -48,3 +49,29 @@ def test_signature_checks_secret_and_clock() -> None:
 
     assert verify("GET", "/sandboxes/x", "", good, secrets, "cn-beijing")[1].code == "IncorrectRegion"
     assert verify("GET", "/sandboxes/x", "", good, {"OTHER": "right"}, "cn-hangzhou")[1].code == "InvalidAccessKeyId.NotFound"
+
+
+def test_contexts_keep_their_own_interpreter_state(fake_agentrun: FakeAgentRun) -> None:
+    """The fake's contexts are real interpreters: what one defines stays in it, and only in it.
+
+    Driven through the provider's own session (the SDK over HTTP), as an execution would be.
+    """
+    from sandbox_aliyun.execution import connection_from
+    from sandbox_aliyun.session import InterpreterSandbox
+
+    config = {**fake_agentrun.config(), "sandbox_idle_timeout": 120}
+    sandbox = InterpreterSandbox.open(connection_from(config), 30, time.monotonic() + 30)
+    try:
+        first, second = sandbox.new_context(), sandbox.new_context()
+        assert fake_agentrun.store.get(str(sandbox.sandbox_id)) is not None
+        assert fake_agentrun.store.live_contexts() >= 2
+        sandbox.execute_python("answer = 41", first, 10)
+        same = sandbox.execute_python("print(answer + 1)", first, 10)
+        other = sandbox.execute_python("print(answer)", second, 10)
+        assert [r for r in same["results"] if r["type"] == "stdout"] == [{"type": "stdout", "text": "42\n"}]
+        assert [r["name"] for r in other["results"] if r["type"] == "error"] == ["NameError"]
+        assert sandbox.delete_context(first) and sandbox.delete_context(second)
+        assert not fake_agentrun.store.get(str(sandbox.sandbox_id)).contexts
+    finally:
+        sandbox.release()
+    assert sandbox.released and sandbox.sandbox_id in fake_agentrun.store.deleted
