@@ -184,3 +184,24 @@ def test_javascript_runs_in_its_own_folder_on_a_pooled_sandbox(client: SandboxCl
     assert first.ok and second.ok, (first, second)
     assert first.value != second.value
     assert second.metadata["sandbox_reused"] is True and "context_id" not in second.metadata
+
+
+def test_shutdown_hook_kills_the_idle_sandboxes(fake_e2b: FakeE2BServer, client: SandboxClient) -> None:
+    from sandbox_e2b import provider
+
+    sandbox_id = _run(client, "print('warm')").metadata["sandbox_id"]
+    assert fake_e2b.cloud.get(sandbox_id) is not None
+    provider.sandbox_shutdown()
+    assert sandbox_id in fake_e2b.cloud.killed
+    assert _run(client, "print('again')").ok  # a later execution starts a new pool
+
+
+def test_pool_key_tells_configurations_apart_without_holding_the_key(e2b_config: dict[str, Any]) -> None:
+    from sandbox_e2b.pool import pool_key
+
+    key = pool_key(e2b_config)
+    assert e2b_config["api_key"] not in key
+    assert key == pool_key(dict(e2b_config))
+    assert key != pool_key({**e2b_config, "api_url": "http://127.0.0.1:1"})
+    assert key != pool_key({**e2b_config, "api_key": "another"})
+    assert key != pool_key({**e2b_config, "isolation": "strict"})

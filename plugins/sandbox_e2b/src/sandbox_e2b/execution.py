@@ -127,6 +127,8 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
 
 def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> bool:
     """Set the sandbox's E2B lifetime for this execution; False (and discarded) when it is gone."""
+    from e2b import NotFoundException
+
     wanted = lifetime(config, request.timeout)
     if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
         return True  # just created with that lifetime
@@ -134,7 +136,7 @@ def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str
         lease.item.set_timeout(wanted)
     except Exception as exc:
         problem = describe(exc, action="renewing the sandbox's lifetime", secrets=secret_values(config))
-        if not lease.reused:
+        if not (lease.reused and isinstance(exc, NotFoundException)):
             raise E2BUnavailableError(problem) from None
         logger.info("pooled E2B sandbox %s is gone (%s); taking another", lease.item.sandbox_id, problem.message)
         lease.discard()
@@ -153,7 +155,6 @@ def _execute_on(
 ) -> ExecutionResult:
     sandbox = lease.item
     secrets = secret_values(config)
-    folder: str | None = None
     context_id: str | None = None
     try:
         folder, job = _upload(sandbox, request, secrets)
