@@ -41,7 +41,7 @@ from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
 from sandbox_e2b.pool import get_pool, is_strict, lifetime, sdk_options
 
 if TYPE_CHECKING:
-    from e2b_code_interpreter import Result, Sandbox  # type: ignore[import-untyped,unused-ignore]
+    from e2b_code_interpreter import Result, Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _run_python(
     metadata: dict[str, Any],
 ) -> ExecutionResult:
     from e2b import TimeoutException
-    from e2b_code_interpreter import Context  # type: ignore[import-untyped,unused-ignore]
+    from e2b_code_interpreter import Context
 
     limit = int(config.get("max_output_bytes") or 1 << 20)
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
@@ -348,7 +348,7 @@ def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[
 
 def check_health(config: Mapping[str, Any]) -> HealthStatus:
     """List one sandbox: a real, cheap, authenticated call that shows E2B answers this key."""
-    from e2b_code_interpreter import Sandbox  # type: ignore[import-untyped,unused-ignore]
+    from e2b_code_interpreter import Sandbox
 
     options = sdk_options(config)
     started = time.monotonic()

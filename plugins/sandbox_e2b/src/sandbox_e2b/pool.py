@@ -22,7 +22,7 @@ from sandbox_core.schema import Secret, secret_values
 from sandbox_e2b.errors import E2BUnavailableError, describe
 
 if TYPE_CHECKING:
-    from e2b_code_interpreter import Sandbox  # type: ignore[import-untyped,unused-ignore]
+    from e2b_code_interpreter import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def get_pool(config: Mapping[str, Any]) -> SandboxPool[Sandbox]:
     max_idle = 0 if is_strict(config) else int(config.get("pool_size", 2))
 
     def create() -> Sandbox:
-        from e2b_code_interpreter import Sandbox  # type: ignore[import-untyped,unused-ignore]
+        from e2b_code_interpreter import Sandbox
 
         try:
             sandbox = Sandbox.create(
