@@ -9,6 +9,8 @@ a ``create`` and a ``destroy`` function.
 - :class:`Lease` — one item handed out, with a way to say "do not reuse this one".
 - :class:`PoolSet` — a provider's process-wide pools by configuration, shut down together (by the
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
+- :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
+  named and bounded the same way in every pooled provider's config.
 
 Rules that keep sandboxes from leaking: an item whose lease ends with an exception is destroyed,
 as is one the provider discards (its execution did not end cleanly), one returned to a full or
@@ -33,10 +35,52 @@ from typing import Generic, TypeVar
 import attrs
 
 from sandbox_core.errors import ProviderError
+from sandbox_core.schema import ConfigField
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ISOLATION_MODES = ("pooled", "strict")
+"""``pooled``: executions reuse warm sandboxes; ``strict``: a new sandbox per execution."""
+
+
+def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16) -> list[ConfigField]:
+    """The config fields of a pooled provider, so that every such provider offers the same ones.
+
+    :param shared: what a reused sandbox keeps from one execution to the next, in words for the
+        form (e.g. "files outside the job folder and installed packages").
+    """
+    return [
+        ConfigField(
+            "isolation",
+            "enum",
+            label="Isolation",
+            description=f"pooled: executions reuse warm sandboxes, each in a fresh interpreter context and "
+            f"working folder ({shared} are shared). strict: a new sandbox per execution, deleted afterwards "
+            "(slower; nothing is shared).",
+            default="pooled",
+            choices=ISOLATION_MODES,
+        ),
+        ConfigField(
+            "pool_size",
+            "integer",
+            label="Warm sandboxes kept",
+            description="Idle sandboxes kept per process for reuse in pooled isolation; each is billed while it waits.",
+            default=default_size,
+            minimum=0,
+            maximum=max_size,
+        ),
+        ConfigField(
+            "pool_idle_timeout",
+            "number",
+            label="Pool idle timeout (s)",
+            description="A pooled sandbox nobody used for this long is deleted (by a background thread).",
+            default=60.0,
+            minimum=1,
+            maximum=3600,
+        ),
+    ]
 
 
 class PoolClosedError(ProviderError):

@@ -276,3 +276,15 @@ def test_pooled_sandboxes_are_released_when_the_process_exits(tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "released 1"
+
+
+def test_pool_config_fields_validate_like_any_schema() -> None:
+    from sandbox_core.errors import ConfigValidationError
+    from sandbox_core.pooling import pool_config_fields
+
+    schema = ConfigSchema(pool_config_fields("files outside the job folder", default_size=3, max_size=4))
+    assert schema.validate({}) == {"isolation": "pooled", "pool_size": 3, "pool_idle_timeout": 60.0}
+    assert "files outside the job folder are shared" in schema.fields[0].description
+    with pytest.raises(ConfigValidationError) as caught:
+        schema.validate({"isolation": "shared", "pool_size": 5, "pool_idle_timeout": 0})
+    assert set(caught.value.fields) == {"isolation", "pool_size", "pool_idle_timeout"}

@@ -26,5 +26,3 @@ THROTTLE_BASE_DELAY = 0.5
 """Seconds before the first retry of a throttled request; doubled for each later one (with jitter)."""
 DEFAULT_POOL_SIZE = 2
 MAX_POOL_SIZE = 16
-DEFAULT_POOL_IDLE_TIMEOUT = 60
-"""Seconds an unused pooled sandbox is kept before the provider deletes it."""

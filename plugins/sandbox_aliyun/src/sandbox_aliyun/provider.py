@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from sandbox_aliyun.limits import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_OUTPUT_BYTES,
-    DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_SIZE,
     HARD_TIMEOUT,
     MAX_OUTPUT_BYTES,
@@ -26,6 +25,7 @@ from sandbox_aliyun.limits import (
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.pooling import pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
@@ -114,33 +114,10 @@ SCHEMA = ConfigSchema(
             minimum=1024,
             maximum=MAX_OUTPUT_BYTES,
         ),
-        ConfigField(
-            "isolation",
-            "enum",
-            label="Isolation",
-            description="pooled: executions borrow a warm sandbox, each in a fresh interpreter context and job "
-            "folder (fast; the sandbox's other files and installed packages are shared, see the docs). "
-            "strict: a new sandbox per execution, deleted afterwards (slower; nothing is shared).",
-            default="pooled",
-            choices=("pooled", "strict"),
-        ),
-        ConfigField(
-            "pool_size",
-            "integer",
-            label="Warm sandboxes kept",
-            description="Idle sandboxes kept per process for reuse (pooled isolation). Each is billed while it lives.",
-            default=DEFAULT_POOL_SIZE,
-            minimum=0,
-            maximum=MAX_POOL_SIZE,
-        ),
-        ConfigField(
-            "pool_idle_timeout",
-            "integer",
-            label="Pool idle timeout (s)",
-            description="A pooled sandbox nobody used for this long is deleted by the provider.",
-            default=DEFAULT_POOL_IDLE_TIMEOUT,
-            minimum=5,
-            maximum=3600,
+        *pool_config_fields(
+            "files outside the job folder, installed packages and processes that escape the job's process group",
+            default_size=DEFAULT_POOL_SIZE,
+            max_size=MAX_POOL_SIZE,
         ),
         ConfigField(
             "sandbox_idle_timeout",
@@ -201,7 +178,7 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
         problems.append(
             FieldProblem(
                 "sandbox_idle_timeout",
-                f"must exceed pool_idle_timeout ({config['pool_idle_timeout']}s), or the service could delete "
+                f"must exceed pool_idle_timeout ({config['pool_idle_timeout']:g}s), or the service could delete "
                 "a pooled sandbox the provider is about to use",
             )
         )

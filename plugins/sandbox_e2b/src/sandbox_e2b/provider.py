@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.pooling import pool_config_fields
 from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_core.schema import ConfigField, ConfigSchema
 
@@ -22,7 +23,6 @@ from sandbox_e2b import DEFAULT_TEMPLATE
 API_KEY_ENV = "E2B_API_KEY"
 DOMAIN_ENV = "E2B_DOMAIN"
 LANGUAGES = ("python", "javascript")
-ISOLATION_MODES = ("pooled", "strict")
 
 SCHEMA = ConfigSchema(
     [
@@ -83,34 +83,7 @@ SCHEMA = ConfigSchema(
             minimum=30,
             maximum=86400,
         ),
-        ConfigField(
-            "isolation",
-            "enum",
-            label="Isolation",
-            description="pooled: reuse live sandboxes, each execution in a fresh code context and a "
-            "wiped folder (the VM's other files, installed packages and stray processes are shared); "
-            "strict: a fresh sandbox per execution, killed afterwards.",
-            choices=ISOLATION_MODES,
-            default="pooled",
-        ),
-        ConfigField(
-            "pool_size",
-            "integer",
-            label="Pool size",
-            description="Idle sandboxes kept for reuse in pooled isolation (each is billed while it waits).",
-            default=2,
-            minimum=0,
-            maximum=16,
-        ),
-        ConfigField(
-            "pool_idle_timeout",
-            "number",
-            label="Pool idle timeout (s)",
-            description="An idle pooled sandbox is killed after this many seconds without use.",
-            default=60.0,
-            minimum=1,
-            maximum=3600,
-        ),
+        *pool_config_fields("the VM's other files, installed packages and stray processes"),
         ConfigField(
             "max_output_bytes",
             "integer",
