@@ -11,6 +11,7 @@ host's memory), then calling :func:`build_result`, turns what came back into an
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Mapping
@@ -35,8 +36,12 @@ def runner_path(language: str) -> Path:
         return Path(path)
 
 
+@functools.cache
 def runner_source(language: str) -> str:
-    """The runner script's source, for providers that upload it to a remote sandbox."""
+    """The runner script's source, for providers that upload it to a remote sandbox.
+
+    Read once per process: providers send it with every execution.
+    """
     return (resources.files(__package__) / RUNNER_FILES[language]).read_text(encoding="utf-8")
 
 

@@ -11,6 +11,7 @@ statuses, values, errors and artifacts mean exactly what they mean for every oth
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping
 from importlib import resources
@@ -49,7 +50,9 @@ class RemoteRun:
         return cls(Job(code=code, arguments=arguments, output_dir=OUTPUT_DIR), language, timeout, max_output_bytes)
 
 
+@functools.cache
 def _bootstrap_source() -> str:
+    """The bootstrap's source, read once per process (it goes out with every execution)."""
     return (resources.files("sandbox_aliyun") / "bootstrap.py").read_text(encoding="utf-8")
 
 
