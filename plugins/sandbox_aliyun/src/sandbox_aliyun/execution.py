@@ -18,6 +18,7 @@ from typing import Any
 from sandbox_aliyun import RUNTIME_NAME
 from sandbox_aliyun.errors import AliyunProviderError
 from sandbox_aliyun.limits import HARD_TIMEOUT, SERVICE_MARGIN
+from sandbox_aliyun.provider import CREDENTIAL_VARIABLES
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
@@ -25,12 +26,6 @@ from sandbox_core.schema import Secret
 
 PROBE_CODE = "def main():\n    return 'ok'\n"
 PROBE_TIMEOUT = 10.0
-CREDENTIAL_VARIABLES = {
-    "access_key_id": "AGENTRUN_ACCESS_KEY_ID",
-    "access_key_secret": "AGENTRUN_ACCESS_KEY_SECRET",
-    "account_id": "AGENTRUN_ACCOUNT_ID",
-}
-"""Credential fields that fall back to these environment variables when the config leaves them empty."""
 
 
 def credential(config: Mapping[str, Any], field: str) -> tuple[str, str]:

@@ -2,8 +2,8 @@
 
 A sandbox takes seconds to create, so in ``pooled`` isolation an execution borrows a live one and
 gives it back when it ended cleanly; in ``strict`` isolation (``max_idle=0``) every execution gets
-a new sandbox that is deleted afterwards. :data:`POOLS` is emptied by the provider's
-``sandbox_shutdown`` hook (and at interpreter exit), which deletes every idle sandbox.
+a new sandbox that is deleted afterwards. The pools live in :data:`sandbox_aliyun.provider.POOLS`,
+which the provider's ``sandbox_shutdown`` hook (and interpreter exit) empties.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 
 from sandbox_aliyun.limits import READY_TIMEOUT, SANDBOX_HTTP_TIMEOUT
 from sandbox_aliyun.session import Connection, InterpreterSandbox
-from sandbox_core.pooling import PoolSet, SandboxPool
-
-POOLS: PoolSet[InterpreterSandbox] = PoolSet()
+from sandbox_aliyun.provider import POOLS
+from sandbox_core.pooling import SandboxPool
 
 
 def pool_key(connection: Connection, config: Mapping[str, Any]) -> tuple[Any, ...]:

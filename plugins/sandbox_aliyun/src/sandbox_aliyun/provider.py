@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sandbox_aliyun.limits import (
@@ -25,8 +24,11 @@ from sandbox_aliyun.limits import (
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import pool_config_fields
+from sandbox_core.pooling import PoolSet, pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
+
+if TYPE_CHECKING:
+    from sandbox_aliyun.session import InterpreterSandbox
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""
@@ -42,7 +44,10 @@ CREDENTIAL_VARIABLES = {
     "access_key_secret": "AGENTRUN_ACCESS_KEY_SECRET",
     "account_id": "AGENTRUN_ACCOUNT_ID",
 }
-"""Kept equal to ``execution.CREDENTIAL_VARIABLES`` (that module imports more than a listing should)."""
+"""Credential fields that fall back to these environment variables when the config leaves them empty."""
+POOLS: PoolSet[InterpreterSandbox] = PoolSet()
+"""This process's warm sandboxes, one pool per config (:mod:`sandbox_aliyun.pool` fills it).
+It lives here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK import."""
 FROM_ENV = " Leave it empty to use {variable} from the environment of the process that runs the code; a value here wins."
 
 SCHEMA = ConfigSchema(
@@ -220,10 +225,8 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Delete every pooled sandbox of this process (none exist unless code ran: nothing to import)."""
-    pool = sys.modules.get("sandbox_aliyun.pool")
-    if pool is not None:
-        pool.POOLS.shutdown()
+    """Delete every pooled sandbox of this process."""
+    POOLS.shutdown()
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 One :class:`~sandbox_core.pooling.SandboxPool` per connection configuration (the fields that
 decide which account, endpoint and template a sandbox belongs to, and the pool settings), all in
-the module-level :data:`POOLS`, which the provider's ``sandbox_shutdown`` hook empties. In
+:data:`sandbox_e2b.provider.POOLS`, which the provider's ``sandbox_shutdown`` hook empties. In
 ``strict`` isolation the pool keeps nothing, so every execution gets a sandbox of its own that is
 killed when it ends. The SDK is imported inside the functions.
 """
@@ -16,18 +16,16 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sandbox_core.pooling import PoolSet, SandboxPool
+from sandbox_core.pooling import SandboxPool
 from sandbox_core.schema import Secret, secret_values
 
 from sandbox_e2b.errors import E2BUnavailableError, describe
+from sandbox_e2b.provider import POOLS
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Sandbox
 
 logger = logging.getLogger(__name__)
-
-POOLS: PoolSet[Sandbox] = PoolSet()
-"""Every pool of this process, by :func:`pool_key`."""
 
 SANDBOX_METADATA = {"created_by": "sandbox-core"}
 LIFETIME_MARGIN = 60
@@ -119,8 +117,3 @@ def kill(sandbox: Sandbox, secrets: list[str]) -> None:
         logger.warning("%s; E2B ends it when its lifetime runs out", problem.message)
     else:
         logger.info("%s E2B sandbox %s", "killed" if killed else "already gone:", sandbox.sandbox_id)
-
-
-def shutdown() -> None:
-    """Kill every idle sandbox of every pool; leased ones are killed when their execution ends."""
-    POOLS.shutdown()

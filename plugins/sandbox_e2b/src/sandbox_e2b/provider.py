@@ -8,21 +8,27 @@ asked for, or pooled sandboxes are shut down.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import pool_config_fields
+from sandbox_core.pooling import PoolSet, pool_config_fields
 from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_core.schema import ConfigField, ConfigSchema
 
 from sandbox_e2b import DEFAULT_TEMPLATE
 
+if TYPE_CHECKING:
+    from e2b_code_interpreter import Sandbox
+
 API_KEY_ENV = "E2B_API_KEY"
 DOMAIN_ENV = "E2B_DOMAIN"
 LANGUAGES = ("python", "javascript")
+POOLS: PoolSet[Sandbox] = PoolSet()
+"""This process's live sandboxes, one pool per config (:mod:`sandbox_e2b.pool` fills it). It lives
+here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK-side import."""
 
 SCHEMA = ConfigSchema(
     [
@@ -152,13 +158,8 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Kill the pooled sandboxes this process keeps (nothing to do if none was ever leased)."""
-    import sys
-
-    if "sandbox_e2b.pool" in sys.modules:  # never import the SDK's side just to find nothing
-        from sandbox_e2b.pool import shutdown
-
-        shutdown()
+    """Kill the pooled sandboxes this process keeps (idle ones now, leased ones when they return)."""
+    POOLS.shutdown()
 
 
 @hookimpl
