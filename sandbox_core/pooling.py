@@ -225,14 +225,6 @@ class SandboxPool(Generic[T]):
         wait = self._idle[0].since + self.idle_timeout - now if self._idle else None
         return expired, wait
 
-    def reap(self) -> int:
-        """Destroy the items idle longer than ``idle_timeout`` now; how many there were."""
-        with self._wakeup:
-            expired, _ = self._expired()
-        for item in expired:
-            self._destroy_quietly(item)
-        return len(expired)
-
     def shutdown(self) -> None:
         """Destroy every idle item now; items still leased are destroyed when their lease ends."""
         with self._wakeup:
@@ -296,10 +288,6 @@ class PoolSet(Generic[T]):
             if pool is None or pool.closed:
                 pool = self._pools[key] = factory()
             return pool
-
-    def pools(self) -> list[SandboxPool[T]]:
-        with self._lock:
-            return list(self._pools.values())
 
     def shutdown(self) -> None:
         """Shut down and forget every pool; a later :meth:`get` starts a new one."""
