@@ -16,6 +16,7 @@ import pytest
 from fake_agentrun import FakeAgentRun
 
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS
+from sandbox_aliyun.provider import PENDING_DELETES
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import ConfigValidationError
 from sandbox_core.model import ExecutionResult, ExecutionStatus
@@ -243,8 +244,9 @@ def test_a_failed_delete_is_reported_not_raised(
     sandbox_id = result.metadata["sandbox_id"]
     assert sandbox_id in fake_agentrun.store.live
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and sandbox_id in r.getMessage()]
-    assert warnings and "reclaims it after 120s idle" in warnings[0]
+    assert warnings and "retrying in the background for up to 120s" in warnings[0]
     assert fake_agentrun.credentials.access_key_secret not in warnings[0]
+    assert sandbox_id in PENDING_DELETES.pending()
     fake_agentrun.store.delete(sandbox_id)  # what the service's idle timeout would do
 
 
