@@ -103,45 +103,53 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
     isolation = "strict" if is_strict(config) else "pooled"
     metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
     pool = get_pool(config)
-    # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
-    # that shows when its lifetime is renewed, and the next one is tried.
-    for _attempt in range(pool.max_idle + 2):
-        started = time.monotonic()
+    started = time.monotonic()
+
+    def attempt(lease: Lease[Sandbox]) -> ExecutionResult:
+        nonlocal started
+        metadata["sandbox_id"] = lease.item.sandbox_id
+        metadata["sandbox_reused"] = lease.reused
+        if not lease.reused:
+            metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
+        if lease.replaced is not None:
+            metadata["sandbox_replaced"] = lease.replaced.sandbox_id
         try:
-            with pool.lease() as lease:
-                metadata["sandbox_id"] = lease.item.sandbox_id
-                metadata["sandbox_reused"] = lease.reused
-                if not lease.reused:
-                    metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
-                else:
-                    metadata.pop("sandbox_create_time", None)
-                if not _renew(lease, request, config):
-                    continue
-                return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
-        except E2BUnavailableError as failed:
-            metadata.pop("sandbox_id", None)
-            metadata.pop("sandbox_reused", None)
-            return _fail(provider_name, failed.problem, **metadata)
-    return _fail(provider_name, Problem("every pooled E2B sandbox had stopped; retry", "sandbox_lost"), **metadata)
+            _renew(lease, request, config)
+        except _Gone:
+            started = time.monotonic()  # the replacement's creation starts now
+            raise
+        lease.mark_started()
+        return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
+
+    # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
+    # that shows when its lifetime is renewed, before the code started, and a new one is taken.
+    try:
+        return pool.run(attempt, retry_if=lambda exc: isinstance(exc, _Gone))
+    except E2BUnavailableError as failed:
+        metadata.pop("sandbox_id", None)
+        metadata.pop("sandbox_reused", None)
+        return _fail(provider_name, failed.problem, **metadata)
 
 
-def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> bool:
-    """Set the sandbox's E2B lifetime for this execution; False (and discarded) when it is gone."""
+class _Gone(E2BUnavailableError):
+    """A pooled sandbox ended while it was idle (found when its lifetime was renewed)."""
+
+
+def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> None:
+    """Set the sandbox's E2B lifetime for this execution; :class:`_Gone` when a pooled one ended."""
     from e2b import NotFoundException
 
     wanted = lifetime(config, request.timeout)
     if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
-        return True  # just created with that lifetime
+        return  # just created with that lifetime
     try:
         lease.item.set_timeout(wanted)
     except Exception as exc:
         problem = describe(exc, action="renewing the sandbox's lifetime", secrets=secret_values(config))
         if not (lease.reused and isinstance(exc, NotFoundException)):
             raise E2BUnavailableError(problem) from None
-        logger.info("pooled E2B sandbox %s is gone (%s); taking another", lease.item.sandbox_id, problem.message)
-        lease.discard()
-        return False
-    return True
+        logger.info("pooled E2B sandbox %s is gone (%s); taking a new one", lease.item.sandbox_id, problem.message)
+        raise _Gone(problem) from None
 
 
 def _execute_on(
