@@ -32,6 +32,7 @@ def client_for(fake_agentrun: FakeAgentRun) -> Iterator[Callable[..., SandboxCli
     yield make
     fake_agentrun.store.deletes_throttled = False
     fake_agentrun.store.reshape_stdout = None
+    fake_agentrun.store.reshape_reply.clear()
     for client in clients:
         client.close()
     assert not fake_agentrun.store.live, "a test left sandboxes alive after its clients were closed"
@@ -192,20 +193,32 @@ def test_the_result_survives_a_reply_recut_into_chunks_and_lines(
     assert result.stdout == "line one\x1eand\x1cmore\ntwo\n"
 
 
-@pytest.mark.parametrize(
-    ("reply", "named"),
-    [
-        ({"output": [1]}, "no 'results' list (its keys: output)"),
-        (["not", "an", "object"], "is a list, not a JSON object"),
-        ({"results": [{"type": "error", "name": "MemoryError", "value": "killed"}]}, "killed"),
-    ],
-    ids=["no-results-list", "not-an-object", "error-items"],
-)
-def test_a_reply_without_the_envelope_says_what_it_held_instead(reply: Any, named: str) -> None:
-    """A service-side change of the execute reply's shape shows up as an error naming the shape."""
-    with pytest.raises(Exception, match="returned no result") as caught:
-        read_envelope(reply, "sandbox-aliyun-envelope-0123")
-    assert named in str(caught.value)
+SHAPE_CHANGES: dict[str, tuple[str, Callable[[Any], Any], str]] = {
+    "execute-without-results": ("execute", lambda reply: {"output": reply["results"]}, "no 'results' list (its keys: output)"),
+    "execute-as-a-list": ("execute", lambda reply: reply["results"], "is a list, not a JSON object"),
+    "context-without-id": (
+        "create_context",
+        lambda reply: {k: v for k, v in reply.items() if k != "id"},
+        "has no context 'id' (it held: cwd, language)",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", SHAPE_CHANGES.values(), ids=SHAPE_CHANGES.keys())
+def test_a_reply_of_another_shape_is_an_error_naming_what_changed(
+    fake_agentrun: FakeAgentRun, client_for: Callable[..., SandboxClient], change: tuple[str, Any, str]
+) -> None:
+    route, reshape, named = change
+    client = client_for(fake_agentrun.config(isolation="strict"))
+    fake_agentrun.store.reshape_reply[route] = reshape
+    try:
+        result = client.execute("print(1)")
+    finally:
+        fake_agentrun.store.reshape_reply.clear()
+
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and named in result.error.message
+    assert "reply format may have changed" in result.error.message
 
 
 def test_a_cut_off_envelope_is_named_as_such() -> None:

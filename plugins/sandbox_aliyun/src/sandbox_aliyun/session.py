@@ -6,7 +6,7 @@ when an execution or a health check needs it. It uses the SDK's data-plane calls
 - ``SandboxClient.create_sandbox`` — ``POST {data endpoint}/sandboxes`` with the template name;
 - ``Sandbox.connect(..., template_type=CODE_INTERPRETER)`` and ``check_health`` —
   ``GET /sandboxes/{id}`` and ``GET /sandboxes/{id}/health`` until the interpreter is ready;
-- ``context.create`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
+- ``data_api.create_context`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
   ``DELETE /sandboxes/{id}/contexts/{context}``: a fresh interpreter context per execution;
 - ``context.execute`` — ``POST /sandboxes/{id}/contexts/execute`` with Python code;
 - ``Sandbox.delete_by_id`` — ``DELETE /sandboxes/{id}``.
@@ -262,12 +262,23 @@ class InterpreterSandbox:
             time.sleep(READY_POLL_SECONDS)
 
     def new_context(self) -> str:
-        """A fresh Python interpreter context in this sandbox; its id."""
-        context = self._call(
-            lambda: self._sandbox.context.create(language=CodeLanguage.PYTHON),
+        """A fresh Python interpreter context in this sandbox; its id.
+
+        The reply is read here rather than by the SDK's ``context.create``, which reports a reply
+        of another shape as a made-up "HTTP 500": the error then names the keys that came instead.
+        """
+        reply = self._call(
+            lambda: self._sandbox.data_api.create_context(language=CodeLanguage.PYTHON),
             f"creating a context in sandbox {self.sandbox_id}",
         )
-        return str(context.context_id)
+        context_id = reply.get("id") if isinstance(reply, dict) else None
+        if not context_id or not isinstance(context_id, str):
+            keys = ", ".join(sorted(map(str, reply))) if isinstance(reply, dict) else type(reply).__name__
+            raise BackendRefusedError(
+                f"AgentRun's reply to creating a context in sandbox {self.sandbox_id} has no context 'id' "
+                f"(it held: {keys or 'nothing'}): AgentRun's reply format may have changed"
+            )
+        return context_id
 
     def execute_python(self, code: str, context_id: str, service_timeout: int) -> Any:
         """Run ``code`` in context ``context_id``; the raw reply (``{"results": [...]}``).

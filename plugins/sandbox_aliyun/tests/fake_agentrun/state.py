@@ -113,6 +113,9 @@ class SandboxStore:
         self.reshape_stdout: Callable[[str], list[str]] | None = None
         """When set, the stdout text of each execute is re-cut into the ``stdout`` items this returns,
         as a layer that chunks or splits lines between the interpreter and the client would."""
+        self.reshape_reply: dict[str, Callable[[Any], Any]] = {}
+        """Replies of another shape, as a changed service would send: route name (``create_context``,
+        ``execute``) to a function of the normal reply giving the one sent."""
         self.fail_after_executing = 0
         self._throttle_next = 0
         self._lock = threading.Lock()
