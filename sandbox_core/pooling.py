@@ -307,7 +307,7 @@ def _reap(pool_ref: weakref.ref[SandboxPool[T]]) -> None:
         del pool  # do not keep the pool alive while sleeping
 
 
-@attrs.define
+@attrs.define(eq=False)  # entries are told apart by identity, as two may hold equal items
 class _Pending(Generic[T]):
     item: T
     label: str

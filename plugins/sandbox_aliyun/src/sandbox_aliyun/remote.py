@@ -5,7 +5,8 @@ request (the bootstrap script plus its payload, see :mod:`sandbox_aliyun.bootstr
 :func:`read_envelope` finds the bootstrap's envelope (framed by the run's random marker) in the
 interpreter's reply, and :func:`result_from_envelope` feeds the runner's output through
 sandbox-core's runner protocol (:class:`~sandbox_core.runner.ResultStream`,
-:func:`~sandbox_core.runner.build_result`), so statuses, values, errors and artifacts mean exactly what they mean for every other provider.
+:func:`~sandbox_core.runner.build_result`), so statuses, values, errors and artifacts mean exactly
+what they mean for every other provider.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ def translate(
             return ThrottledError(
                 connection.scrub(
                     f"AgentRun is throttling this account at {where}{code} while {action}, after "
-                    f"{attempts} attempt{'s' if attempts > 1 else ''}: run fewer executions at once, or ask Aliyun for a higher quota"
+                    f"{attempts} attempt{'s' if attempts > 1 else ''}: run fewer executions at once, "
+                    "or ask Aliyun for a higher quota"
                 )
             )
         if exc.status_code == 404 and action == "creating a sandbox":
