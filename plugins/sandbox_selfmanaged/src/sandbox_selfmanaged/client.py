@@ -2,11 +2,17 @@
 
 One :class:`ExecutorClient` (one pooled, thread-safe ``httpx.Client``) exists per distinct
 (endpoints, token, TLS) configuration. Each execution starts at the next endpoint in turn
-(round-robin), moves on when an endpoint is unreachable, answers 5xx or is overloaded (503), and
-goes round again (``retries`` times, after the ``Retry-After`` the executors asked for) while the
-execution's deadline allows. An endpoint that could not be reached is tried last for a while.
-Requests that may already have run (a response timeout) are never repeated, so code never runs
-twice. The token only ever travels in the ``Authorization`` header; no message includes it.
+(round-robin) and moves on only when the request provably did not reach an execution there: the
+connection could not be made, or the executor refused it before running anything (503 from its
+admission, 401, an unknown route). It goes round again (``retries`` times, after the
+``Retry-After`` the executors asked for) while the execution's deadline allows. An endpoint that
+could not be reached is tried last for a while.
+
+A request that may have run is never repeated, so code never runs twice: when the connection
+breaks after the request was sent (an executor killed mid-execution), no answer comes within the
+deadline, or the executor fails inside (a 5xx other than 503), the result is a ``provider_error``
+that names the endpoint and says the outcome is unknown. The token only ever travels in the
+``Authorization`` header; no message includes it.
 """
 
 from __future__ import annotations
@@ -32,13 +38,18 @@ from sandbox_core.schema import Secret
 from sandbox_selfmanaged import PROVIDER_NAME
 
 CONNECT_TIMEOUT = 5.0
+KEEPALIVE_SECONDS = 2.0
+"""Idle connections are dropped before the executor's own keep-alive limit (uvicorn: 5 s), so a
+request is not sent on a connection the executor is closing: that would fail as a disconnect,
+which cannot be told apart from an executor dying mid-execution and so is never retried."""
 DOWN_SECONDS = 10.0
 HEALTH_TIMEOUT = 10.0
 _CACHE_SIZE = 8
 
 
 class _Refused(Exception):
-    """This endpoint did not take the request; another one may (carries how long to wait)."""
+    """The request provably did not run at this endpoint; another one may take it (carries how
+    long to wait)."""
 
     def __init__(self, message: str, retry_after: float = 0.0) -> None:
         super().__init__(message)
@@ -46,7 +57,11 @@ class _Refused(Exception):
 
 
 class _Failed(Exception):
-    """The request reached an executor and failed in a way retrying elsewhere would not fix."""
+    """The request reached an executor (or may have): retrying elsewhere could run the code twice,
+    or would fail the same way."""
+
+
+_UNKNOWN = "the outcome is unknown (the code may have run), so it was not retried on another executor"
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -75,7 +90,7 @@ class ExecutorClient:
         self._http = httpx.Client(
             headers=headers,
             verify=verify_tls,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_SECONDS),
             trust_env=False,
         )
         self._turn = itertools.count()
@@ -136,7 +151,10 @@ class ExecutorClient:
                     wait = max(wait, refused.retry_after)
                     continue
                 except _Failed as failed:
-                    return ExecutionResult.provider_failure(provider_name, f"{url}: {failed}", endpoint=url)
+                    metadata: dict[str, Any] = {"endpoint": url}
+                    if problems:
+                        metadata["failed_attempts"] = list(problems)
+                    return ExecutionResult.provider_failure(provider_name, f"{url}: {failed}", **metadata)
                 metadata = {**result.metadata, "endpoint": url}
                 if round_index or problems:
                     metadata["failed_attempts"] = list(problems)
@@ -154,26 +172,32 @@ class ExecutorClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self._mark_down(url)
             raise _Refused(f"unreachable ({type(exc).__name__}: {exc})") from None
+        except httpx.PoolTimeout:
+            raise _Refused("no free connection in this process's pool for it") from None
         except httpx.TimeoutException:
-            raise _Failed("no answer within the execution's deadline; it was not retried elsewhere, since it may have run") from None
+            raise _Failed(f"no answer within the execution's deadline; {_UNKNOWN}") from None
         except httpx.HTTPError as exc:
+            # The request was (at least partly) sent: the executor may have started the code
+            # before the connection broke (killed mid-execution), so it must not run elsewhere.
             self._mark_down(url)
-            raise _Refused(f"connection failed ({type(exc).__name__}: {exc})") from None
+            raise _Failed(f"the connection broke after the request was sent ({type(exc).__name__}: {exc}); {_UNKNOWN}") from None
         self._mark_up(url)
-        if response.status_code == 200:
+        status = response.status_code
+        if status == 200:
             try:
                 return ExecutionResult.from_dict(response.json())
             except (ValueError, KeyError, TypeError) as exc:
                 raise _Failed(f"answered with something that is not an execution result ({exc})") from None
-        if response.status_code == 503:
+        if status == 503:
+            # The executor's admission refuses before anything runs (queue full, no sandbox).
             raise _Refused(f"unavailable (503): {_detail(response)}", _retry_after(response))
-        if response.status_code >= 500:
-            raise _Refused(f"server error {response.status_code}: {_detail(response)}", 1.0)
-        if response.status_code == 401:
+        if status >= 500:
+            raise _Failed(f"failed inside with HTTP {status}: {_detail(response)}; {_UNKNOWN}")
+        if status == 401:
             raise _Refused("refused the token (401): set the executors' token in the self_managed config")
-        if response.status_code in (400, 413, 422):
-            raise _Failed(f"refused the request ({response.status_code}): {_detail(response)}")
-        raise _Refused(f"unexpected HTTP {response.status_code}: {_detail(response)}")
+        if status in (400, 413, 422):
+            raise _Failed(f"refused the request ({status}): {_detail(response)}")
+        raise _Refused(f"unexpected HTTP {status}: {_detail(response)}")
 
     # -- health -------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ SCHEMA = ConfigSchema(
             "retries",
             "integer",
             label="Retries",
-            description="Extra rounds over the endpoints when all refused (unreachable, 5xx, 503), "
+            description="Extra rounds over the endpoints when all refused before running anything (unreachable, 503), "
             "honouring Retry-After, within the execution's deadline.",
             default=2,
             minimum=0,
