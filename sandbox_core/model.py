@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,8 +52,8 @@ def _check_language(_instance: object, _attribute: attrs.Attribute[str], value: 
 
 
 def _check_timeout(_instance: object, _attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"timeout: must be a positive number of seconds, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout: must be a finite, positive number of seconds, got {value!r}")
 
 
 @attrs.frozen

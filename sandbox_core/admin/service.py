@@ -148,7 +148,7 @@ class AdminService:
                 f"the config of {name!r} was changed by someone else since you read it; reload it and save again"
             )
         stored = decrypt_secrets(stored_raw, schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored)
+        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
         converted = self._validate(name, schema, merged)
         storable = {key: value for key, value in to_storable(converted).items() if key in merged}
         changed = sorted(key for key in set(storable) | set(stored) if storable.get(key) != stored.get(key))
@@ -186,7 +186,7 @@ class AdminService:
         """Validate ``submitted`` (unsaved) and run a real probe execution through provider ``name``."""
         schema = self.schema(name)
         stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored)
+        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
         converted = self._validate(name, schema, merged)
         with _provider_failures(name, "describe itself"):
             languages = self.registry.provider_info(name).languages or ("python",)

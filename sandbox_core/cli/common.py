@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -37,6 +38,21 @@ class CommandFailed(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Seconds(click.ParamType):
+    """A finite, positive number of seconds: ``inf``, ``nan`` and ``1e400`` are usage errors."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r} is not a finite, positive number of seconds", param, ctx)
+        return seconds
 
 
 def fail(message: str, exit_code: int) -> NoReturn:

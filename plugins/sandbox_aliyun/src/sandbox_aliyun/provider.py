@@ -73,6 +73,7 @@ SCHEMA = ConfigSchema(
             description="The access key's secret: masked wherever a config is shown (encrypted at rest when "
             "SANDBOX_SECRET_KEY is set)." + FROM_ENV.format(variable="AGENTRUN_ACCESS_KEY_SECRET"),
             env="AGENTRUN_ACCESS_KEY_SECRET",
+            bound_to=("account_id", "region", "endpoint"),
         ),
         ConfigField(
             "account_id",

@@ -39,6 +39,7 @@ SCHEMA = ConfigSchema(
             description="Your E2B API key (dashboard → API Keys); sent only in the X-API-KEY header.",
             required=True,
             env=API_KEY_ENV,
+            bound_to=("domain", "api_url", "sandbox_url"),
         ),
         ConfigField(
             "template",

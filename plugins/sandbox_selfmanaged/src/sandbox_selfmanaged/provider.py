@@ -42,6 +42,7 @@ SCHEMA = ConfigSchema(
             description="The bearer token the executors were started with (SANDBOX_EXECUTOR_TOKEN). "
             "Required unless every endpoint is on this machine.",
             env=TOKEN_ENV,
+            bound_to=("endpoints", "verify_tls"),
         ),
         ConfigField(
             "request_timeout",
