@@ -243,6 +243,31 @@ class ConfigSchema:
                 converted[field.name] = Secret(converted[field.name])
         return converted
 
+    def type_problems(self, config: Mapping[str, Any]) -> list[FieldProblem]:
+        """Values whose JSON type is not the field's: for JSON APIs, where ``"yes"`` for a boolean
+        or ``"8"`` for an integer is a client's mistake, not something typed on a command line.
+
+        Only the types are checked (unset values and unknown fields are :meth:`validate`'s
+        concern); a JSON field may hold any value, or JSON text as a form sends it.
+        """
+        problems: list[FieldProblem] = []
+        for field in self.fields:
+            raw = config.get(field.name)
+            if raw is None or raw == "":
+                continue
+            if field.multiple:
+                if not isinstance(raw, list):
+                    problems.append(FieldProblem(field.name, f"must be a JSON array, got {_json_type(raw)}"))
+                    continue
+                items = [(f"{field.name}.{index}", item) for index, item in enumerate(raw)]
+            else:
+                items = [(field.name, raw)]
+            for path, item in items:
+                wanted = _wrong_type(field, item)
+                if wanted:
+                    problems.append(FieldProblem(path, f"must be {wanted}, got {_json_type(item)}"))
+        return problems
+
     def mask(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A copy for display: every non-empty secret replaced by :data:`MASK`, and the password
         of a URL saved with ``user:password@`` (before such URLs were refused) masked too."""
@@ -307,6 +332,27 @@ def mask_url_password(url: Any) -> Any:
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:{MASK}@{host}{slash}{path}"
+
+
+def _wrong_type(field: ConfigField, value: Any) -> str | None:
+    """What JSON type ``value`` should have been, or None when it has the right one."""
+    kind = field.type
+    if kind in (FieldType.STRING, FieldType.SECRET, FieldType.URL):
+        return None if isinstance(value, str) else "a JSON string"
+    if kind is FieldType.BOOLEAN:
+        return None if isinstance(value, bool) else "a JSON boolean (true or false)"
+    if kind is FieldType.INTEGER:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a JSON integer"
+    if kind is FieldType.NUMBER:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a JSON number"
+    if kind is FieldType.ENUM:
+        return None if any(type(value) is type(c) for c in field.choices) else "one of " + json.dumps(list(field.choices))
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def to_storable(config: Mapping[str, Any]) -> dict[str, Any]:
