@@ -9,7 +9,6 @@ cap is answered 413 at once; a body without one (chunked) is read up to the cap 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,7 +76,6 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     async def replay() -> Message:
         if pending:
             return pending.pop(0)
-        message: Any = await receive()
-        return message
+        return await receive()
 
     return replay

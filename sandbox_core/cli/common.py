@@ -40,19 +40,12 @@ class CommandFailed(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-class Seconds(click.ParamType):
-    """A finite, positive number of seconds: ``inf``, ``nan`` and ``1e400`` are usage errors."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not (math.isfinite(seconds) and seconds > 0):
-            self.fail(f"{value!r} is not a finite, positive number of seconds", param, ctx)
-        return seconds
+def finite_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """Option callback: a finite, positive number of seconds (``inf``, ``nan``, ``1e400`` and
+    ``0`` are usage errors, which click's float type alone lets through)."""
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value!r} is not a finite, positive number of seconds")
+    return value
 
 
 def fail(message: str, exit_code: int) -> NoReturn:

@@ -13,8 +13,8 @@ from sandbox_core.cli.common import (
     EXIT_OK,
     EXIT_PROVIDER,
     EXIT_USAGE,
-    Seconds,
     fail,
+    finite_seconds,
     json_object_option,
     open_store,
     print_json,
@@ -73,7 +73,7 @@ def _exit_code(result: ExecutionResult) -> int:
 @click.option("--language", "-l", type=click.Choice(["python", "javascript"]), default="python", show_default=True)
 @click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
-@click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
+@click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
 @click.option("--provider", metavar="NAME", help="Use this provider (with its saved config) instead of the active one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
 def exec_command(

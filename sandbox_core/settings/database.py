@@ -201,7 +201,7 @@ class SettingsSqliteDatabase(peewee.SqliteDatabase):
             wal = path.with_name(path.name + "-wal")
             immutable = "" if wal.exists() and wal.stat().st_size else "&immutable=1"
             target, uri = f"{path.absolute().as_uri().replace('file://', 'file:', 1)}?mode=ro{immutable}", True
-        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None, uri=uri, **self.connect_params)
+        conn = sqlite3.connect(target, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, uri=uri, **self.connect_params)
         try:
             self._add_conn_hooks(conn)  # type: ignore[attr-defined]  # not in peewee's stubs
         except sqlite3.DatabaseError as exc:
