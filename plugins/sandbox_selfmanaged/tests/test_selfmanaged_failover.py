@@ -158,7 +158,7 @@ def test_killing_an_executor_under_load_runs_nothing_twice_and_loses_nothing(tmp
     try:
         with closing(SandboxClient(provider="self_managed", config=config)) as client, ThreadPoolExecutor(IN_FLIGHT) as pool:
             futures = [
-                pool.submit(client.execute, SLEEP_CODE.format(seconds=15, tag=index), timeout=60) for index in range(IN_FLIGHT)
+                pool.submit(client.execute, SLEEP_CODE.format(seconds=20, tag=index), timeout=60) for index in range(IN_FLIGHT)
             ]
             # Round-robin spreads them; kill the victim once every execution is running somewhere.
             deadline = time.monotonic() + 120
