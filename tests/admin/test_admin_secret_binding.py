@@ -162,3 +162,16 @@ def test_a_schema_binding_must_name_declared_fields() -> None:
         ConfigSchema([ConfigField("key", "secret", bound_to=("region",))])
     with pytest.raises(ValueError, match="only a secret field"):
         ConfigField("url", "url", bound_to=("key",))
+
+
+def test_credentials_in_a_url_are_refused_and_an_old_one_is_shown_masked(shipped: TestClient, sandbox_settings: SettingsStore) -> None:
+    url = "http://admin:Pa55w0rd-in-url@127.0.0.1:8808"
+    for path, method in (("config", shipped.put), ("test", shipped.post)):
+        route = f"/api/v1/sandbox/providers/self_managed/{path}"
+        response = method(route, json={"config": {"endpoints": [url], "token": "a-new-token-0123"}}, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert "must not contain a user name or password" in response.text and "Pa55w0rd" not in response.text
+    sandbox_settings.save_provider_config("self_managed", {"endpoints": [url]})  # saved before URLs were checked
+    shown = shipped.get("/api/v1/sandbox/providers/self_managed/config", headers=AUTH)
+    assert shown.json()["config"]["endpoints"] == ["http://admin:********@127.0.0.1:8808"]
+    assert "Pa55w0rd" not in shown.text
