@@ -56,12 +56,19 @@ def _check_timeout(_instance: object, _attribute: attrs.Attribute[float], value:
         raise ValueError(f"timeout: must be a finite, positive number of seconds, got {value!r}")
 
 
+def _check_runtime(value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"runtime: must be a runtime name or None, got {value!r}")
+
+
 @attrs.frozen
 class ExecutionRequest:
     """What an agent asks for: run ``code`` in ``language`` and call ``main(**arguments)``.
 
     ``arguments`` travel as JSON data, never pasted into source text, so any JSON value works.
     ``requested_by`` names the caller for the audit log (a user, a service, an agent id).
+    ``runtime`` names the package set to run with (None: the provider's default for the
+    language); a provider that does not know it fails the request, never substituting another.
     """
 
     code: str
@@ -69,6 +76,7 @@ class ExecutionRequest:
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=float, validator=_check_timeout)
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
+    runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
 
     @arguments.validator
     def _check_arguments(self, _attribute: attrs.Attribute[Any], value: Any) -> None:

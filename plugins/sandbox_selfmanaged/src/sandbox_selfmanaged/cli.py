@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sandbox_selfmanaged import __version__
+from sandbox_selfmanaged import runtime_cli
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
@@ -84,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-artifact-bytes", type=int, default=maximums.max_artifact_bytes)
     limits.add_argument("--cpus", type=float, default=defaults.cpus, help="CPU quota of each sandbox")
 
+    runtime_cli.add_serve_options(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    runtime_cli.add_commands(commands)
     return parser
 
 
@@ -156,6 +159,8 @@ def serve(args: argparse.Namespace) -> int:
             acquire_timeout=args.acquire_timeout,
             keep_logs=args.keep_logs,
             debug_runsc=args.debug_runsc,
+            runtimes=runtime_cli.parse_runtimes(args.runtimes),
+            cache_dir=args.cache_dir,
         )
         config = ServiceConfig(
             engine=engine_config,
@@ -197,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "runtime":
+        return runtime_cli.run(args)
     return 2
 
 

@@ -131,6 +131,8 @@ class ExecutorClient:
             "arguments": dict(request.arguments),
             "timeout": timeout,
         }
+        if request.runtime is not None:
+            payload["runtime"] = request.runtime
         limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
         if limits:
             payload["limits"] = limits
@@ -222,6 +224,10 @@ class ExecutorClient:
             "latency": latency,
             "runtime": body.get("runtime"),
             "languages": {k: {"available": v.get("available"), "pool": v.get("pool")} for k, v in (body.get("languages") or {}).items()},
+            "runtimes": {
+                k: {"available": v.get("available"), "language": v.get("language"), "packages": v.get("packages", {}), "error": v.get("error")}
+                for k, v in (body.get("runtimes") or {}).items()
+            },
         }
 
     def health(self) -> HealthStatus:

@@ -48,6 +48,8 @@ from sandbox_selfmanaged.pool import WarmPool
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import RUNNER_DIR, build_rootfs, find_node, probe_python
 from sandbox_selfmanaged.runsc import Runsc, find_runsc
+from sandbox_selfmanaged.runtimes import default_cache_dir
+from sandbox_selfmanaged.served_runtimes import ServedRuntimes
 from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox, SandboxLayout
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class EngineConfig:
     :param defaults: limits of a request that asks for none; ``maximums`` bound what requests ask.
     :param cgroup_parent: the cgroup all sandboxes live under (default derived from state_dir).
     :param acquire_timeout: how long an execution waits for a sandbox before a 503.
+    :param runtimes: runtimes (package sets) to serve, each with its own warm pool; built at start
+        into ``cache_dir`` unless already there (see :mod:`sandbox_selfmanaged.runtimes`).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -93,6 +97,8 @@ class EngineConfig:
     boot_timeout: float = 30.0
     keep_logs: bool = False
     debug_runsc: bool = False
+    runtimes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    cache_dir: Path | None = None
 
     def resolved_cgroup_parent(self) -> str:
         if self.cgroup_parent:
@@ -111,6 +117,8 @@ class Engine:
         self.problem: str | None = None
         self.language_errors: dict[str, str] = {}
         self.runtimes: dict[str, LanguageRuntime] = {}
+        """Per pool key: a language (its bare interpreter) or a served runtime's name."""
+        self.served = ServedRuntimes(config.cache_dir or default_cache_dir(), config.runtimes)
         self.runsc_path: str | None = None
         self.runsc_version: str | None = None
         self.cgroups = Cgroups()
@@ -174,7 +182,7 @@ class Engine:
         self.janitor = Janitor()
         self.pool = WarmPool(
             self._boot,
-            {language: self.config.pool_sizes.get(language, 1) for language in self.runtimes},
+            {key: self.config.pool_sizes.get(runtime.language, 1) for key, runtime in self.runtimes.items()},
             self.config.defaults,
             self.janitor,
             boot_concurrency=self.config.boot_concurrency,
@@ -255,6 +263,10 @@ class Engine:
             result = self.supervisor.run([self.runtimes["javascript"].argv[0], "--version"], timeout=30)
             version = result.stdout.decode().strip().lstrip("v") if result.ok else ""
             self.runtimes["javascript"] = attrs.evolve(self.runtimes["javascript"], version=version)
+        self.served.prepare(python, node, self.runtimes["javascript"].version if node else "", self.supervisor)
+        for name, build in self.served.builds.items():
+            base = self.runtimes[build.language]
+            self.runtimes[name] = attrs.evolve(base, name=name, mounts=(build.mount(),), environment=build.environment())
         started = time.monotonic()
         report = build_rootfs(
             self.state_dir / "rootfs",
@@ -262,6 +274,8 @@ class Engine:
             python=python if "python" in self.runtimes else None,
             node=node if "javascript" in self.runtimes else None,
             file_mount_points=mount_points,
+            directory_mount_points=self.served.mount_points(),
+            libraries=self.served.libraries(),
         )
         logger.info(
             "root filesystem ready in %.2fs: %d files hard-linked, %d copied",
@@ -322,9 +336,10 @@ class Engine:
         if request.language not in self.runtimes:
             reason = self.language_errors.get(request.language, "not enabled on this executor")
             raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
+        kind = self.served.resolve(request.language, request.runtime)
         requested_at = time.monotonic()
         pool = self.pool
-        sandbox = pool.acquire(request.language, limits, self.config.acquire_timeout)
+        sandbox = pool.acquire(kind, limits, self.config.acquire_timeout)
         queued = time.monotonic() - requested_at
         with self._active_lock:
             if self._closed:
@@ -345,7 +360,7 @@ class Engine:
             assert self.janitor is not None
             self.janitor.dispose(sandbox)
             if sandbox.limits.boot_key() == pool.profile.boot_key():
-                pool.give_back(request.language)
+                pool.give_back(kind)
 
         try:
             if limits.memory_mb != sandbox.limits.memory_mb:
@@ -368,6 +383,7 @@ class Engine:
             "platform": self.config.platform,
             "sandbox_id": sandbox.id,
             "language_version": sandbox.runtime.version,
+            "sandbox_runtime": sandbox.runtime.name or None,
             "queue_seconds": round(queued, 6),
             "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
             "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
@@ -414,6 +430,10 @@ class Engine:
             if pool is not None:
                 entry["pool"] = {**pool, "busy": busy.get(language, 0)}
             languages[language] = entry
+        runtimes = self.served.describe()
+        for name, entry in runtimes.items():
+            if name in pools:
+                entry["pool"] = pools[name]
         working = [language for language, entry in languages.items() if entry["available"]]
         if self.problem:
             status, message = "unavailable", self.problem
@@ -424,6 +444,9 @@ class Engine:
         elif len(working) < len(languages):
             status = "degraded"
             message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if not entry["available"])
+        elif self.served.errors:
+            status = "degraded"
+            message = "; ".join(f"runtime {name}: {error}" for name, error in self.served.errors.items())
         else:
             status, message = "ok", "sandboxes are ready"
         return {
@@ -438,6 +461,7 @@ class Engine:
                 "cgroups": self.cgroups.mode,
             },
             "languages": languages,
+            "runtimes": runtimes,
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 
@@ -481,6 +505,7 @@ class Engine:
             for path in self.cgroups.remove_tree(self.cgroup_parent):
                 logger.error("could not remove cgroup %s at shutdown", path)
         _empty_directory(self.state_dir)
+        self.served.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -29,6 +29,16 @@ def host_pids_limit(limits: Limits) -> int:
     return HOST_THREADS_IDLE + 4 * limits.processes
 
 
+def thread_environment(limits: Limits) -> tuple[str, ...]:
+    """Thread counts of native libraries (OpenBLAS, OpenMP, MKL) sized to the CPU quota.
+
+    Left alone they start a thread per host core; each is a host thread counted by the pids
+    backstop, and more threads than the quota allows only contend.
+    """
+    threads = str(max(1, int(limits.cpus)))
+    return tuple(f"{name}={threads}" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"))
+
+
 def build_spec(
     *,
     args: Sequence[str],
@@ -36,11 +46,13 @@ def build_spec(
     cgroups_path: str | None,
     limits: Limits,
     read_only_files: Sequence[tuple[str, str]] = (),
+    environment: Sequence[str] = (),
     hostname: str = "sandbox",
 ) -> dict[str, Any]:
     """The spec for a sandbox running ``args`` under ``limits``.
 
-    :param read_only_files: ``(host path, path inside)`` pairs bind-mounted read-only.
+    :param read_only_files: ``(host path, path inside)`` pairs (files or folders) bind-mounted read-only.
+    :param environment: ``NAME=value`` entries added to the fixed environment.
     """
     tmpfs_options = ["nosuid", "nodev", "mode=1777"]
     mounts: list[dict[str, Any]] = [
@@ -75,7 +87,7 @@ def build_spec(
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "additionalGids": []},
             "args": list(args),
-            "env": list(ENVIRONMENT),
+            "env": [*ENVIRONMENT, *thread_environment(limits), *environment],
             "cwd": WORK_DIR,
             "capabilities": no_capabilities,
             "rlimits": rlimits,

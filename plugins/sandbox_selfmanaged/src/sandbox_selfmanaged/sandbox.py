@@ -53,6 +53,11 @@ class LanguageRuntime:
     runner_host_path: str
     runner_path: str
     version: str = ""
+    name: str = ""
+    """The runtime (package set) served, or "" for the bare interpreter."""
+    mounts: tuple[tuple[str, str], ...] = ()
+    """``(host folder, path inside)`` bind-mounted read-only (a runtime's packages)."""
+    environment: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -162,7 +167,8 @@ class Sandbox:
             rootfs=str(self.layout.rootfs),
             cgroups_path=self.cgroups_path,
             limits=self.limits,
-            read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path)],
+            read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path), *self.runtime.mounts],
+            environment=self.runtime.environment,
         )
         (self.bundle / "config.json").write_text(json.dumps(spec))
         pid_file = self.bundle / "sandbox.pid"

@@ -6,6 +6,7 @@
 ``GET /metrics``               token  Prometheus text
 ``POST /v1/execute``           token  run code → ``ExecutionResult.to_dict()``
 ``POST /run``                  token  the same in RAGFlow executor_manager's request/response shape
+``GET /v1/runtimes``           token  the runtimes served: name, language, packages with versions
 ``GET /openapi.json``          token  the OpenAPI document
 =============================  =====  ==========================================================
 
@@ -35,6 +36,8 @@ from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.runtimes import UnknownRuntimeError
+from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.gate import Gate
@@ -44,6 +47,7 @@ from sandbox_selfmanaged.service.models import (
     ExecutionResultOut,
     HealthOut,
     ProblemOut,
+    RuntimeOut,
 )
 from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
 
@@ -139,6 +143,11 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def _limit(_request: Request, exc: LimitError) -> JSONResponse:
         return _limit_problem(exc)
 
+    @app.exception_handler(UnknownRuntimeError)
+    @app.exception_handler(RuntimeLanguageError)
+    async def _bad_runtime(_request: Request, exc: Exception) -> JSONResponse:
+        return _problem(422, [{"loc": ["body", "runtime"], "msg": str(exc), "type": "value_error"}])
+
     @app.exception_handler(SandboxUnavailableError)
     async def _unavailable(_request: Request, exc: SandboxUnavailableError) -> JSONResponse:
         metrics.rejections.labels("unavailable").inc()
@@ -168,13 +177,16 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         )
         return result, BackgroundTask(_call, release)
 
-    def build(code: str, language: str, arguments: dict[str, Any], timeout: float | None, requested: dict[str, Any] | None) -> tuple[ExecutionRequest, Limits]:
+    def build(
+        code: str, language: str, arguments: dict[str, Any], timeout: float | None, requested: dict[str, Any] | None, runtime: str | None = None
+    ) -> tuple[ExecutionRequest, Limits]:
         limits = resolve(config.engine.defaults, config.engine.maximums, timeout=timeout, requested=requested)
         try:
-            request = ExecutionRequest(code=code, language=language, timeout=limits.timeout, arguments=arguments)
+            request = ExecutionRequest(code=code, language=language, timeout=limits.timeout, arguments=arguments, runtime=runtime)
         except ValueError as exc:
             field, _, reason = str(exc).partition(": ")
             raise LimitError(field if reason else "request", reason or str(exc)) from None
+        engine.served.resolve(request.language, request.runtime)  # unknown runtime: 422 before queueing
         return request, limits
 
     @app.get(LIVENESS_PATH, summary="Liveness probe (no token needed)")
@@ -199,9 +211,13 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     )
     async def execute(body: ExecuteIn) -> JSONResponse:
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
-        request, limits = build(body.code, body.language, body.arguments, body.timeout, requested)
+        request, limits = build(body.code, body.language, body.arguments, body.timeout, requested, body.runtime)
         result, release = await run(request, limits)
         return JSONResponse(result.to_dict(), background=release)
+
+    @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
+    async def runtimes() -> list[dict[str, Any]]:
+        return [{"name": name, **entry} for name, entry in engine.served.describe().items()]
 
     @app.post(
         "/run",

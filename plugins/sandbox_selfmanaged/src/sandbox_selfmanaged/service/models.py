@@ -29,6 +29,7 @@ class ExecuteIn(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of main(), as JSON data")
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds (default: the operator's)")
     limits: LimitsIn | None = None
+    runtime: str | None = Field(None, description="Runtime (package set) to run with (default: the language's default)")
 
 
 class ErrorOut(BaseModel):
@@ -67,8 +68,22 @@ class HealthOut(BaseModel):
     message: str
     runtime: dict[str, Any]
     languages: dict[str, Any]
+    runtimes: dict[str, Any] = {}
     uptime_seconds: float
     requests: dict[str, int] = {}
+
+
+class RuntimeOut(BaseModel):
+    """One served runtime: what it holds, or why it cannot be used."""
+
+    name: str
+    language: str | None = None
+    available: bool
+    packages: dict[str, str] = {}
+    preload: list[str] = []
+    digest: str | None = None
+    built_at: float | None = None
+    error: str | None = None
 
 
 class ProblemOut(BaseModel):
