@@ -40,7 +40,7 @@ from sandbox_selfmanaged.rootfs import PythonInstall
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 """Part of every digest: bump it when the build steps change, so existing builds are redone."""
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 NODE_MOUNT = "/opt/sandbox-runtime/node_modules"
@@ -662,6 +662,9 @@ def _prepare():
         return
     os.environ.setdefault("MPLCONFIGDIR", target)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # plt.show() cannot show anything here; the runner returns open figures as PNG artifacts.
+    import warnings
+    warnings.filterwarnings("ignore", message=".*non-interactive, and thus cannot be shown")
 
 
 _prepare()
