@@ -183,6 +183,11 @@ class SandboxClient:
             runtime=runtime,
         )
         snapshot = self._current()
+        if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
+            raise ValueError(
+                f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
+                "leave the runtime unset"
+            )
         self._used.add(snapshot.provider)
         started = time.monotonic()
         try:

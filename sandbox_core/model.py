@@ -234,6 +234,9 @@ class ProviderInfo:
     description: str = ""
     languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=_strings)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    runtimes: bool = False
+    """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
+    False the core refuses requests that name a runtime, so none is silently ignored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

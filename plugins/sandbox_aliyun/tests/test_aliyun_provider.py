@@ -195,6 +195,17 @@ def test_unknown_template_names_the_template(fake_agentrun: FakeAgentRun, client
     assert result.error is not None and "'no-such-template' was not found" in result.error.message
 
 
+def test_runtime_maps_to_its_template(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
+    template = fake_agentrun.credentials.template_name
+    client = client_for(fake_agentrun.config(template_name="no-such-template", runtime_templates={"data": template}))
+    result = client.execute("print('mapped')", runtime="data")
+    assert result.ok, result
+    assert result.metadata["template_name"] == template
+    refused = client.execute("print(1)", runtime="pandas")
+    assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
+    assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+
+
 def test_throttled_requests_are_retried_until_they_succeed(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
     client = client_for(fake_agentrun.config())
     assert client.execute("print('warm')").ok  # a pooled sandbox exists: the next calls are context ones

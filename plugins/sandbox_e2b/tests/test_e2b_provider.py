@@ -231,6 +231,18 @@ def test_unknown_template_is_explained(fake_e2b: FakeE2BServer, e2b_config: dict
     assert result.metadata["e2b_error"] == "template"
 
 
+def test_runtime_maps_to_its_template(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    config = {**e2b_config, "isolation": "strict", "runtime_templates": {"data": "base"}}
+    result = _execute(config, "def main():\n    return 1\n", runtime="data")
+    assert result.status is ExecutionStatus.SUCCESS, result
+    assert result.metadata["template"] == "base"
+    before = len(fake_e2b.cloud.created)
+    refused = _execute(config, "print(1)", runtime="pandas")
+    assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
+    assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+    assert len(fake_e2b.cloud.created) == before
+
+
 def test_language_not_enabled_creates_no_sandbox(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
     before = len(fake_e2b.cloud.created)
     result = _execute({**e2b_config, "languages": ["python"]}, "console.log(1)", language="javascript")

@@ -81,6 +81,17 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
     """
     from sandbox_aliyun.pool import pool_for
 
+    if request.runtime is not None:
+        templates = config.get("runtime_templates") or {}
+        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
+        if not chosen:
+            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
+            return ExecutionResult.provider_failure(
+                provider_name,
+                f"unknown runtime {request.runtime!r}: the aliyun config's runtime_templates has {known or 'no runtime'}",
+                runtime=RUNTIME_NAME,
+            )
+        config = {**config, "template_name": str(chosen)}
     connection = connection_from(config)
     timeout, meta = plan_timeout(request.timeout, float(config["timeout"]))
     meta.update(

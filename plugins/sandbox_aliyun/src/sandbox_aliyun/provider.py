@@ -102,6 +102,14 @@ SCHEMA = ConfigSchema(
             env="AGENTRUN_TEMPLATE_NAME",
         ),
         ConfigField(
+            "runtime_templates",
+            "json",
+            label="Runtime templates",
+            description="Runtime names mapped to AgentRun code-interpreter template names, e.g. {\"python\": \"my-data-template\"}: "
+            "a request naming a runtime runs in its template; a runtime not listed is refused.",
+            default={},
+        ),
+        ConfigField(
             "endpoint",
             "url",
             label="Data endpoint override",
@@ -151,6 +159,7 @@ def sandbox_provider_info() -> ProviderInfo:
         description="Alibaba Cloud AgentRun code interpreter: warm serverless sandboxes, a fresh context per execution (30 s limit)",
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
+        runtimes=True,
     )
 
 

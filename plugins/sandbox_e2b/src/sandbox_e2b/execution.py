@@ -99,6 +99,17 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             "add it to the e2b config's languages if the template can run it",
             runtime=RUNTIME_NAME,
         )
+    if request.runtime is not None:
+        templates = config.get("runtime_templates") or {}
+        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
+        if not chosen:
+            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
+            return ExecutionResult.provider_failure(
+                provider_name,
+                f"unknown runtime {request.runtime!r}: the e2b config's runtime_templates has {known or 'no runtime'}",
+                runtime=RUNTIME_NAME,
+            )
+        config = {**config, "template": str(chosen)}
     template = str(config.get("template") or "")
     isolation = "strict" if is_strict(config) else "pooled"
     metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}

@@ -90,6 +90,7 @@ def sandbox_provider_info() -> ProviderInfo:
         description="gVisor sandboxes on your own machines, through one or more sandbox-executor services",
         languages=("python", "javascript"),
         tags=("self-hosted", "gvisor", "no-network"),
+        runtimes=True,
     )
 
 
