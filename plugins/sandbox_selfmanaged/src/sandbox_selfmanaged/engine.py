@@ -49,6 +49,7 @@ from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import RUNNER_DIR, build_rootfs, find_node, probe_python
 from sandbox_selfmanaged.runsc import Runsc, find_runsc
 from sandbox_selfmanaged.runtimes import default_cache_dir
+from sandbox_selfmanaged.runtimes import names as runtime_names
 from sandbox_selfmanaged.served_runtimes import ServedRuntimes
 from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox, SandboxLayout
 
@@ -97,7 +98,7 @@ class EngineConfig:
     boot_timeout: float = 30.0
     keep_logs: bool = False
     debug_runsc: bool = False
-    runtimes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    runtimes: tuple[str, ...] = attrs.field(default=(), converter=runtime_names)
     cache_dir: Path | None = None
 
     def resolved_cgroup_parent(self) -> str:

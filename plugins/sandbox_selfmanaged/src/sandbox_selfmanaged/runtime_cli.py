@@ -127,7 +127,7 @@ def _list(args: argparse.Namespace, store: RuntimeStore) -> int:
     builds: dict[str, list[Any]] = {}
     for build in store.builds():
         builds.setdefault(build.name, []).append(build)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name, definition in sorted(store.definitions().items()):
         mine = sorted(builds.get(name, []), key=lambda b: b.built_at)
         latest = mine[-1] if mine else None

@@ -26,7 +26,7 @@ import secrets
 import selectors
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,15 @@ class RuntimeBuildError(ExecutorError):
 class UnknownRuntimeError(ExecutorError, ValueError):
     """A runtime name that is not defined (or not served), with the names that are."""
 
-    def __init__(self, name: str, available: Sequence[str], what: str = "defined") -> None:
+    def __init__(self, name: str, available: Iterable[str], what: str = "defined") -> None:
         choices = ", ".join(sorted(available)) or "none"
         super().__init__(f"unknown runtime {name!r}: the runtimes {what} here are: {choices}")
         self.name = name
         self.available = tuple(sorted(available))
+
+
+def names(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 def check_name(name: str) -> str:
@@ -91,8 +95,8 @@ class RuntimeDefinition:
 
     name: str = attrs.field(validator=lambda _i, _a, v: check_name(v))
     language: str = attrs.field(validator=attrs.validators.in_(LANGUAGES))
-    requirements: tuple[str, ...] = attrs.field(converter=tuple)
-    preload: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    requirements: tuple[str, ...] = attrs.field(converter=names)
+    preload: tuple[str, ...] = attrs.field(default=(), converter=names)
     builtin: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -545,9 +549,9 @@ class _Builder:
                 for line in result.stdout.decode("utf-8", "replace").splitlines():
                     if "=>" not in line:
                         continue
-                    path = line.split("=>", 1)[1].split("(", 1)[0].strip()
-                    if path.startswith("/") and not path.startswith(str(self.work)):
-                        found.add(path)
+                    loaded = line.split("=>", 1)[1].split("(", 1)[0].strip()
+                    if loaded.startswith("/") and not loaded.startswith(str(self.work)):
+                        found.add(loaded)
         for library in FALLBACK_LIBRARIES:
             path = next((os.path.join(d, library) for d in LIBRARY_DIRS if os.path.exists(os.path.join(d, library))), None)
             if path is not None:
@@ -611,7 +615,8 @@ def _font_family(path: str) -> str:
 def _python_packages(target: Path) -> dict[str, str]:
     packages: dict[str, str] = {}
     for info in target.glob("*.dist-info"):
-        name = version = None
+        name: str | None = None
+        version: str | None = None
         try:
             with open(info / "METADATA", encoding="utf-8", errors="replace") as metadata:
                 for line in metadata:
