@@ -303,3 +303,22 @@ def test_a_runtime_is_rebuilt_only_when_its_definition_changes(tmp_path: Path) -
     report = json.loads(outcome.stdout.strip().splitlines()[-1])
     assert report["same"] and report["rebuilt"] and report["old_removed"]
     assert report["versions"] == [{"sandbox-probe-pkg": "1.0"}, {"sandbox-probe-pkg": "1.1"}]
+
+
+def test_sandbox_cli_shows_runtimes_and_runs_with_one(runtime_executor: Executor, tmp_path: Path) -> None:
+    sandbox = str(Path(EXECUTOR).with_name("sandbox"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'settings.db'}"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sandbox, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    config = json.dumps({"endpoints": [runtime_executor.url], "token": runtime_executor.token})
+    assert cli("config", "set", "self_managed", "--json", config, "--activate").returncode == 0
+    health = cli("health")
+    assert health.returncode == 0, health.stderr
+    assert "runtime probe (python): sandbox-probe-pkg 1.0" in health.stdout
+    assert "runtime javascript (javascript): " in health.stdout and "axios " in health.stdout
+    code = f"import {PROBE_PACKAGE}\ndef main():\n    return {PROBE_PACKAGE}.VERSION\n"
+    ran = cli("exec", "-c", code, "--runtime", "probe", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["value"] == "1.0"

@@ -238,7 +238,12 @@ class ExecutorClient:
         bad = [f"{url}: {probe['message']}" for url, probe in probes.items() if not probe["healthy"]]
         summary = f"{len(good)}/{len(self.endpoints)} executors healthy"
         message = summary + (" (" + "; ".join(bad) + ")" if bad else "")
-        return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details={"endpoints": probes})
+        runtimes: dict[str, Any] = {}
+        for probe in probes.values():
+            for name, entry in (probe.get("runtimes") or {}).items():
+                runtimes.setdefault(name, entry)
+        details = {"endpoints": probes, "runtimes": runtimes}
+        return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details=details)
 
 
 _clients: OrderedDict[tuple[tuple[str, ...], str | None, bool], ExecutorClient] = OrderedDict()
