@@ -267,7 +267,7 @@ class Engine:
         self.served.prepare(python, node, self.runtimes["javascript"].version if node else "", self.supervisor)
         for name, build in self.served.builds.items():
             base = self.runtimes[build.language]
-            self.runtimes[name] = attrs.evolve(base, name=name, mounts=(build.mount(),), environment=build.environment())
+            self.runtimes[name] = attrs.evolve(base, name=name, mounts=(build.mount(),), native_threads=build.native_threads)
         started = time.monotonic()
         report = build_rootfs(
             self.state_dir / "rootfs",

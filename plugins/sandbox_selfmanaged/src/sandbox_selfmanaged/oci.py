@@ -2,7 +2,8 @@
 
 Everything that makes a sandbox safe is decided here: the read-only minimal root, tmpfs ``/tmp``
 and work folder, the runner mounted read-only, an unprivileged user with no capabilities and
-``no_new_privileges``, an environment of three variables, fresh namespaces, and the resource
+``no_new_privileges``, an environment of three variables (plus native thread-pool sizes in
+sandboxes of a Python runtime), fresh namespaces, and the resource
 limits. ``RLIMIT_NPROC`` is the real process limit (gVisor enforces it inside, ``fork`` fails with
 EAGAIN); the cgroup ``pids`` limit counts the sandbox's *host* threads (about 30 when idle) and is
 only a backstop. ``RLIMIT_FSIZE`` bounds each file; the memory limit bounds everything else,
@@ -29,6 +30,9 @@ def host_pids_limit(limits: Limits) -> int:
     return HOST_THREADS_IDLE + 4 * limits.processes
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 def thread_environment(limits: Limits) -> tuple[str, ...]:
     """Thread counts of native libraries (OpenBLAS, OpenMP, MKL) sized to the CPU quota.
 
@@ -36,7 +40,7 @@ def thread_environment(limits: Limits) -> tuple[str, ...]:
     backstop, and more threads than the quota allows only contend.
     """
     threads = str(max(1, int(limits.cpus)))
-    return tuple(f"{name}={threads}" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"))
+    return tuple(f"{name}={threads}" for name in THREAD_VARIABLES)
 
 
 def build_spec(
@@ -46,13 +50,13 @@ def build_spec(
     cgroups_path: str | None,
     limits: Limits,
     read_only_files: Sequence[tuple[str, str]] = (),
-    environment: Sequence[str] = (),
+    native_threads: bool = False,
     hostname: str = "sandbox",
 ) -> dict[str, Any]:
     """The spec for a sandbox running ``args`` under ``limits``.
 
     :param read_only_files: ``(host path, path inside)`` pairs (files or folders) bind-mounted read-only.
-    :param environment: ``NAME=value`` entries added to the fixed environment.
+    :param native_threads: add :func:`thread_environment` (sandboxes with numpy and the like).
     """
     tmpfs_options = ["nosuid", "nodev", "mode=1777"]
     mounts: list[dict[str, Any]] = [
@@ -87,7 +91,7 @@ def build_spec(
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "additionalGids": []},
             "args": list(args),
-            "env": [*ENVIRONMENT, *thread_environment(limits), *environment],
+            "env": [*ENVIRONMENT, *(thread_environment(limits) if native_threads else ())],
             "cwd": WORK_DIR,
             "capabilities": no_capabilities,
             "rlimits": rlimits,

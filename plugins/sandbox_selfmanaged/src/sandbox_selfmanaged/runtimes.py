@@ -40,11 +40,9 @@ from sandbox_selfmanaged.rootfs import PythonInstall
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 """Part of every digest: bump it when the build steps change, so existing builds are redone."""
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-NODE_MOUNT = "/opt/sandbox-runtime/node_modules"
-MPL_CONFIG_INSIDE = "/tmp/.matplotlib"
 MANIFEST = "manifest.json"
 BUILD_TIMEOUT = 1800.0
 CJK_FONTS = (
@@ -194,9 +192,10 @@ class RuntimeBuild:
         """``(host path, path inside)`` of the read-only bind mount."""
         return str(self.content), self.mount_point
 
-    def environment(self) -> tuple[str, ...]:
-        """Variables a sandbox of this runtime needs (Python finds its folder through ``site``)."""
-        return (f"NODE_PATH={self.mount_point}",) if self.language == "javascript" else ()
+    @property
+    def native_threads(self) -> bool:
+        """Whether its packages may start native thread pools (OpenBLAS, OpenMP) to size."""
+        return self.language == "python"
 
     def size_bytes(self) -> int:
         total = 0
@@ -255,7 +254,15 @@ class Toolchain:
             return f"python {self.python.version} {self.python.site_packages}"
         if self.node is None:
             raise RuntimeBuildError("no node to build a javascript runtime for")
-        return f"node {self.node_version.split('.', 1)[0]}"
+        return f"node {self.node_version.split('.', 1)[0]} {node_global_folder(self.node)}"
+
+
+def node_global_folder(node: str) -> str:
+    """The folder Node searches for modules after every ``node_modules`` (``<prefix>/lib/node``).
+
+    A runtime's packages are mounted there, so ``require`` finds them with no ``NODE_PATH``.
+    """
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(node))), "lib", "node")
 
 
 def default_cache_dir() -> Path:
@@ -484,7 +491,7 @@ class _Builder:
 
     def _write_site_hook(self, target: Path) -> None:
         """A ``.pth`` hook run at interpreter start: matplotlib gets a writable, prebuilt config dir."""
-        (target / "_sandbox_runtime.py").write_text(_SITE_HOOK.format(inside=MPL_CONFIG_INSIDE))
+        (target / "_sandbox_runtime.py").write_text(_SITE_HOOK)
         (target / "_sandbox_runtime.pth").write_text("import _sandbox_runtime\n")
 
     def _prepare_matplotlib(self, target: Path, python: PythonInstall) -> None:
@@ -521,6 +528,7 @@ class _Builder:
     # -- javascript ---------------------------------------------------------------------------
 
     def _build_node(self) -> tuple[str, Path]:
+        assert self.toolchain.node is not None
         if not self.toolchain.npm:
             raise RuntimeBuildError("cannot install Node packages: npm is not installed (Debian package npm)")
         (self.work / "package.json").write_text(json.dumps({"name": f"sandbox-runtime-{self.definition.name}", "private": True}))
@@ -532,7 +540,7 @@ class _Builder:
         content = self.work / "node_modules"
         if not content.is_dir():
             raise RuntimeBuildError(f"npm install left no node_modules in {self.work}")
-        return NODE_MOUNT, content
+        return node_global_folder(self.toolchain.node), content
 
     # -- shared -------------------------------------------------------------------------------
 
@@ -647,8 +655,9 @@ def _node_packages(node_modules: Path) -> dict[str, str]:
 
 _SITE_HOOK = '''"""Run at interpreter start (from _sandbox_runtime.pth): sandbox runtime set-up.
 
-Matplotlib needs a *writable* config dir, else it builds a font cache in a temporary folder on
-every start; the runtime folder is read-only, so its prebuilt config is copied to /tmp.
+Matplotlib needs *writable* config and cache dirs, else it builds a font cache in a temporary
+folder on every start; the runtime folder is read-only, so its prebuilt matplotlibrc and font
+cache are copied to the default places under $HOME (the sandbox's /tmp). No variable is set.
 """
 import os
 
@@ -657,16 +666,16 @@ def _prepare():
     source = os.path.join(os.path.dirname(__file__), "_sandbox_runtime_mpl")
     if not os.path.isdir(source):
         return
-    target = "{inside}"
+    home = os.environ.get("HOME") or "/tmp"
     try:
-        os.makedirs(target, exist_ok=True)
         for name in os.listdir(source):
+            kind = ".config" if name == "matplotlibrc" else ".cache"
+            target = os.path.join(home, kind, "matplotlib")
+            os.makedirs(target, exist_ok=True)
             with open(os.path.join(source, name), "rb") as src, open(os.path.join(target, name), "wb") as dst:
                 dst.write(src.read())
     except OSError:
         return
-    os.environ.setdefault("MPLCONFIGDIR", target)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     # plt.show() cannot show anything here; the runner returns open figures as PNG artifacts.
     import warnings
     warnings.filterwarnings("ignore", message=".*non-interactive, and thus cannot be shown")

@@ -57,7 +57,8 @@ class LanguageRuntime:
     """The runtime (package set) served, or "" for the bare interpreter."""
     mounts: tuple[tuple[str, str], ...] = ()
     """``(host folder, path inside)`` bind-mounted read-only (a runtime's packages)."""
-    environment: tuple[str, ...] = ()
+    native_threads: bool = False
+    """Its packages start native thread pools, sized to the CPU quota through the environment."""
 
 
 @attrs.frozen
@@ -168,7 +169,7 @@ class Sandbox:
             cgroups_path=self.cgroups_path,
             limits=self.limits,
             read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path), *self.runtime.mounts],
-            environment=self.runtime.environment,
+            native_threads=self.runtime.native_threads,
         )
         (self.bundle / "config.json").write_text(json.dumps(spec))
         pid_file = self.bundle / "sandbox.pid"
