@@ -322,3 +322,25 @@ def test_sandbox_cli_shows_runtimes_and_runs_with_one(runtime_executor: Executor
     ran = cli("exec", "-c", code, "--runtime", "probe", "--json")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["value"] == "1.0"
+
+
+def test_ragflow_run_with_pandas_returns_the_chart(runtime_executor: Executor) -> None:
+    """RAGFlow's "Normal: Python with pandas" case, plus a chart, through ``POST /run``."""
+    code = textwrap.dedent("""
+        import pandas as pd
+        import matplotlib.pyplot as plt
+
+        def main(arg1: str) -> dict:
+            df = pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]})
+            df.plot(x="a", y="b")
+            return {"result": int(df["a"].sum() + df["b"].sum()), "arg": arg1}
+    """)
+    body = {"code_b64": base64.b64encode(code.encode()).decode(), "language": "python", "arguments": {"arg1": "x"}}
+    response = runtime_executor.http.post("/run", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "success", answer
+    assert answer["result"]["value"] == {"result": 21, "arg": "x"}
+    [chart] = answer["artifacts"]
+    assert chart["name"] == "figure-1.png" and chart["mime_type"] == "image/png"
+    assert base64.b64decode(chart["content_b64"]).startswith(PNG_SIGNATURE)
