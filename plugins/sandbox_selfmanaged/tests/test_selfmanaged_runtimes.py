@@ -344,3 +344,25 @@ def test_ragflow_run_with_pandas_returns_the_chart(runtime_executor: Executor) -
     [chart] = answer["artifacts"]
     assert chart["name"] == "figure-1.png" and chart["mime_type"] == "image/png"
     assert base64.b64decode(chart["content_b64"]).startswith(PNG_SIGNATURE)
+
+
+def test_a_runtime_whose_build_fails_is_not_served(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    definitions = cache / "runtimes" / "definitions"
+    definitions.mkdir(parents=True)
+    broken = {"name": "broken", "language": "python", "requirements": ["--no-index", "surely-not-a-local-package-xyz"]}
+    (definitions / "broken.json").write_text(json.dumps(broken))
+    running = start_executor(tmp_path, "--runtimes", "broken", "--cache-dir", str(cache), "--languages", "python", "--pool-size", "1", wait="live")
+    try:
+        health = running.health()
+        assert health.status_code == 200, health.text
+        body = health.json()
+        assert body["status"] == "degraded" and "runtime broken: build failed" in body["message"]
+        assert body["runtimes"]["broken"]["available"] is False
+        assert "surely-not-a-local-package-xyz" in running.log()
+        refused = running.http.post("/v1/execute", json={"code": "print(1)", "runtime": "broken"})
+        assert refused.status_code == 503 and "runtime 'broken' is unavailable: build failed" in refused.json()["detail"]
+        bare = running.execute("def main():\n    import json\n    return 'bare'\n")
+        assert bare["value"] == "bare" and bare["metadata"]["sandbox_runtime"] is None
+    finally:
+        assert_clean_shutdown(running)

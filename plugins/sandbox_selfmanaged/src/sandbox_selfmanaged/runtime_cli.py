@@ -54,7 +54,6 @@ def add_commands(commands: Any) -> None:
     build.add_argument("name")
     build.add_argument("--language", choices=LANGUAGES, help="the runtime's language (needed with --requirements)")
     build.add_argument("--requirements", type=Path, help="requirements.txt (Python) or package.json / one spec a line (JavaScript)")
-    build.add_argument("--preload", default="", help="comma-separated modules warm sandboxes may import ahead")
     build.add_argument("--python", default="/usr/bin/python3", help="the sandboxes' Python (packages are built for it)")
     build.add_argument("--node", help="the sandboxes' node [default: node on PATH]")
     listing = actions.add_parser("list", parents=[common], help="defined runtimes, their builds and packages")
@@ -103,7 +102,6 @@ def _build(args: argparse.Namespace, store: RuntimeStore) -> int:
             name=args.name,
             language=args.language,
             requirements=read_requirements(args.requirements, args.language),
-            preload=tuple(p.strip() for p in args.preload.split(",") if p.strip()),
         )
     else:
         definition = store.definition(args.name)

@@ -88,13 +88,11 @@ class RuntimeDefinition:
 
     :param requirements: pip requirement lines (Python) or npm package specs (JavaScript).
         Local paths in them are absolute (made so when read from a file).
-    :param preload: modules a warm sandbox of this runtime may import ahead of the job.
     """
 
     name: str = attrs.field(validator=lambda _i, _a, v: check_name(v))
     language: str = attrs.field(validator=attrs.validators.in_(LANGUAGES))
     requirements: tuple[str, ...] = attrs.field(converter=names)
-    preload: tuple[str, ...] = attrs.field(default=(), converter=names)
     builtin: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -110,7 +108,7 @@ class RuntimeDefinition:
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "language": self.language, "requirements": list(self.requirements), "preload": list(self.preload)}
+        return {"name": self.name, "language": self.language, "requirements": list(self.requirements)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RuntimeDefinition:
@@ -118,7 +116,6 @@ class RuntimeDefinition:
             name=data["name"],
             language=data["language"],
             requirements=tuple(data.get("requirements", ())),
-            preload=tuple(data.get("preload", ())),
         )
 
 
@@ -127,7 +124,6 @@ BUILTIN_DEFINITIONS: Mapping[str, RuntimeDefinition] = {
         name="python",
         language="python",
         requirements=("numpy", "pandas", "matplotlib", "requests"),
-        preload=("numpy", "pandas", "matplotlib.pyplot"),
         builtin=True,
     ),
     "javascript": RuntimeDefinition(name="javascript", language="javascript", requirements=("axios",), builtin=True),
@@ -179,7 +175,6 @@ class RuntimeBuild:
     packages: Mapping[str, str]
     libraries: tuple[str, ...]
     mount_point: str
-    preload: tuple[str, ...]
     built_at: float
     requirements: tuple[str, ...]
 
@@ -213,7 +208,6 @@ class RuntimeBuild:
             "language": self.language,
             "digest": self.digest,
             "packages": dict(self.packages),
-            "preload": list(self.preload),
             "built_at": self.built_at,
         }
 
@@ -231,7 +225,6 @@ class RuntimeBuild:
             packages=data["packages"],
             libraries=tuple(data["libraries"]),
             mount_point=data["mount_point"],
-            preload=tuple(data.get("preload", ())),
             built_at=data["built_at"],
             requirements=tuple(data.get("requirements", ())),
         )
@@ -434,7 +427,6 @@ class _Builder:
                 "language": self.definition.language,
                 "digest": self.digest,
                 "requirements": list(self.definition.requirements),
-                "preload": list(self.definition.preload),
                 "packages": packages,
                 "libraries": libraries,
                 "mount_point": mount_point,
@@ -468,7 +460,7 @@ class _Builder:
         if self.toolchain.uv:
             argv = [self.toolchain.uv, "pip", "install", "--python", python.executable, "--target", str(target), "-r", str(requirements)]
         elif self._has_pip(python.executable):
-            argv = [python.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "--no-warn-script-location", "--target", str(target), "-r", str(requirements)]
+            argv = [python.executable, "-m", "pip", "install", "--disable-pip-version-check", "--root-user-action=ignore", "--no-compile", "--no-warn-script-location", "--target", str(target), "-r", str(requirements)]
         else:
             raise RuntimeBuildError(
                 "cannot install Python packages: neither uv nor pip is available "

@@ -80,7 +80,6 @@ class RuntimeOut(BaseModel):
     language: str | None = None
     available: bool
     packages: dict[str, str] = {}
-    preload: list[str] = []
     digest: str | None = None
     built_at: float | None = None
     error: str | None = None
