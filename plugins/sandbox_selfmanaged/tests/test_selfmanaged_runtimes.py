@@ -271,7 +271,8 @@ import json, sys
 from pathlib import Path
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import probe_python
-from sandbox_selfmanaged.runtimes import RuntimeDefinition, RuntimeStore, Toolchain
+from sandbox_selfmanaged.runtime_store import RuntimeStore
+from sandbox_selfmanaged.runtimes import RuntimeDefinition, Toolchain
 
 cache, wheel_a, wheel_b = sys.argv[1:]
 supervisor = ProcessSupervisor()

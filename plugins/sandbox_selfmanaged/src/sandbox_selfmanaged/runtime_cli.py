@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sandbox_selfmanaged.runtime_store import RuntimeStore
 from sandbox_selfmanaged.runtimes import (
     DEFAULT_RUNTIMES,
     LANGUAGES,
     RuntimeDefinition,
-    RuntimeStore,
     Toolchain,
     UnknownRuntimeError,
     default_cache_dir,

@@ -17,9 +17,9 @@ from typing import Any
 from sandbox_selfmanaged.errors import ExecutorError, SandboxUnavailableError
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import PythonInstall
+from sandbox_selfmanaged.runtime_store import RuntimeStore
 from sandbox_selfmanaged.runtimes import (
     RuntimeBuild,
-    RuntimeStore,
     Toolchain,
     UnknownRuntimeError,
 )
