@@ -3,7 +3,10 @@
 Boots are done by a fixed number of worker threads (``boot_concurrency``), so however many
 requests arrive, gVisor boots never pile up and starve the executions running on the same cores.
 Each language keeps ``target`` sandboxes ready, plus one more for every request waiting for one:
-demand raises the refill rate instead of making requests boot their own. Requests whose limits
+demand raises the refill rate instead of making requests boot their own. A waiting request gets
+its boot however many sandboxes are lent out (long executions never starve short ones); the
+refill towards ``target`` waits for lent sandboxes to be given back, so it does not compete with
+the executions that hold them. Requests whose limits
 need a differently-booted sandbox (other rlimits or CPU quota) get a dedicated boot, served
 before refills. When boots fail, waiting requests get runsc's own error at once, and retries back
 off, never a generic "pool busy".
@@ -40,6 +43,8 @@ class _LanguageState:
     ready: collections.deque[Sandbox] = attrs.field(factory=collections.deque)
     booting: int = 0
     queue: collections.deque[object] = attrs.field(factory=collections.deque)  # requests waiting, oldest first
+    waiting_since: dict[object, float] = attrs.field(factory=dict)
+    last_progress: float = attrs.field(factory=time.monotonic)  # a sandbox last became ready or was lent
     lent: int = 0
     boots: int = 0
     boot_failures: int = 0
@@ -115,6 +120,7 @@ class WarmPool:
         with self._cond:
             state = self._states[language]
             state.queue.append(turn)
+            state.waiting_since[turn] = time.monotonic()
             self._cond.notify_all()
             try:
                 while True:
@@ -125,6 +131,7 @@ class WarmPool:
                         sandbox = state.ready.popleft()
                         if sandbox.alive():
                             state.lent += 1
+                            state.last_progress = time.monotonic()
                             return sandbox
                         logger.warning("warm %s sandbox %s died while idle; discarding it", language, sandbox.id)
                         self._janitor.dispose(sandbox)
@@ -140,6 +147,7 @@ class WarmPool:
                     self._cond.wait(remaining)
             finally:
                 state.queue.remove(turn)
+                del state.waiting_since[turn]
                 self._cond.notify_all()
 
     def _acquire_dedicated(self, language: str, limits: Limits, deadline: float) -> Sandbox:
@@ -184,8 +192,9 @@ class WarmPool:
                 self._janitor.dispose(sandbox)
             # A sandbox lent to a running execution still counts against the target: refilling
             # waits until it is given back, so a boot does not compete with that execution (and
-            # its response) for the CPU. Waiting requests raise the demand at once.
-            deficit = state.target + len(state.queue) - len(state.ready) - state.booting - state.lent
+            # its response) for the CPU. Waiting requests raise the demand at once, however many
+            # sandboxes are lent (admission bounds how many requests can wait).
+            deficit = max(0, state.target - state.lent) + len(state.queue) - len(state.ready) - state.booting
             if deficit <= 0 or now < state.retry_at:
                 continue
             key = (1 if state.queue else 0, deficit)
@@ -230,6 +239,7 @@ class WarmPool:
                     state.last_error = None
                     state.retry_at = 0.0
                     state.last_boot_seconds = time.monotonic() - started
+                    state.last_progress = time.monotonic()
                     if ticket is not None and not ticket.abandoned:
                         ticket.sandbox = sandbox
                     elif ticket is None and not self._closed:
@@ -249,8 +259,13 @@ class WarmPool:
     # -- observing and closing ----------------------------------------------------------------
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """Per language: ready, target, booting, waiting, boot counters and the last boot error."""
+        """Per language: ready, target, booting, waiting, boot counters and the last boot error.
+
+        ``starved_seconds``: how long requests have been waiting while no sandbox became ready
+        or was handed out (0 when nobody waits) -- a pool making no progress at all.
+        """
         with self._cond:
+            now = time.monotonic()
             return {
                 language: {
                     "ready": len(state.ready),
@@ -262,6 +277,7 @@ class WarmPool:
                     "failing": bool(state.consecutive_failures),
                     "last_error": state.last_error,
                     "last_boot_seconds": state.last_boot_seconds,
+                    "starved_seconds": _starved(state, now),
                 }
                 for language, state in self._states.items()
             }
@@ -296,3 +312,10 @@ class WarmPool:
             for ticket in self._tickets:
                 ticket.abandoned = True
             self._tickets.clear()
+
+
+def _starved(state: _LanguageState, now: float) -> float:
+    if not state.waiting_since:
+        return 0.0
+    oldest = min(state.waiting_since.values())
+    return round(max(0.0, now - max(oldest, state.last_progress)), 3)
