@@ -6,7 +6,9 @@ kernel closes that end and the read here returns end-of-file: every process in t
 cgroups and every runsc process naming the executor's runsc root (``--root=RUNSC_ROOT``) is
 SIGKILLed, round after round until none is left (a boot in flight may fork late). User code runs
 inside its sandbox process, so it dies with it. runsc's state and the cgroups stay for the next
-start-up to remove. On a clean shutdown the engine writes a byte first and the watchdog just exits.
+start-up to remove. Only processes started before the executor's end was seen are killed: a
+successor started at once on the same state directory keeps its own. On a clean shutdown the
+engine writes a byte first and the watchdog just exits.
 
 Standard library only, and the terminal's signals are ignored: only the executor's end of the
 pipe stops it.
@@ -54,10 +56,26 @@ def _runsc_pids(root: str) -> set[int]:
     return pids
 
 
-def sweep(root: str, directories: list[str]) -> int:
-    """SIGKILL every process of the executor's sandboxes; how many were signalled."""
+def _now_ticks() -> float:
+    with open("/proc/uptime", encoding="ascii") as handle:
+        return float(handle.read().split()[0]) * os.sysconf("SC_CLK_TCK")
+
+
+def _started_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def sweep(root: str, directories: list[str], cutoff: float) -> int:
+    """SIGKILL the executor's sandbox processes started by ``cutoff`` (clock ticks since boot); how many."""
     killed = 0
     for pid in (_cgroup_pids(directories) | _runsc_pids(root)) - {os.getpid()}:
+        started = _started_ticks(pid)
+        if started is None or started > cutoff:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
             killed += 1
@@ -78,9 +96,10 @@ def main(argv: list[str]) -> int:
         if data:
             return 0  # a clean shutdown: the executor destroyed its sandboxes itself
         break
+    cutoff = _now_ticks() + 1
     killed = quiet = 0
     for _round in range(ROUNDS):
-        found = sweep(root, directories)
+        found = sweep(root, directories, cutoff)
         killed += found
         quiet = 0 if found else quiet + 1
         if quiet >= QUIET_ROUNDS:
