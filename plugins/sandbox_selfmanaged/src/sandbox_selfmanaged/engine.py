@@ -402,6 +402,19 @@ class Engine:
             if sandbox.limits.boot_key() == pool.profile.boot_key():
                 pool.give_back(request.language)
 
+        metadata: dict[str, Any] = {
+            "runtime": RUNTIME_NAME,
+            "runsc_version": self.runsc_version,
+            "platform": self.config.platform,
+            "sandbox_id": sandbox.id,
+            "language_version": sandbox.runtime.version,
+            "queue_seconds": round(queued, 6),
+            "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
+            "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
+            "memory_peak_bytes": None,
+            "limits": limits.to_dict(),
+        }
+        outcome: RunOutcome | None = None
         try:
             if limits.memory_mb != sandbox.limits.memory_mb:
                 sandbox.set_memory_limit(limits.memory_bytes)
@@ -415,41 +428,19 @@ class Engine:
                     self._unreleased.add(sandbox)
             if outcome.cancelled:
                 raise ExecutionCancelled(f"the execution in sandbox {sandbox.id} was stopped: its client left")
-            metadata: dict[str, Any] = {
-                "runtime": RUNTIME_NAME,
-                "runsc_version": self.runsc_version,
-                "platform": self.config.platform,
-                "sandbox_id": sandbox.id,
-                "language_version": sandbox.runtime.version,
-                "queue_seconds": round(queued, 6),
-                "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
-                "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
-                "memory_peak_bytes": outcome.memory_peak,
-                "limits": limits.to_dict(),
-            }
-            try:
-                result = self._result(outcome, limits, metadata)
-            except Exception as exc:  # noqa: BLE001 -- whatever the output was, the caller gets a result, not a crash
-                logger.exception("could not build the result of sandbox %s", sandbox.id)
-                release()
-                result = ExecutionResult(
-                    status=ExecutionStatus.PROVIDER_ERROR,
-                    stdout=outcome.stdout.output.text(),
-                    stderr=outcome.stderr.text(),
-                    exit_code=outcome.exit_code,
-                    error=ErrorInfo(type="ResultUnreadable", message=f"the executor could not read the sandbox's result: {exc}"),
-                    stdout_truncated=outcome.stdout.output.truncated,
-                    stderr_truncated=outcome.stderr.truncated,
-                    execution_time=outcome.elapsed,
-                    provider=PROVIDER_NAME,
-                    metadata=metadata,
-                )
-        except BaseException:
+            metadata["memory_peak_bytes"] = outcome.memory_peak
+            result = self._result(outcome, limits, metadata)
+        except BaseException as exc:
             if running:
                 with self._active_lock:
                     self._busy[request.language] -= 1
             release()
-            raise
+            if not isinstance(exc, Exception) or isinstance(exc, ExecutionCancelled):
+                raise
+            # Whatever the code printed (a forged frame included) or whatever failed here, the
+            # caller gets a result that says so, never a crash, and the sandbox is gone.
+            logger.exception("execution in sandbox %s failed inside the executor", sandbox.id)
+            result = _provider_error(exc, outcome, metadata)
         return result, release
 
     @staticmethod
@@ -578,6 +569,30 @@ class Engine:
             os.close(self._lock_fd)
             self._lock_fd = None
         logger.info("engine stopped; state directory %s is empty", self.state_dir)
+
+
+def _provider_error(exc: Exception, outcome: RunOutcome | None, metadata: dict[str, Any]) -> ExecutionResult:
+    """The result of an execution the executor failed to carry out or to read, with what it printed."""
+    if outcome is None:
+        message = f"the executor failed while running the code: {type(exc).__name__}: {exc}"
+        return ExecutionResult(
+            status=ExecutionStatus.PROVIDER_ERROR,
+            error=ErrorInfo(type="ExecutorFailure", message=message),
+            provider=PROVIDER_NAME,
+            metadata=metadata,
+        )
+    return ExecutionResult(
+        status=ExecutionStatus.PROVIDER_ERROR,
+        stdout=outcome.stdout.output.text(),
+        stderr=outcome.stderr.text(),
+        exit_code=outcome.exit_code,
+        error=ErrorInfo(type="ResultUnreadable", message=f"the executor could not read the sandbox's result: {exc}"),
+        stdout_truncated=outcome.stdout.output.truncated,
+        stderr_truncated=outcome.stderr.truncated,
+        execution_time=outcome.elapsed,
+        provider=PROVIDER_NAME,
+        metadata=metadata,
+    )
 
 
 def _empty_directory(directory: Path) -> None:
