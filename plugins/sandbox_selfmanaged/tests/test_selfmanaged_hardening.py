@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
 from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
 
 DRIVER = r'''
@@ -178,7 +180,7 @@ def test_a_request_gets_a_sandbox_while_the_pool_is_lent_out(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("route", ["/v1/execute", "/run"])
 def test_a_client_that_disconnects_stops_its_execution(tmp_path: Path, route: str) -> None:
-    served = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
+    served = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1", "--default-timeout", "60")
     code = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
     body: dict[str, Any] = {"code": code, "timeout": 60}
     if route == "/run":
@@ -199,10 +201,17 @@ def test_a_client_that_disconnects_stops_its_execution(tmp_path: Path, route: st
 # -- a dead executor ------------------------------------------------------------------------------
 
 
-def _runsc_processes(state_dir: Path) -> list[int]:
-    """Processes whose command line names this executor's runsc root (sandbox, gofer, runsc)."""
-    needle = f"--root={state_dir / 'runsc'}".encode()
+def _sandbox_processes(state_dir: Path) -> list[int]:
+    """Processes in this executor's sandbox cgroups, or whose command line names its runsc root."""
+    parent = EngineConfig(state_dir=state_dir).resolved_cgroup_parent()
     found = []
+    for directory in Cgroups().directories(parent):
+        for procs in directory.rglob("cgroup.procs") if directory.is_dir() else ():
+            try:
+                found += [int(pid) for pid in procs.read_text().split()]
+            except OSError:
+                continue  # removed while we looked
+    needle = f"--root={state_dir / 'runsc'}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -220,13 +229,13 @@ def test_sandboxes_die_with_their_executor(tmp_path: Path) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as threads:
         running = threads.submit(doomed.http.post, "/v1/execute", json={"code": "while True:\n    pass\n", "timeout": 60})
         _wait_for(lambda: _pool(doomed)["busy"] == 1, 60, "the execution running")
-        assert _runsc_processes(doomed.state_dir)
+        assert _sandbox_processes(doomed.state_dir)
         doomed.process.send_signal(signal.SIGKILL)
         doomed.process.wait()
         with pytest.raises(httpx.TransportError):
             running.result()
     doomed.http.close()
-    _wait_for(lambda: not _runsc_processes(doomed.state_dir), 15, "every sandbox process of the killed executor gone")
+    _wait_for(lambda: not _sandbox_processes(doomed.state_dir), 15, "every sandbox process of the killed executor gone")
     successor = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
     try:
         assert successor.execute("print('fresh')")["stdout"] == "fresh\n"
