@@ -38,15 +38,16 @@ from sandbox_selfmanaged.engine import Engine, EngineConfig
 
 scenario, state_dir = sys.argv[1], sys.argv[2]
 extra = {"stall_timeout": 2.0} if scenario == "stall" else {}
-engine = Engine(EngineConfig(state_dir=state_dir, languages=("python",), pool_sizes={"python": 1}, **extra))
+languages = ("python", "javascript") if scenario == "failing_boots" else ("python",)
+engine = Engine(EngineConfig(state_dir=state_dir, languages=languages, pool_sizes={"python": 1, "javascript": 1}, **extra))
 engine.start()
 report = {"ready": engine.wait_ready(90)}
 limits = attrs.evolve(engine.config.defaults, timeout=20.0)
 
 
-def run(code):
+def run(code, language="python"):
     try:
-        result, release = engine.run(ExecutionRequest(code=code, timeout=20.0), limits)
+        result, release = engine.run(ExecutionRequest(code=code, language=language, timeout=20.0), limits)
     except Exception as exc:
         return {"raised": f"{type(exc).__name__}: {exc}"}
     release()
@@ -101,6 +102,28 @@ elif scenario == "stall":
     waiter.join(60)
     report["second"] = outcome
     report["health_after"] = engine.health()["healthy"]
+elif scenario == "failing_boots":
+    real_boot = engine.pool._boot
+
+    def failing_boot(language, limits):
+        if language == "javascript" and not restored.is_set():
+            raise RuntimeError("gVisor could not start a sandbox: injected failure")
+        return real_boot(language, limits)
+
+    restored = threading.Event()
+    engine.pool._boot = failing_boot
+    report["first"] = run("console.log('takes the warm sandbox')", "javascript")
+    deadline = time.monotonic() + 30
+    health = engine.health()
+    while health["healthy"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = engine.health()
+    report["failing"] = {"healthy": health["healthy"], "message": health["message"], "python": run("print('python still works')")}
+    restored.set()
+    deadline = time.monotonic() + 30
+    while not engine.health()["healthy"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    report["health_after"] = engine.health()["healthy"]
 print("REPORT " + json.dumps(report), flush=True)
 engine.close()
 '''
@@ -152,6 +175,16 @@ def test_a_pool_that_cannot_produce_a_sandbox_is_unhealthy(tmp_path: Path) -> No
     assert stalled["healthy"] is False, stalled
     assert "python" in stalled["message"] and "waited" in stalled["message"]
     assert report["second"]["status"] == "success", report["second"]
+    assert report["health_after"] is True
+
+
+def test_an_executor_whose_boots_keep_failing_for_a_language_is_unhealthy(tmp_path: Path) -> None:
+    report = _drive("failing_boots", tmp_path)
+    assert report["first"]["status"] == "success", report["first"]
+    failing = report["failing"]
+    assert failing["healthy"] is False, failing
+    assert "javascript: the last 3 boots failed" in failing["message"] and "injected failure" in failing["message"]
+    assert failing["python"]["status"] == "success"
     assert report["health_after"] is True
 
 

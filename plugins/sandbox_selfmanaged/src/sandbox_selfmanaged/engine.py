@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 LANGUAGES = ("python", "javascript")
 STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners"})
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
+FAILING_BOOTS = 3
+"""Consecutive failed boots of one language after which the engine reports itself unhealthy."""
 PYTHON_FLAGS = ("-I", "-B", "-u")
 """Isolated mode (no PYTHON* variables, no user site), no bytecode writes, unbuffered output
 (so prints made before a timeout kill are not lost in a buffer)."""
@@ -472,8 +474,10 @@ class Engine:
     def health(self) -> dict[str, Any]:
         """Whether the engine can produce sandboxes, and the state of each language's pool.
 
-        Unhealthy when no language can run, or when a language's pool is stuck: requests have
-        waited ``stall_timeout`` seconds while no sandbox became ready or was handed out.
+        Unhealthy when no language can run, or when a language's pool cannot produce sandboxes:
+        its last :data:`FAILING_BOOTS` boots failed, or requests have waited ``stall_timeout``
+        seconds while no sandbox was handed out. A language that is merely not installed
+        leaves the engine ``degraded``, still healthy.
         """
         pools = self.pool.status() if self.pool is not None else {}
         with self._active_lock:
@@ -487,6 +491,8 @@ class Engine:
                     f"{language}: requests waited {pool['starved_seconds']:.0f}s and no sandbox became ready "
                     f"({pool['booting']} booting, {busy.get(language, 0)} busy)"
                 )
+            elif pool is not None and pool["consecutive_failures"] >= FAILING_BOOTS:
+                stalled.append(f"{language}: the last {pool['consecutive_failures']} boots failed: {pool['last_error']}")
             entry: dict[str, Any] = {
                 "available": language in self.runtimes and not (pool or {}).get("failing", False),
                 "version": self.runtimes[language].version if language in self.runtimes else None,

@@ -44,7 +44,7 @@ class _LanguageState:
     booting: int = 0
     queue: collections.deque[object] = attrs.field(factory=collections.deque)  # requests waiting, oldest first
     waiting_since: dict[object, float] = attrs.field(factory=dict)
-    last_progress: float = attrs.field(factory=time.monotonic)  # a sandbox last became ready or was lent
+    last_progress: float = attrs.field(factory=time.monotonic)  # a sandbox was last handed to a request
     lent: int = 0
     boots: int = 0
     boot_failures: int = 0
@@ -239,9 +239,9 @@ class WarmPool:
                     state.last_error = None
                     state.retry_at = 0.0
                     state.last_boot_seconds = time.monotonic() - started
-                    state.last_progress = time.monotonic()
                     if ticket is not None and not ticket.abandoned:
                         ticket.sandbox = sandbox
+                        state.last_progress = time.monotonic()
                     elif ticket is None and not self._closed:
                         state.ready.append(sandbox)
                     else:
@@ -261,8 +261,9 @@ class WarmPool:
     def status(self) -> dict[str, dict[str, Any]]:
         """Per language: ready, target, booting, waiting, boot counters and the last boot error.
 
-        ``starved_seconds``: how long requests have been waiting while no sandbox became ready
-        or was handed out (0 when nobody waits) -- a pool making no progress at all.
+        ``starved_seconds``: how long requests have been waiting while no sandbox was handed
+        out (0 when nobody waits) -- a pool making no progress at all, whether its boots hang,
+        are never started, or give sandboxes that die before use.
         """
         with self._cond:
             now = time.monotonic()
@@ -275,6 +276,7 @@ class WarmPool:
                     "boots": state.boots,
                     "boot_failures": state.boot_failures,
                     "failing": bool(state.consecutive_failures),
+                    "consecutive_failures": state.consecutive_failures,
                     "last_error": state.last_error,
                     "last_boot_seconds": state.last_boot_seconds,
                     "starved_seconds": _starved(state, now),
