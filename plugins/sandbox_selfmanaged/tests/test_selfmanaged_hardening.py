@@ -3,10 +3,9 @@
 Every test bounds its waits and the code it runs (sleeps end at a timeout, loops are killed): if
 the engine misbehaved, the test fails instead of leaving work behind.
 
-Two tests drive the real :class:`~sandbox_selfmanaged.engine.Engine` in a process of their own
-(the engine makes its process a child subreaper and reaps every child, which must not happen
-inside pytest), with one fault injected where no request can reach: a result that cannot be
-built, a boot that hangs.
+Three tests drive the real :class:`~sandbox_selfmanaged.engine.Engine` in a process of their own
+(``engine_faults.py``: the engine makes its process a child subreaper and reaps every child,
+which must not happen inside pytest), with one fault injected where no request can reach.
 """
 
 from __future__ import annotations
@@ -29,110 +28,13 @@ from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
 from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
 
-DRIVER = r'''
-import json, sys, threading, time
-import attrs
-from sandbox_core.model import ExecutionRequest
-import sandbox_selfmanaged.engine as engine_module
-from sandbox_selfmanaged.engine import Engine, EngineConfig
-
-scenario, state_dir = sys.argv[1], sys.argv[2]
-extra = {"stall_timeout": 2.0} if scenario == "stall" else {}
-languages = ("python", "javascript") if scenario == "failing_boots" else ("python",)
-engine = Engine(EngineConfig(state_dir=state_dir, languages=languages, pool_sizes={"python": 1, "javascript": 1}, **extra))
-engine.start()
-report = {"ready": engine.wait_ready(90)}
-limits = attrs.evolve(engine.config.defaults, timeout=20.0)
-
-
-def run(code, language="python"):
-    try:
-        result, release = engine.run(ExecutionRequest(code=code, language=language, timeout=20.0), limits)
-    except Exception as exc:
-        return {"raised": f"{type(exc).__name__}: {exc}"}
-    release()
-    return {"status": result.status.value, "error": result.error.message if result.error else None, "stdout": result.stdout}
-
-
-def settled(deadline):
-    """Wait until the pool is full again, nothing is busy and only the warm sandbox exists."""
-    while time.monotonic() < deadline:
-        pool = engine.health()["languages"]["python"]["pool"]
-        if pool["ready"] == 1 and pool["busy"] == 0 and len(engine.runsc.list_ids()) == 1:
-            return True
-        time.sleep(0.1)
-    return False
-
-
-if scenario == "result_fails":
-    real = engine_module.build_result
-    calls = []
-
-    def broken(**kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise TypeError("'int' object is not iterable")
-        return real(**kwargs)
-
-    engine_module.build_result = broken
-    report["first"] = run("print('before the failure')")
-    report["settled"] = settled(time.monotonic() + 60)
-    report["health"] = engine.health()["healthy"]
-    report["second"] = run("print('after')")
-elif scenario == "stall":
-    gate = threading.Event()
-    real_boot = engine.pool._boot
-
-    def held_boot(language, limits):
-        gate.wait(60)
-        return real_boot(language, limits)
-
-    engine.pool._boot = held_boot
-    report["first"] = run("print('takes the warm sandbox')")
-    outcome = {}
-    waiter = threading.Thread(target=lambda: outcome.update(run("print('waited')")))
-    waiter.start()
-    deadline = time.monotonic() + 30
-    health = engine.health()
-    while health["healthy"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-        health = engine.health()
-    report["stalled"] = {"healthy": health["healthy"], "message": health["message"]}
-    gate.set()
-    waiter.join(60)
-    report["second"] = outcome
-    report["health_after"] = engine.health()["healthy"]
-elif scenario == "failing_boots":
-    real_boot = engine.pool._boot
-
-    def failing_boot(language, limits):
-        if language == "javascript" and not restored.is_set():
-            raise RuntimeError("gVisor could not start a sandbox: injected failure")
-        return real_boot(language, limits)
-
-    restored = threading.Event()
-    engine.pool._boot = failing_boot
-    report["first"] = run("console.log('takes the warm sandbox')", "javascript")
-    deadline = time.monotonic() + 30
-    health = engine.health()
-    while health["healthy"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-        health = engine.health()
-    report["failing"] = {"healthy": health["healthy"], "message": health["message"], "python": run("print('python still works')")}
-    restored.set()
-    deadline = time.monotonic() + 30
-    while not engine.health()["healthy"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    report["health_after"] = engine.health()["healthy"]
-print("REPORT " + json.dumps(report), flush=True)
-engine.close()
-'''
+DRIVER = Path(__file__).with_name("engine_faults.py")
 
 
 def _drive(scenario: str, tmp_path: Path) -> dict[str, Any]:
     require_gvisor()
     process = subprocess.run(
-        [sys.executable, "-c", DRIVER, scenario, str(tmp_path / "state")],
+        [sys.executable, str(DRIVER), scenario, str(tmp_path / "state")],
         capture_output=True, text=True, timeout=300, check=False,
     )
     lines = [line for line in process.stdout.splitlines() if line.startswith("REPORT ")]
