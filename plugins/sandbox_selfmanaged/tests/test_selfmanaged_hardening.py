@@ -128,6 +128,7 @@ def test_a_client_that_disconnects_stops_its_execution(tmp_path: Path, route: st
         _wait_for(lambda: _pool(served)["busy"] == 0, 20, "the sandbox of the departed client released")
         assert served.health().json()["requests"]["running"] == 0
         assert "client disconnected" in served.log()
+        assert 'sandbox_executor_executions_total{language="python",status="cancelled"} 1.0' in served.http.get("/metrics").text
         assert served.execute("print('next')")["stdout"] == "next\n"
     finally:
         assert_clean_shutdown(served)
@@ -173,6 +174,7 @@ def test_sandboxes_die_with_their_executor(tmp_path: Path) -> None:
     _wait_for(lambda: not _sandbox_processes(doomed.state_dir), 15, "every sandbox process of the killed executor gone")
     successor = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
     try:
+        assert "left by a previous executor" in successor.log()
         assert successor.execute("print('fresh')")["stdout"] == "fresh\n"
     finally:
         assert_clean_shutdown(successor)
