@@ -85,7 +85,7 @@ class EngineConfig:
     :param cgroup_parent: the cgroup all sandboxes live under (default derived from state_dir).
     :param acquire_timeout: how long an execution waits for a sandbox before a 503.
     :param stall_timeout: a language whose requests have waited this long while no sandbox
-        became ready or was handed out makes the engine unhealthy (its pool is stuck).
+        was handed out makes the engine unhealthy (its pool is stuck).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
