@@ -6,10 +6,9 @@ Each language keeps ``target`` sandboxes ready, plus one more for every request 
 demand raises the refill rate instead of making requests boot their own. A waiting request gets
 its boot however many sandboxes are lent out (long executions never starve short ones); the
 refill towards ``target`` waits for lent sandboxes to be given back, so it does not compete with
-the executions that hold them. Requests whose limits
-need a differently-booted sandbox (other rlimits or CPU quota) get a dedicated boot, served
-before refills. When boots fail, waiting requests get runsc's own error at once, and retries back
-off, never a generic "pool busy".
+the executions that hold them. Requests whose limits need a differently-booted sandbox (other
+rlimits or CPU quota) get a dedicated boot, served before refills. When boots fail, waiting
+requests get runsc's own error at once, and retries back off, never a generic "pool busy".
 """
 
 from __future__ import annotations
