@@ -192,7 +192,7 @@ def test_leftovers_of_a_broken_runsc_are_cleaned_once_it_works_again(tmp_path: P
     bundles = flaky.state_dir / "bundles"
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as threads:
-            used = threads.submit(flaky.execute, "import time\ntime.sleep(2)\n", timeout=20)
+            used = threads.submit(flaky.execute, "import time\ntime.sleep(5)\n", timeout=20)
             _wait_for(lambda: _pool(flaky)["busy"] == 1, 60, "the execution running")
             runsc.chmod(0o644)
             sandbox_id = used.result()["metadata"]["sandbox_id"]
