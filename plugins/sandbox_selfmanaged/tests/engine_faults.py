@@ -3,7 +3,8 @@
 Run by test_selfmanaged_hardening.py as ``python engine_faults.py SCENARIO STATE_DIR`` in a
 process of its own (the engine becomes a child subreaper and reaps every child of its process).
 Scenarios: ``result_fails`` (building one result raises), ``stall`` (boots hang until released),
-``failing_boots`` (every JavaScript boot fails until restored). The last stdout line is
+``failing_boots`` (every JavaScript boot fails until restored), ``cancel_waiting`` (a request
+waiting for a held boot is cancelled). The last stdout line is
 ``REPORT {json}``; the engine is closed at the end, leaving the state directory empty.
 """
 
@@ -21,16 +22,16 @@ from sandbox_core.model import ExecutionRequest
 from sandbox_selfmanaged import engine as engine_module
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.limits import Limits
-from sandbox_selfmanaged.sandbox import Sandbox
+from sandbox_selfmanaged.sandbox import Cancellation, Sandbox
 
 WAIT = 30.0
 
 
-def run(engine: Engine, code: str, language: str = "python") -> dict[str, Any]:
+def run(engine: Engine, code: str, language: str = "python", cancel: Cancellation | None = None) -> dict[str, Any]:
     """One execution, released at once: its status, error message and stdout, or what it raised."""
     limits = attrs.evolve(engine.config.defaults, timeout=20.0)
     try:
-        result, release = engine.run(ExecutionRequest(code=code, language=language, timeout=20.0), limits)
+        result, release = engine.run(ExecutionRequest(code=code, language=language, timeout=20.0), limits, cancel)
     except Exception as exc:  # the report says what was raised; the test judges it
         return {"raised": f"{type(exc).__name__}: {exc}"}
     release()
@@ -114,7 +115,29 @@ def failing_boots(engine: Engine, report: dict[str, Any]) -> None:
     report["health_after"] = wait_until(lambda: bool(engine.health()["healthy"]))
 
 
-SCENARIOS = {"result_fails": result_fails, "stall": stall, "failing_boots": failing_boots}
+def cancel_waiting(engine: Engine, report: dict[str, Any]) -> None:
+    gate = threading.Event()
+
+    def held(real: Callable[[str, Limits], Sandbox], language: str, limits: Limits) -> Sandbox:
+        gate.wait(60)
+        return real(language, limits)
+
+    replace_boot(engine, held)
+    report["first"] = run(engine, "print('takes the warm sandbox')")
+    outcome: dict[str, Any] = {}
+    with Cancellation() as cancel:
+        waiter = threading.Thread(target=lambda: outcome.update(run(engine, "print('never runs')", cancel=cancel)))
+        waiter.start()
+        wait_until(lambda: engine.health()["languages"]["python"]["pool"]["waiting"] == 1)
+        cancel.set()
+        waiter.join(WAIT)
+        report["cancelled"] = outcome
+        report["waiting_after"] = engine.health()["languages"]["python"]["pool"]["waiting"]
+    gate.set()
+    report["second"] = run(engine, "print('after')")
+
+
+SCENARIOS = {"result_fails": result_fails, "stall": stall, "failing_boots": failing_boots, "cancel_waiting": cancel_waiting}
 
 
 def main(scenario: str, state_dir: str) -> None:

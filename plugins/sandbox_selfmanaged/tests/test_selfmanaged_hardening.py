@@ -134,6 +134,14 @@ def test_a_client_that_disconnects_stops_its_execution(tmp_path: Path, route: st
         assert_clean_shutdown(served)
 
 
+def test_a_request_whose_client_left_stops_waiting_for_a_sandbox(tmp_path: Path) -> None:
+    report = _drive("cancel_waiting", tmp_path)
+    assert report["first"]["status"] == "success"
+    assert report["cancelled"].get("raised", "").startswith("ExecutionCancelled: the execution was not started"), report["cancelled"]
+    assert report["waiting_after"] == 0
+    assert report["second"]["status"] == "success", report["second"]
+
+
 # -- a dead executor ------------------------------------------------------------------------------
 
 

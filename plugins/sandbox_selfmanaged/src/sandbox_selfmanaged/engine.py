@@ -380,7 +380,7 @@ class Engine:
             raise ExecutionCancelled("the execution was not started: its client left")
         requested_at = time.monotonic()
         pool = self.pool
-        sandbox = pool.acquire(request.language, limits, self.config.acquire_timeout)
+        sandbox = pool.acquire(request.language, limits, self.config.acquire_timeout, cancel)
         queued = time.monotonic() - requested_at
         with self._active_lock:
             if self._closed:

@@ -22,16 +22,18 @@ from typing import Any
 
 import attrs
 
-from sandbox_selfmanaged.errors import SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutionCancelled, SandboxUnavailableError
 from sandbox_selfmanaged.janitor import Janitor
 from sandbox_selfmanaged.limits import Limits
-from sandbox_selfmanaged.sandbox import Sandbox
+from sandbox_selfmanaged.sandbox import Cancellation, Sandbox
 
 logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 IDLE_CHECK_SECONDS = 5.0
+CANCEL_CHECK_SECONDS = 0.2
+"""How often a request waiting for a sandbox looks whether its client left."""
 
 BootFunction = Callable[[str, Limits], Sandbox]
 
@@ -104,17 +106,18 @@ class WarmPool:
 
     # -- taking sandboxes ---------------------------------------------------------------------
 
-    def acquire(self, language: str, limits: Limits, timeout: float) -> Sandbox:
+    def acquire(self, language: str, limits: Limits, timeout: float, cancel: Cancellation | None = None) -> Sandbox:
         """A booted sandbox for one execution, waiting up to ``timeout`` seconds for one.
 
         Raises :class:`SandboxUnavailableError` with the boot error when sandboxes cannot be
-        booted, or when none became ready in time.
+        booted, or when none became ready in time, and :class:`ExecutionCancelled` as soon as
+        ``cancel`` is raised while waiting (no sandbox is taken for a client that left).
         """
         deadline = time.monotonic() + timeout
         if language not in self._states:
             raise SandboxUnavailableError(f"language {language!r} is not available on this executor")
         if limits.boot_key() != self.profile.boot_key():
-            return self._acquire_dedicated(language, limits, deadline)
+            return self._acquire_dedicated(language, limits, deadline, cancel)
         turn = object()
         with self._cond:
             state = self._states[language]
@@ -136,6 +139,7 @@ class WarmPool:
                         self._janitor.dispose(sandbox)
                     if state.consecutive_failures and state.booting == 0:
                         raise SandboxUnavailableError(state.last_error or "sandboxes cannot be booted", retry_after=BACKOFF_MAX)
+                    _check_cancel(cancel)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise SandboxUnavailableError(
@@ -143,13 +147,13 @@ class WarmPool:
                             f"({state.booting} booting, {len(state.queue)} requests waiting)",
                             retry_after=1,
                         )
-                    self._cond.wait(remaining)
+                    self._cond.wait(_wait_slice(remaining, cancel))
             finally:
                 state.queue.remove(turn)
                 del state.waiting_since[turn]
                 self._cond.notify_all()
 
-    def _acquire_dedicated(self, language: str, limits: Limits, deadline: float) -> Sandbox:
+    def _acquire_dedicated(self, language: str, limits: Limits, deadline: float, cancel: Cancellation | None) -> Sandbox:
         ticket = _Ticket(language=language, limits=limits)
         with self._cond:
             if self._closed:
@@ -158,12 +162,13 @@ class WarmPool:
             self._cond.notify_all()
             while ticket.sandbox is None and ticket.error is None:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+                if remaining <= 0 or self._closed or (cancel is not None and cancel.is_set()):
                     ticket.abandoned = True
                     if ticket in self._tickets:
                         self._tickets.remove(ticket)
+                    _check_cancel(cancel)
                     raise SandboxUnavailableError(f"no {language} sandbox with the requested limits could be booted in time", retry_after=1)
-                self._cond.wait(remaining)
+                self._cond.wait(_wait_slice(remaining, cancel))
             if ticket.error is not None:
                 raise SandboxUnavailableError(ticket.error, retry_after=BACKOFF_MAX)
             assert ticket.sandbox is not None
@@ -313,6 +318,15 @@ class WarmPool:
             for ticket in self._tickets:
                 ticket.abandoned = True
             self._tickets.clear()
+
+
+def _check_cancel(cancel: Cancellation | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ExecutionCancelled("the execution was not started: its client left while it waited for a sandbox")
+
+
+def _wait_slice(remaining: float, cancel: Cancellation | None) -> float:
+    return min(remaining, CANCEL_CHECK_SECONDS) if cancel is not None else remaining
 
 
 def _starved(state: _LanguageState, now: float) -> float:
