@@ -142,6 +142,28 @@ def test_a_request_whose_client_left_stops_waiting_for_a_sandbox(tmp_path: Path)
     assert report["second"]["status"] == "success", report["second"]
 
 
+def test_a_client_that_disconnects_while_queued_leaves_the_queue(tmp_path: Path) -> None:
+    served = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1", "--max-concurrency", "1", "--queue-size", "4")
+
+    def requests() -> dict[str, int]:
+        return dict(served.health().json()["requests"])
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as threads:
+            holder = threads.submit(served.execute, "import time\ntime.sleep(60)\n", timeout=20)
+            _wait_for(lambda: requests()["running"] == 1, 60, "the slot taken")
+            leaving = httpx.Client(base_url=served.url, headers=served.http.headers, timeout=3, trust_env=False)
+            with pytest.raises(httpx.ReadTimeout):
+                leaving.post("/v1/execute", json={"code": "print('never runs')"})
+            leaving.close()
+            _wait_for(lambda: requests()["queued"] == 0, 10, "the departed client's request out of the queue")
+            assert not holder.done(), "the slot was freed by the long execution, not by the departure"
+            assert holder.result()["status"] == "timeout"
+        assert "its client left while it waited for a slot" in served.log()
+    finally:
+        assert_clean_shutdown(served)
+
+
 # -- a dead executor ------------------------------------------------------------------------------
 
 

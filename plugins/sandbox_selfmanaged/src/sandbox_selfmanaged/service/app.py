@@ -66,6 +66,23 @@ async def _cancel_on_disconnect(http: Request, cancel: Cancellation) -> None:
     cancel.set()
 
 
+async def _admit(admission: Admission, watcher: asyncio.Future[None], cancel: Cancellation) -> None:
+    """Take an execution slot, unless the client leaves first: then :class:`ExecutionCancelled`."""
+    slot = asyncio.ensure_future(admission.acquire())
+    await asyncio.wait({slot, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if slot.done() or not cancel.is_set():
+        await slot  # raises Busy when refused
+        return
+    slot.cancel()
+    try:
+        await slot
+    except (asyncio.CancelledError, Busy):
+        pass
+    else:
+        admission.release()  # granted just as the client left: pass it on
+    raise ExecutionCancelled("the execution was not started: its client left while it waited for a slot")
+
+
 @attrs.frozen
 class ServiceConfig:
     """The service around the engine.
@@ -167,18 +184,21 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         """Execute, and the task that releases the sandbox once the response is out.
 
         If the response is never sent (the client left), a timer releases it anyway. If the
-        client leaves while its code runs, the execution is stopped: :class:`ExecutionCancelled`.
+        client leaves while it waits or its code runs, the execution is dropped or stopped:
+        :class:`ExecutionCancelled`.
         """
         with Cancellation() as cancel:
             watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
             try:
-                async with admission.slot():
+                await _admit(admission, watcher, cancel)
+                try:
                     started = time.monotonic()
-                    try:
-                        result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, limiter=limiter)
-                    except ExecutionCancelled:
-                        metrics.executions.labels(request.language, "cancelled").inc()
-                        raise
+                    result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, limiter=limiter)
+                finally:
+                    admission.release()
+            except ExecutionCancelled:
+                metrics.executions.labels(request.language, "cancelled").inc()
+                raise
             finally:
                 watcher.cancel()
         asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
