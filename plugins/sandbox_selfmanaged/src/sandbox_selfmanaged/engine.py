@@ -8,6 +8,10 @@ cannot work. ``Engine.execute()`` runs one request in a fresh sandbox and return
 :class:`~sandbox_core.model.ExecutionResult`. ``Engine.close()`` destroys every sandbox and
 leaves the state directory empty.
 
+Whatever happens once a sandbox is taken (the code's output cannot be read, the client leaves, a
+bug), the sandbox is destroyed and the pool refills. If the executor itself dies, a watchdog
+process (:mod:`sandbox_selfmanaged.watchdog`) kills its sandboxes.
+
 The engine makes its process a child subreaper and reaps every child of the process (see
 :mod:`sandbox_selfmanaged.procs`): give it a process of its own, as ``sandbox-executor`` does,
 rather than embedding it where other code starts subprocesses.
@@ -20,6 +24,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +43,7 @@ from sandbox_core.runner import Job, build_result, runner_path
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.errors import (
+    ExecutionCancelled,
     ExecutorError,
     RuntimeMissingError,
     SandboxUnavailableError,
@@ -51,13 +57,15 @@ from sandbox_selfmanaged.runsc import Runsc, find_runsc
 from sandbox_selfmanaged.runtimes import default_cache_dir
 from sandbox_selfmanaged.runtimes import names as runtime_names
 from sandbox_selfmanaged.served_runtimes import ServedRuntimes
-from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox, SandboxLayout
+from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcome, Sandbox, SandboxLayout
 
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
 STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners"})
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
+FAILING_BOOTS = 3
+"""Consecutive failed boots of one language after which the engine reports itself unhealthy."""
 PYTHON_FLAGS = ("-I", "-B", "-u")
 """Isolated mode (no PYTHON* variables, no user site), no bytecode writes, unbuffered output
 (so prints made before a timeout kill are not lost in a buffer)."""
@@ -81,6 +89,8 @@ class EngineConfig:
     :param acquire_timeout: how long an execution waits for a sandbox before a 503.
     :param runtimes: runtimes (package sets) to serve, each with its own warm pool; built at start
         into ``cache_dir`` unless already there (see :mod:`sandbox_selfmanaged.runtimes`).
+    :param stall_timeout: a language whose requests have waited this long while no sandbox
+        was handed out makes the engine unhealthy (its pool is stuck).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -95,6 +105,7 @@ class EngineConfig:
     maximums: Limits = DEFAULT_MAXIMUMS
     cgroup_parent: str | None = None
     acquire_timeout: float = 30.0
+    stall_timeout: float = 10.0
     boot_timeout: float = 30.0
     keep_logs: bool = False
     debug_runsc: bool = False
@@ -130,6 +141,8 @@ class Engine:
         self.pool: WarmPool | None = None
         self.layout: SandboxLayout | None = None
         self._lock_fd: int | None = None
+        self._watchdog_pid: int | None = None
+        self._watchdog_fd: int | None = None
         self._active: set[Sandbox] = set()
         self._unreleased: set[Sandbox] = set()
         self._active_lock = threading.Lock()
@@ -180,6 +193,7 @@ class Engine:
         if not self.runtimes:
             self._fail("no language can run: " + "; ".join(self.language_errors.values()))
             return
+        self._start_watchdog()
         self.janitor = Janitor()
         self.pool = WarmPool(
             self._boot,
@@ -207,6 +221,39 @@ class Engine:
             os.close(fd)
             raise ExecutorError(f"another sandbox-executor is using the state directory {self.state_dir}") from None
         self._lock_fd = fd
+
+    def _start_watchdog(self) -> None:
+        """Start the process that kills our sandboxes if this one dies (see the watchdog module)."""
+        assert self.supervisor is not None
+        directories = [str(d) for d in self.cgroups.directories(self.cgroup_parent)] if self.cgroup_parent else []
+        read_end, write_end = os.pipe()
+        try:
+            self._watchdog_pid = self.supervisor.spawn(
+                [sys.executable, "-I", "-S", "-B", str(Path(__file__).with_name("watchdog.py")), str(self.state_dir / "runsc"), *directories],
+                stdin=read_end,
+                stderr=2,
+            )
+        except OSError as exc:
+            os.close(write_end)
+            logger.error("could not start the watchdog (sandboxes would outlive a crashed executor): %s", exc)
+            return
+        finally:
+            os.close(read_end)
+        self._watchdog_fd = write_end
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_fd is None or self.supervisor is None:
+            return
+        try:
+            os.write(self._watchdog_fd, b"q")
+        except OSError:
+            pass
+        os.close(self._watchdog_fd)
+        self._watchdog_fd = None
+        if self._watchdog_pid is not None:
+            self.supervisor.wait(self._watchdog_pid, 5.0)
+            self.supervisor.forget(self._watchdog_pid)
+            self._watchdog_pid = None
 
     def _remove_leftovers(self) -> None:
         """Delete what a crashed predecessor left: sandboxes, cgroups, files."""
@@ -302,6 +349,7 @@ class Engine:
             supervisor=self.supervisor,
             cgroups=self.cgroups,
             timeout=self.config.boot_timeout,
+            dispose=self.janitor.dispose if self.janitor is not None else None,
         )
 
     def wait_ready(self, timeout: float) -> bool:
@@ -324,23 +372,31 @@ class Engine:
         release()
         return result
 
-    def run(self, request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, Callable[[], None]]:
+    def run(
+        self, request: ExecutionRequest, limits: Limits, cancel: Cancellation | None = None
+    ) -> tuple[ExecutionResult, Callable[[], None]]:
         """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
 
         Releasing destroys the sandbox and lets the pool boot its replacement. Both cost CPU and
         the interpreter lock; a service calls ``release`` after its response has been sent, so
         that work stays off the response's path. ``release`` is idempotent; sandboxes never
         released are destroyed by :meth:`close`.
+
+        When anything fails after the sandbox was taken, it is released here. A result that
+        cannot be built from the sandbox's output becomes a ``provider_error`` result. Raising
+        ``cancel`` (the client left) kills the sandbox and raises :class:`ExecutionCancelled`.
         """
         if self.problem or self.pool is None:
             raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
         if request.language not in self.runtimes:
             reason = self.language_errors.get(request.language, "not enabled on this executor")
             raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
+        if cancel is not None and cancel.is_set():
+            raise ExecutionCancelled("the execution was not started: its client left")
         kind = self.served.resolve(request.language, request.runtime)
         requested_at = time.monotonic()
         pool = self.pool
-        sandbox = pool.acquire(kind, limits, self.config.acquire_timeout)
+        sandbox = pool.acquire(kind, limits, self.config.acquire_timeout, cancel)
         queued = time.monotonic() - requested_at
         with self._active_lock:
             if self._closed:
@@ -350,6 +406,7 @@ class Engine:
             self._active.add(sandbox)
             self._busy[request.language] += 1
         released = threading.Event()
+        running = True
 
         def release() -> None:
             with self._active_lock:
@@ -363,21 +420,6 @@ class Engine:
             if sandbox.limits.boot_key() == pool.profile.boot_key():
                 pool.give_back(kind)
 
-        try:
-            if limits.memory_mb != sandbox.limits.memory_mb:
-                sandbox.set_memory_limit(limits.memory_bytes)
-            job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
-            outcome = sandbox.run(job, limits)
-        except BaseException:
-            with self._active_lock:
-                self._busy[request.language] -= 1
-            release()
-            raise
-        with self._active_lock:
-            self._busy[request.language] -= 1
-            if not released.is_set():
-                self._active.discard(sandbox)
-                self._unreleased.add(sandbox)
         metadata: dict[str, Any] = {
             "runtime": RUNTIME_NAME,
             "runsc_version": self.runsc_version,
@@ -388,9 +430,40 @@ class Engine:
             "queue_seconds": round(queued, 6),
             "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
             "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
-            "memory_peak_bytes": outcome.memory_peak,
+            "memory_peak_bytes": None,
             "limits": limits.to_dict(),
         }
+        outcome: RunOutcome | None = None
+        try:
+            if limits.memory_mb != sandbox.limits.memory_mb:
+                sandbox.set_memory_limit(limits.memory_bytes)
+            job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
+            outcome = sandbox.run(job, limits, cancel)
+            with self._active_lock:
+                self._busy[request.language] -= 1
+                running = False
+                if not released.is_set():
+                    self._active.discard(sandbox)
+                    self._unreleased.add(sandbox)
+            if outcome.cancelled:
+                raise ExecutionCancelled(f"the execution in sandbox {sandbox.id} was stopped: its client left")
+            metadata["memory_peak_bytes"] = outcome.memory_peak
+            result = self._result(outcome, limits, metadata)
+        except BaseException as exc:
+            if running:
+                with self._active_lock:
+                    self._busy[request.language] -= 1
+            release()
+            if not isinstance(exc, Exception) or isinstance(exc, ExecutionCancelled):
+                raise
+            # Whatever the code printed (a forged frame included) or whatever failed here, the
+            # caller gets a result that says so, never a crash, and the sandbox is gone.
+            logger.exception("execution in sandbox %s failed inside the executor", sandbox.id)
+            result = _provider_error(exc, outcome, metadata)
+        return result, release
+
+    @staticmethod
+    def _result(outcome: RunOutcome, limits: Limits, metadata: dict[str, Any]) -> ExecutionResult:
         result = build_result(
             provider=PROVIDER_NAME,
             stdout=outcome.stdout,
@@ -411,18 +484,32 @@ class Engine:
                     message=f"the code wrote more than {limits.max_output_bytes} bytes of output and was stopped",
                 ),
             )
-        return result, release
+        return result
 
     # -- observing ----------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Whether the engine can produce sandboxes, and the state of each language's pool."""
+        """Whether the engine can produce sandboxes, and the state of each language's pool.
+
+        Unhealthy when no language can run, or when a language's pool cannot produce sandboxes:
+        its last :data:`FAILING_BOOTS` boots failed, or requests have waited ``stall_timeout``
+        seconds while no sandbox was handed out. A language that is merely not installed
+        leaves the engine ``degraded``, still healthy.
+        """
         pools = self.pool.status() if self.pool is not None else {}
         with self._active_lock:
             busy = dict(self._busy)
         languages: dict[str, Any] = {}
+        stalled: list[str] = []
         for language in self.config.languages:
             pool = pools.get(language)
+            if pool is not None and pool["starved_seconds"] >= self.config.stall_timeout:
+                stalled.append(
+                    f"{language}: requests waited {pool['starved_seconds']:.0f}s and no sandbox became ready "
+                    f"({pool['booting']} booting, {busy.get(language, 0)} busy)"
+                )
+            elif pool is not None and pool["consecutive_failures"] >= FAILING_BOOTS:
+                stalled.append(f"{language}: the last {pool['consecutive_failures']} boots failed: {pool['last_error']}")
             entry: dict[str, Any] = {
                 "available": language in self.runtimes and not (pool or {}).get("failing", False),
                 "version": self.runtimes[language].version if language in self.runtimes else None,
@@ -438,6 +525,8 @@ class Engine:
         working = [language for language, entry in languages.items() if entry["available"]]
         if self.problem:
             status, message = "unavailable", self.problem
+        elif stalled:
+            status, message = "unavailable", "sandboxes are not being produced: " + "; ".join(stalled)
         elif not working:
             status = "unavailable"
             message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if entry["error"])
@@ -507,10 +596,35 @@ class Engine:
                 logger.error("could not remove cgroup %s at shutdown", path)
         _empty_directory(self.state_dir)
         self.served.close()
+        self._stop_watchdog()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
         logger.info("engine stopped; state directory %s is empty", self.state_dir)
+
+
+def _provider_error(exc: Exception, outcome: RunOutcome | None, metadata: dict[str, Any]) -> ExecutionResult:
+    """The result of an execution the executor failed to carry out or to read, with what it printed."""
+    if outcome is None:
+        message = f"the executor failed while running the code: {type(exc).__name__}: {exc}"
+        return ExecutionResult(
+            status=ExecutionStatus.PROVIDER_ERROR,
+            error=ErrorInfo(type="ExecutorFailure", message=message),
+            provider=PROVIDER_NAME,
+            metadata=metadata,
+        )
+    return ExecutionResult(
+        status=ExecutionStatus.PROVIDER_ERROR,
+        stdout=outcome.stdout.output.text(),
+        stderr=outcome.stderr.text(),
+        exit_code=outcome.exit_code,
+        error=ErrorInfo(type="ResultUnreadable", message=f"the executor could not read the sandbox's result: {exc}"),
+        stdout_truncated=outcome.stdout.output.truncated,
+        stderr_truncated=outcome.stderr.truncated,
+        execution_time=outcome.elapsed,
+        provider=PROVIDER_NAME,
+        metadata=metadata,
+    )
 
 
 def _empty_directory(directory: Path) -> None:

@@ -13,7 +13,8 @@
 Request errors get their own status codes: 400 malformed JSON, 401 no/bad token, 413 body too
 large, 422 invalid field or a limit above the operator's maximum, 503 (with ``Retry-After``) when
 the queue is full or sandboxes cannot be booted. What the user's code did, errors included, is a
-200 whose body says so: that is the result contract.
+200 whose body says so: that is the result contract. A client that disconnects before its result
+stops its execution (its sandbox is killed and released at once).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from starlette.background import BackgroundTask
 from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
-from sandbox_selfmanaged.errors import LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutionCancelled, LimitError, SandboxUnavailableError
 from sandbox_selfmanaged.runtimes import UnknownRuntimeError
 from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
+from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.gate import Gate
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
@@ -59,6 +61,30 @@ RELEASE_FALLBACK_SECONDS = 5.0
 
 async def _call(function: Callable[[], None]) -> None:
     function()  # cheap (a kill, a queue put, a notify): fine on the event loop
+
+
+async def _cancel_on_disconnect(http: Request, cancel: Cancellation) -> None:
+    """Raise ``cancel`` when the client closes its connection (the body was read already)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+    cancel.set()
+
+
+async def _admit(admission: Admission, watcher: asyncio.Future[None], cancel: Cancellation) -> None:
+    """Take an execution slot, unless the client leaves first: then :class:`ExecutionCancelled`."""
+    slot = asyncio.ensure_future(admission.acquire())
+    await asyncio.wait({slot, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if slot.done() or not cancel.is_set():
+        await slot  # raises Busy when refused
+        return
+    slot.cancel()
+    try:
+        await slot
+    except (asyncio.CancelledError, Busy):
+        pass
+    else:
+        admission.release()  # granted just as the client left: pass it on
+    raise ExecutionCancelled("the execution was not started: its client left while it waited for a slot")
 
 
 @attrs.frozen
@@ -153,19 +179,37 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         metrics.rejections.labels("unavailable").inc()
         return _problem(503, str(exc), exc.retry_after)
 
+    @app.exception_handler(ExecutionCancelled)
+    async def _cancelled(_request: Request, exc: ExecutionCancelled) -> JSONResponse:
+        logger.info("client disconnected: %s", exc)
+        return _problem(499, str(exc))  # nobody reads it: the connection is gone
+
     @app.exception_handler(Busy)
     async def _busy(_request: Request, exc: Busy) -> JSONResponse:
         metrics.rejections.labels("queue_full").inc()
         return _problem(503, str(exc), exc.retry_after)
 
-    async def run(request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
+    async def run(http: Request, request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
         """Execute, and the task that releases the sandbox once the response is out.
 
-        If the response is never sent (the client left), a timer releases it anyway.
+        If the response is never sent (the client left), a timer releases it anyway. If the
+        client leaves while it waits or its code runs, the execution is dropped or stopped:
+        :class:`ExecutionCancelled`.
         """
-        async with admission.slot():
-            started = time.monotonic()
-            result, release = await anyio.to_thread.run_sync(engine.run, request, limits, limiter=limiter)
+        with Cancellation() as cancel:
+            watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
+            try:
+                await _admit(admission, watcher, cancel)
+                try:
+                    started = time.monotonic()
+                    result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, limiter=limiter)
+                finally:
+                    admission.release()
+            except ExecutionCancelled:
+                metrics.executions.labels(request.language, "cancelled").inc()
+                raise
+            finally:
+                watcher.cancel()
         asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
         elapsed = time.monotonic() - started
         metrics.executions.labels(request.language, result.status.value).inc()
@@ -209,10 +253,10 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
         summary="Run code in a fresh gVisor sandbox",
     )
-    async def execute(body: ExecuteIn) -> JSONResponse:
+    async def execute(body: ExecuteIn, http: Request) -> JSONResponse:
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, body.arguments, body.timeout, requested, body.runtime)
-        result, release = await run(request, limits)
+        result, release = await run(http, request, limits)
         return JSONResponse(result.to_dict(), background=release)
 
     @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
@@ -225,9 +269,9 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
         summary="RAGFlow executor_manager compatible execution",
     )
-    async def ragflow_run(body: RunRequest) -> JSONResponse:
+    async def ragflow_run(body: RunRequest, http: Request) -> JSONResponse:
         request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
-        result, release = await run(request, limits)
+        result, release = await run(http, request, limits)
         return JSONResponse(to_ragflow(result), background=release)
 
     return Gate(
