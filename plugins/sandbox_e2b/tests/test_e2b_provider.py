@@ -154,6 +154,53 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 
+def test_python_timeout_is_enforced_at_its_deadline(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any], tmp_path: Path) -> None:
+    """The SDK's streamed request would end only after about twice the timeout; the provider stops
+    the code at the timeout itself. The code marks a step at 1.9 times the timeout: reaching it
+    means the code still ran well past its deadline (a generous bound for a loaded machine)."""
+    timeout = 3.0
+    late = tmp_path / "late"
+    code = (
+        "import time\n"
+        "start = time.monotonic()\n"
+        "print('started', flush=True)\n"
+        f"time.sleep({timeout * 1.9})\n"
+        f"open({str(late)!r}, 'w').write(str(time.monotonic() - start))\n"
+        "time.sleep(60)\n"
+    )
+    result = _execute(e2b_config, code, timeout=timeout)
+    assert result.status is ExecutionStatus.TIMEOUT, result
+    assert result.stdout == "started\n"
+    assert result.execution_time < timeout * 1.9, f"ended after {result.execution_time:.1f}s"
+    assert result.metadata["sandbox_id"] in fake_e2b.cloud.killed
+    time.sleep(max(0.0, timeout * 1.9 + 0.5 - result.execution_time))
+    assert not late.exists(), f"the code was still running {late.read_text()}s after it started"
+
+
+def test_sandbox_killed_under_javascript_is_lost_not_a_timeout(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    cloud = fake_e2b.cloud
+    before = set(cloud.created)
+
+    def kill_the_new_sandbox() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            fresh = [s for s in cloud.running() if s.sandbox_id not in before and s.pids]
+            if fresh:
+                time.sleep(0.3)  # let node start the code
+                cloud.kill(fresh[0].sandbox_id)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_new_sandbox)
+    killer.start()
+    code = "console.log('started');\nsetTimeout(() => console.log('late'), 30000);\n"
+    result = _execute({**e2b_config, "isolation": "strict"}, code, language="javascript", timeout=20)
+    killer.join()
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.metadata["e2b_error"] == "sandbox_lost", result.metadata
+    assert result.error is not None and "stopped or became unreachable" in result.error.message
+
+
 def test_twenty_parallel_executions(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
     code = "import os, time\ndef main(n):\n    print('run', n)\n    time.sleep(0.2)\n    return [n, os.getcwd()]\n"
     with closing(_client(**e2b_config)) as client, ThreadPoolExecutor(max_workers=20) as pool:
