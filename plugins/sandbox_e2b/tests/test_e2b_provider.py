@@ -25,6 +25,7 @@ from fake_e2b import FakeE2BServer, free_port
 
 from sandbox_core import SandboxClient
 from sandbox_core.errors import ConfigValidationError
+from sandbox_core.failures import FailureKind, failure_of
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 
 WRONG_KEY = "e2b_wrong_0d1e2a3f4b5c6d7e8f9a0b1c2d3e4f5a"
@@ -150,7 +151,7 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     result = _execute(e2b_config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=20)
     killer.join()
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
-    assert result.metadata["e2b_error"] == "sandbox_lost", result
+    assert result.metadata["failure"] == {"kind": "lost", "retry_after": None}, result
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 
@@ -197,7 +198,7 @@ def test_sandbox_killed_under_javascript_is_lost_not_a_timeout(fake_e2b: FakeE2B
     result = _execute({**e2b_config, "isolation": "strict"}, code, language="javascript", timeout=20)
     killer.join()
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
-    assert result.metadata["e2b_error"] == "sandbox_lost", result.metadata
+    assert result.metadata["failure"]["kind"] == "lost", result.metadata
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 
@@ -221,7 +222,7 @@ def test_sandbox_creation_failure_is_a_provider_error(cloud_log: FakeE2BServer, 
     result = _execute(e2b_config, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
     assert result.error is not None and "creating a sandbox" in result.error.message
-    assert "sandbox_id" not in result.metadata and result.metadata["e2b_error"] == "error"
+    assert "sandbox_id" not in result.metadata and result.metadata["failure"]["kind"] == "internal"
 
 
 def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(
@@ -235,7 +236,8 @@ def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(
         status = client.health()
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "E2B rejected the API key" in result.error.message
-    assert result.metadata["e2b_error"] == "authentication"
+    assert result.metadata["failure"] == {"kind": "auth", "retry_after": None}
+    assert status.details["failure"]["kind"] == "auth"
     assert not status.healthy and "E2B rejected the API key" in status.message
     assert len(fake_e2b.cloud.created) == before
     shown = json.dumps(result.to_dict()) + json.dumps(status.to_dict()) + caplog.text
@@ -259,7 +261,7 @@ def test_unreachable_e2b_is_a_provider_error(e2b_config: dict[str, Any]) -> None
         status = client.health()
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "E2B could not be reached" in result.error.message
-    assert result.metadata["e2b_error"] == "unreachable"
+    assert result.metadata["failure"]["kind"] == "unavailable"
     assert not status.healthy and "could not be reached" in status.message
 
 
@@ -268,14 +270,15 @@ def test_rate_limit_is_a_provider_error_with_a_retry_hint(cloud_log: FakeE2BServ
     result = _execute(e2b_config, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "rate limiting" in result.error.message and "retry in" in result.error.message
-    assert result.metadata["e2b_error"] == "rate_limited" and result.metadata["retry_after"] > 0
+    failure = failure_of(result)
+    assert failure is not None and failure.kind is FailureKind.THROTTLED and failure.retry_after
 
 
 def test_unknown_template_is_explained(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
     result = _execute({**e2b_config, "template": "no-such-template"}, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "template" in result.error.message
-    assert result.metadata["e2b_error"] == "template"
+    assert result.metadata["failure"]["kind"] == "bad_config"
 
 
 def test_runtime_maps_to_its_template(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
@@ -295,6 +298,7 @@ def test_language_not_enabled_creates_no_sandbox(fake_e2b: FakeE2BServer, e2b_co
     result = _execute({**e2b_config, "languages": ["python"]}, "console.log(1)", language="javascript")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "configured for python only" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
     assert len(fake_e2b.cloud.created) == before
 
 

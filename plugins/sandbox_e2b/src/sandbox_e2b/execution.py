@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
 from sandbox_core.pooling import Lease
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
@@ -86,18 +87,19 @@ class _Unclean(Exception):
 
 
 def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
-    facts = {"runtime": RUNTIME_NAME, **metadata, **problem.metadata()}
-    return ExecutionResult.provider_failure(provider_name, problem.message, **facts)
+    facts = {"runtime": RUNTIME_NAME, **metadata}
+    return provider_failure(provider_name, problem.message, problem.kind, retry_after=problem.retry_after, **facts)
 
 
 def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results."""
     languages = tuple(config.get("languages") or ())
     if request.language not in languages:
-        return ExecutionResult.provider_failure(
+        return provider_failure(
             provider_name,
             f"the e2b provider is configured for {', '.join(languages)} only, not {request.language}: "
             "add it to the e2b config's languages if the template can run it",
+            FailureKind.BAD_CONFIG,
             runtime=RUNTIME_NAME,
         )
     if request.runtime is not None:
@@ -396,7 +398,10 @@ def check_health(config: Mapping[str, Any]) -> HealthStatus:
     except Exception as exc:
         problem = describe(exc, action="listing sandboxes", secrets=secret_values(config))
         return HealthStatus(
-            healthy=False, message=problem.message, latency=time.monotonic() - started, details=problem.metadata()
+            healthy=False,
+            message=problem.message,
+            latency=time.monotonic() - started,
+            details={"runtime": RUNTIME_NAME, "failure": problem.failure.to_dict()},
         )
     latency = time.monotonic() - started
     return HealthStatus(
