@@ -210,6 +210,19 @@ def test_runtime_maps_to_its_template(fake_agentrun: FakeAgentRun, client_for: A
     assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
 
 
+def test_a_template_without_node_is_a_config_problem(
+    fake_agentrun: FakeAgentRun, client_for: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    environment = fake_agentrun.store._environment
+    monkeypatch.setattr(
+        type(fake_agentrun.store), "_environment", staticmethod(lambda sandbox: {**environment(sandbox), "PATH": str(tmp_path)})
+    )
+    result = client_for(fake_agentrun.config(isolation="strict")).execute("console.log(1)", language="javascript")
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and "no interpreter for javascript" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
+
+
 def test_throttled_requests_are_retried_until_they_succeed(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
     client = client_for(fake_agentrun.config())
     assert client.execute("print('warm')").ok  # a pooled sandbox exists: the next calls are context ones

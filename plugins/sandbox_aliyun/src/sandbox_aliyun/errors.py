@@ -53,3 +53,13 @@ class NoResultError(AliyunProviderError):
     """
 
     kind = FailureKind.LOST
+
+
+class JobNotRunError(AliyunProviderError):
+    """The bootstrap ran but could not start the job (it reported why in its envelope)."""
+
+
+class MissingInterpreterError(JobNotRunError):
+    """The template has no interpreter for the job's language (no ``node``, say)."""
+
+    kind = FailureKind.BAD_CONFIG
