@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import httpx
 
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import (
     DEFAULT_TIMEOUT,
     ExecutionRequest,
@@ -51,14 +52,19 @@ class _Refused(Exception):
     """The request provably did not run at this endpoint; another one may take it (carries how
     long to wait)."""
 
-    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+    def __init__(self, message: str, retry_after: float = 0.0, kind: FailureKind = FailureKind.UNAVAILABLE) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class _Failed(Exception):
     """The request reached an executor (or may have): retrying elsewhere could run the code twice,
     or would fail the same way."""
+
+    def __init__(self, message: str, kind: FailureKind) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 _UNKNOWN = "the outcome is unknown (the code may have run), so it was not retried on another executor"
@@ -140,6 +146,7 @@ class ExecutorClient:
         deadline = time.monotonic() + timeout + overhead
         rounds = 1 + int(config.get("retries") or 0)
         problems: list[str] = []
+        refusals: set[FailureKind] = set()
         for round_index in range(rounds):
             wait = 0.0
             for url in self._order():
@@ -150,13 +157,14 @@ class ExecutorClient:
                     result = self._post(url, payload, remaining)
                 except _Refused as refused:
                     problems.append(f"{url}: {refused}")
+                    refusals.add(refused.kind)
                     wait = max(wait, refused.retry_after)
                     continue
                 except _Failed as failed:
                     metadata: dict[str, Any] = {"endpoint": url}
                     if problems:
                         metadata["failed_attempts"] = list(problems)
-                    return ExecutionResult.provider_failure(provider_name, f"{url}: {failed}", **metadata)
+                    return provider_failure(provider_name, f"{url}: {failed}", failed.kind, **metadata)
                 metadata = {**result.metadata, "endpoint": url}
                 if round_index or problems:
                     metadata["failed_attempts"] = list(problems)
@@ -165,7 +173,10 @@ class ExecutorClient:
             if round_index + 1 < rounds and remaining > 0:
                 time.sleep(min(max(wait, 0.2), remaining))
         message = "no sandbox-executor could take the execution: " + ("; ".join(problems[-2 * len(self.endpoints):]) or "deadline passed")
-        return ExecutionResult.provider_failure(provider_name, message, endpoints=list(self.endpoints))
+        # Every executor refusing the token is the config's problem; anything else may pass.
+        kind = FailureKind.AUTH if refusals == {FailureKind.AUTH} else FailureKind.UNAVAILABLE
+        retry_after = None if kind is FailureKind.AUTH else max(wait, 1.0)
+        return provider_failure(provider_name, message, kind, retry_after=retry_after, endpoints=list(self.endpoints))
 
     def _post(self, url: str, payload: Mapping[str, Any], remaining: float) -> ExecutionResult:
         timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT, remaining))
@@ -177,28 +188,30 @@ class ExecutorClient:
         except httpx.PoolTimeout:
             raise _Refused("no free connection in this process's pool for it") from None
         except httpx.TimeoutException:
-            raise _Failed(f"no answer within the execution's deadline; {_UNKNOWN}") from None
+            raise _Failed(f"no answer within the execution's deadline; {_UNKNOWN}", FailureKind.LOST) from None
         except httpx.HTTPError as exc:
             # The request was (at least partly) sent: the executor may have started the code
             # before the connection broke (killed mid-execution), so it must not run elsewhere.
             self._mark_down(url)
-            raise _Failed(f"the connection broke after the request was sent ({type(exc).__name__}: {exc}); {_UNKNOWN}") from None
+            raise _Failed(
+                f"the connection broke after the request was sent ({type(exc).__name__}: {exc}); {_UNKNOWN}", FailureKind.LOST
+            ) from None
         self._mark_up(url)
         status = response.status_code
         if status == 200:
             try:
                 return ExecutionResult.from_dict(response.json())
             except (ValueError, KeyError, TypeError) as exc:
-                raise _Failed(f"answered with something that is not an execution result ({exc})") from None
+                raise _Failed(f"answered with something that is not an execution result ({exc})", FailureKind.INTERNAL) from None
         if status == 503:
             # The executor's admission refuses before anything runs (queue full, no sandbox).
             raise _Refused(f"unavailable (503): {_detail(response)}", _retry_after(response))
         if status >= 500:
-            raise _Failed(f"failed inside with HTTP {status}: {_detail(response)}; {_UNKNOWN}")
+            raise _Failed(f"failed inside with HTTP {status}: {_detail(response)}; {_UNKNOWN}", FailureKind.LOST)
         if status == 401:
-            raise _Refused("refused the token (401): set the executors' token in the self_managed config")
+            raise _Refused("refused the token (401): set the executors' token in the self_managed config", kind=FailureKind.AUTH)
         if status in (400, 413, 422):
-            raise _Failed(f"refused the request ({status}): {_detail(response)}")
+            raise _Failed(f"refused the request ({status}): {_detail(response)}", FailureKind.BAD_CONFIG)
         raise _Refused(f"unexpected HTTP {status}: {_detail(response)}")
 
     # -- health -------------------------------------------------------------------------------
