@@ -208,6 +208,7 @@ def test_runtime_maps_to_its_template(fake_agentrun: FakeAgentRun, client_for: A
     refused = client.execute("print(1)", runtime="pandas")
     assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
     assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+    assert refused.metadata["failure"]["kind"] == "bad_config"
 
 
 def test_a_template_without_node_is_a_config_problem(

@@ -290,6 +290,7 @@ def test_runtime_maps_to_its_template(fake_e2b: FakeE2BServer, e2b_config: dict[
     refused = _execute(config, "print(1)", runtime="pandas")
     assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
     assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+    assert refused.metadata["failure"]["kind"] == "bad_config"
     assert len(fake_e2b.cloud.created) == before
 
 

@@ -22,7 +22,7 @@ from sandbox_aliyun.limits import HARD_TIMEOUT, SERVICE_MARGIN
 from sandbox_aliyun.provider import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection, InterpreterSandbox
-from sandbox_core.failures import failure_of, provider_failure
+from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.pooling import Lease
 from sandbox_core.schema import Secret
@@ -87,9 +87,10 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
         if not chosen:
             known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
-            return ExecutionResult.provider_failure(
+            return provider_failure(
                 provider_name,
                 f"unknown runtime {request.runtime!r}: the aliyun config's runtime_templates has {known or 'no runtime'}",
+                FailureKind.BAD_CONFIG,
                 runtime=RUNTIME_NAME,
             )
         config = {**config, "template_name": str(chosen)}

@@ -107,9 +107,10 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
         chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
         if not chosen:
             known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
-            return ExecutionResult.provider_failure(
+            return provider_failure(
                 provider_name,
                 f"unknown runtime {request.runtime!r}: the e2b config's runtime_templates has {known or 'no runtime'}",
+                FailureKind.BAD_CONFIG,
                 runtime=RUNTIME_NAME,
             )
         config = {**config, "template": str(chosen)}
