@@ -474,6 +474,7 @@ class Engine:
             timeout=limits.timeout,
             memory_exceeded=outcome.memory_exceeded,
             metadata=metadata,
+            raw_value=True,
         )
         if outcome.flooded and result.status not in (ExecutionStatus.TIMEOUT, ExecutionStatus.MEMORY_LIMIT):
             result = attrs.evolve(

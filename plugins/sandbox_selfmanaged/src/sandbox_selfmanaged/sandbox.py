@@ -368,7 +368,7 @@ class Sandbox:
                         flooded = True
                         self.kill()
                         kill_at = time.monotonic()
-                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame() is not None:
+                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame(raw_value=True) is not None:
                         # The result frame is the runner's last word (JSON has no raw newline, so
                         # this one ends it): do not wait for the sandbox to wind down.
                         finished = True

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,9 +31,11 @@ import attrs
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from sandbox_core.model import ExecutionRequest, ExecutionResult
+from sandbox_core.runner.rawjson import encode
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import ExecutionCancelled, LimitError, SandboxUnavailableError
@@ -42,6 +44,7 @@ from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.admission import Admission, Busy
+from sandbox_selfmanaged.service.bodies import parse_body, read_body
 from sandbox_selfmanaged.service.gate import Gate
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
 from sandbox_selfmanaged.service.models import (
@@ -56,6 +59,7 @@ from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragf
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
 LIVENESS_PATH = "/livez"
+SCHEMA_REF = "#/components/schemas/{model}"
 RELEASE_FALLBACK_SECONDS = 5.0
 
 
@@ -222,7 +226,12 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         return result, BackgroundTask(_call, release)
 
     def build(
-        code: str, language: str, arguments: dict[str, Any], timeout: float | None, requested: dict[str, Any] | None, runtime: str | None = None
+        code: str,
+        language: str,
+        arguments: Mapping[str, Any],
+        timeout: float | None,
+        requested: dict[str, Any] | None,
+        runtime: str | None = None,
     ) -> tuple[ExecutionRequest, Limits]:
         limits = resolve(config.engine.defaults, config.engine.maximums, timeout=timeout, requested=requested)
         try:
@@ -251,13 +260,15 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         "/v1/execute",
         response_model=ExecutionResultOut,
         responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        openapi_extra=_json_body(ExecuteIn),
         summary="Run code in a fresh gVisor sandbox",
     )
-    async def execute(body: ExecuteIn, http: Request) -> JSONResponse:
+    async def execute(http: Request) -> Response:
+        body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
-        request, limits = build(body.code, body.language, body.arguments, body.timeout, requested, body.runtime)
+        request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime)
         result, release = await run(http, request, limits)
-        return JSONResponse(result.to_dict(), background=release)
+        return _json(result.to_dict(), release)
 
     @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
     async def runtimes() -> list[dict[str, Any]]:
@@ -266,13 +277,29 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     @app.post(
         "/run",
         response_model=RunResponse,
-        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        openapi_extra=_json_body(RunRequest),
         summary="RAGFlow executor_manager compatible execution",
     )
-    async def ragflow_run(body: RunRequest, http: Request) -> JSONResponse:
-        request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
+    async def ragflow_run(http: Request) -> Response:
+        body, arguments = parse_body(await read_body(http), RunRequest)
+        request, limits = build(body.code(), body.core_language(), arguments or {}, None, None)
         result, release = await run(http, request, limits)
-        return JSONResponse(to_ragflow(result), background=release)
+        return _json(to_ragflow(result), release)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = original_openapi()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in (ExecuteIn, RunRequest):
+                schema = model.model_json_schema(ref_template=SCHEMA_REF)
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     return Gate(
         app,
@@ -281,6 +308,17 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         max_body_bytes=config.max_body_bytes,
         max_held_bytes=config.max_held_bytes,
     )
+
+
+def _json(body: Any, release: BackgroundTask) -> Response:
+    """A JSON response whose relayed values (the result's ``value``) are written as received."""
+    return Response(encode(body), media_type="application/json", background=release)
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its JSON body itself (see :mod:`.bodies`)."""
+    schema = {"$ref": SCHEMA_REF.format(model=model.__name__)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class LimitsIn(BaseModel):
     """Limits a request may ask for; each must be within the operator's maximums (else 422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     memory_mb: int | None = Field(None, description="Memory of the whole sandbox (files in /tmp included), MiB")
     processes: int | None = Field(None, description="Processes and threads at once (RLIMIT_NPROC)")
@@ -20,9 +20,13 @@ class LimitsIn(BaseModel):
 
 
 class ExecuteIn(BaseModel):
-    """One execution: run ``code`` and call ``main(**arguments)`` (Python) / ``main(arguments)`` (JS)."""
+    """One execution: run ``code`` and call ``main(**arguments)`` (Python) / ``main(arguments)`` (JS).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: a value of the wrong JSON type is refused (``"64"`` is not an integer, ``1`` is not
+    a boolean), never converted.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     code: str = Field(..., description="Source code")
     language: Literal["python", "javascript", "nodejs", "js", "py"] = Field("python", description="python or javascript")
