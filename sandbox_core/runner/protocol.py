@@ -67,6 +67,14 @@ class Job:
 
     def encode(self) -> bytes:
         """The bytes to write to the runner's stdin (then close it)."""
+        return b"".join(self.parts())
+
+    def parts(self) -> list[memoryview]:
+        """:meth:`encode`'s bytes as consecutive pieces, to write one after the other.
+
+        Raw arguments are one piece, a view of the text received: writing the pieces instead
+        of :meth:`encode`'s result saves a copy of them.
+        """
         payload = {
             "code": self.code,
             "marker": self.marker,
@@ -75,8 +83,8 @@ class Job:
         }
         if isinstance(self.arguments, RawArguments):
             head = _dump(payload)
-            return b"".join((head[:-1], b', "arguments": ', memoryview(self.arguments.data), b"}"))
-        return _dump({**payload, "arguments": dict(self.arguments)})
+            return [memoryview(head[:-1] + b', "arguments": '), memoryview(self.arguments.data).cast("B"), memoryview(b"}")]
+        return [memoryview(_dump({**payload, "arguments": dict(self.arguments)}))]
 
 
 def _dump(payload: Mapping[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ encoded bytes; :class:`RawArguments` carries a JSON object whose top-level names
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -108,15 +109,26 @@ def _plain(message: str) -> str:
     return "must be a JSON object of argument names" if text.startswith("Expected `object`") else text
 
 
-def encode(value: Any) -> bytes:
-    """``value`` as JSON, with any :class:`RawJSON` / :class:`RawArguments` inside written as received."""
-    return msgspec.json.encode(value, enc_hook=_raw)
+def encode_parts(value: Any) -> list[memoryview]:
+    """``value`` as JSON in consecutive pieces, each :class:`RawJSON` / :class:`RawArguments`
+    inside it a view of its text as received (so a relayed value is never copied whole)."""
+    raws: list[Any] = []
+    token = "\x00" + secrets.token_hex(16) + "\x00"  # unguessable: user text cannot forge it
 
+    def stand_in(item: Any) -> str:
+        if isinstance(item, (RawJSON, RawArguments)):
+            raws.append(item.data)
+            return token
+        raise TypeError(f"{type(item).__name__} is not JSON data")
 
-def _raw(value: Any) -> msgspec.Raw:
-    if isinstance(value, (RawJSON, RawArguments)):
-        return value.data if isinstance(value.data, msgspec.Raw) else msgspec.Raw(value.data)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
+    encoded = msgspec.json.encode(value, enc_hook=stand_in)
+    if not raws:
+        return [memoryview(encoded)]
+    pieces = encoded.split(msgspec.json.encode(token))
+    parts = [memoryview(pieces[0])]
+    for raw, piece in zip(raws, pieces[1:], strict=True):
+        parts += [memoryview(raw).cast("B"), memoryview(piece)]
+    return parts
 
 
 MAX_FRAME_FIELDS = 64

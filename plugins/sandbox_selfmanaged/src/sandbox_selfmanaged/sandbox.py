@@ -319,7 +319,7 @@ class Sandbox:
         stdout = ResultStream(job.marker, limits.max_output_bytes)
         stderr = BoundedCapture(limits.max_output_bytes)
         flood_cap = FLOOD_FACTOR * limits.max_output_bytes
-        payload = memoryview(job.encode())
+        payload = job.parts()
         started = time.monotonic()
         deadline = started + limits.timeout
         timed_out = flooded = finished = cancelled = False
@@ -420,15 +420,17 @@ class Sandbox:
             total += len(chunk)
             feed(chunk)
 
-    def _write_some(self, payload: memoryview, selector: selectors.BaseSelector) -> memoryview:
+    def _write_some(self, payload: list[memoryview], selector: selectors.BaseSelector) -> list[memoryview]:
         assert self._stdin is not None
         try:
-            written = os.write(self._stdin, payload[:READ_CHUNK])
+            written = os.write(self._stdin, payload[0][:READ_CHUNK])
         except BlockingIOError:
             return payload
         except (BrokenPipeError, OSError):
-            written = len(payload)  # the runner is gone; what it says (or not) tells the rest
-        payload = payload[written:]
+            payload = []  # the runner is gone; what it says (or not) tells the rest
+        else:
+            rest = payload[0][written:]
+            payload = [rest, *payload[1:]] if rest else payload[1:]
         if not payload:
             selector.unregister(self._stdin)
             os.close(self._stdin)

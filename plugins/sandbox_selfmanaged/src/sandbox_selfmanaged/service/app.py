@@ -35,7 +35,6 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from sandbox_core.model import ExecutionRequest, ExecutionResult
-from sandbox_core.runner.rawjson import encode
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import ExecutionCancelled, LimitError, SandboxUnavailableError
@@ -54,6 +53,7 @@ from sandbox_selfmanaged.service.models import (
     ProblemOut,
     RuntimeOut,
 )
+from sandbox_selfmanaged.service.responses import RelayedJSONResponse
 from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
@@ -268,7 +268,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime)
         result, release = await run(http, request, limits)
-        return _json(result.to_dict(), release)
+        return RelayedJSONResponse(result.to_dict(), background=release)
 
     @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
     async def runtimes() -> list[dict[str, Any]]:
@@ -285,7 +285,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         body, arguments = parse_body(await read_body(http), RunRequest)
         request, limits = build(body.code(), body.core_language(), arguments or {}, None, None)
         result, release = await run(http, request, limits)
-        return _json(to_ragflow(result), release)
+        return RelayedJSONResponse(to_ragflow(result), background=release)
 
     original_openapi = app.openapi
 
@@ -308,11 +308,6 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         max_body_bytes=config.max_body_bytes,
         max_held_bytes=config.max_held_bytes,
     )
-
-
-def _json(body: Any, release: BackgroundTask) -> Response:
-    """A JSON response whose relayed values (the result's ``value``) are written as received."""
-    return Response(encode(body), media_type="application/json", background=release)
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
