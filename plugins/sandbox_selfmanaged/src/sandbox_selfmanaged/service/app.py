@@ -10,9 +10,12 @@
 ``GET /openapi.json``          token  the OpenAPI document
 =============================  =====  ==========================================================
 
-Request errors get their own status codes: 400 malformed JSON, 401 no/bad token, 413 body too
-large, 422 invalid field or a limit above the operator's maximum, 503 (with ``Retry-After``) when
-the queue is full or sandboxes cannot be booted. What the user's code did, errors included, is a
+"token": ``Authorization: Bearer <token>`` or ``X-Sandbox-Token: <token>``, or a peer in a network
+the operator trusts (see :mod:`.gate`). Request errors get their own status codes: 400 malformed
+JSON, 401 no/bad token, 408 a body sent too slowly, 413 body too large, 422 invalid field (strict
+types: ``"64"`` is not an integer) or a limit above the operator's maximum, 503 (with
+``Retry-After``) when the queue is full, request bodies use up their budget or sandboxes cannot be
+booted. What the user's code did, errors included, is a
 200 whose body says so: that is the result contract. A client that disconnects before its result
 stops its execution (its sandbox is killed and released at once).
 """
@@ -44,7 +47,7 @@ from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.bodies import parse_body, read_body
-from sandbox_selfmanaged.service.gate import Gate
+from sandbox_selfmanaged.service.gate import Gate, Network
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
 from sandbox_selfmanaged.service.models import (
     ExecuteIn,
@@ -95,14 +98,23 @@ async def _admit(admission: Admission, watcher: asyncio.Future[None], cancel: Ca
 class ServiceConfig:
     """The service around the engine.
 
-    :param token: bearer token required on every route but ``/livez`` (None: no authentication).
+    :param token: token required on every route but ``/livez`` (None: no authentication, or
+        only ``trusted_networks`` may call).
+    :param trusted_networks: peers in these networks are served without a token.
     :param max_concurrency: executions running at once; further requests queue.
     :param queue_size: requests allowed to wait for a slot; beyond, 503 + ``Retry-After``.
     :param queue_timeout: seconds a request may wait for a slot before a 503.
     :param max_body_bytes: largest request body (code plus arguments); beyond, 413.
     :param max_held_bytes: request bodies all requests in progress may hold together (queued
         ones included); beyond, 503 (default: 8 × ``max_body_bytes``).
+    :param body_timeout: longest pause while a request body arrives (then 408), and the grace
+        before ``min_body_rate`` applies.
+    :param min_body_rate: bytes per second a request body must average after the grace.
     :param ready_timeout: how long start-up waits for the warm pool before serving anyway.
+
+    Memory of request handling is bounded by ``max_held_bytes`` (bodies are relayed to the
+    sandbox as received, not copied or decoded); of responses, by the runner's result frame
+    limit per running execution (a ``main()`` value is relayed as its JSON text).
     """
 
     engine: EngineConfig = attrs.field(factory=EngineConfig)
@@ -112,6 +124,9 @@ class ServiceConfig:
     queue_timeout: float = 60.0
     max_body_bytes: int = 32 << 20
     max_held_bytes: int | None = None
+    trusted_networks: tuple[Network, ...] = ()
+    body_timeout: float = 10.0
+    min_body_rate: float = 32 * 1024
     ready_timeout: float = 60.0
 
 
@@ -307,6 +322,9 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         open_paths={LIVENESS_PATH},
         max_body_bytes=config.max_body_bytes,
         max_held_bytes=config.max_held_bytes,
+        trusted_networks=config.trusted_networks,
+        body_timeout=config.body_timeout,
+        min_body_rate=config.min_body_rate,
     )
 
 
