@@ -305,14 +305,16 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = original_openapi()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ExecuteIn, RunRequest):
-                schema = model.model_json_schema(ref_template=SCHEMA_REF)
-                schemas.update(schema.pop("$defs", {}))
-                schemas[model.__name__] = schema
-        return app.openapi_schema
+        """FastAPI's document plus the schemas of the bodies the routes read themselves."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original_openapi()  # cached by FastAPI as app.openapi_schema
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ExecuteIn, RunRequest):
+            schema = model.model_json_schema(ref_template=SCHEMA_REF)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -8,6 +8,7 @@ field rather than a silent conversion (``"memory_mb": "64"`` is refused).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -64,15 +65,21 @@ def parse_body(body: bytearray, model: type[BaseModel]) -> tuple[Any, RawArgumen
     return validated, arguments
 
 
-def _split(body: bytearray, model: type[BaseModel]) -> dict[str, msgspec.Raw]:
-    """The body's top-level fields as undecoded JSON, checking syntax and that it is an object."""
+@functools.cache
+def _fields_of(model: type[BaseModel]) -> tuple[list[str], type[msgspec.Struct]]:
+    """``model``'s field names, and a struct that holds each one as undecoded JSON."""
     known = [field.alias or name for name, field in model.model_fields.items()]
-    forbid = model.model_config.get("extra") == "forbid"
     shape = msgspec.defstruct(
         f"{model.__name__}Fields",
         [(name, msgspec.Raw | msgspec.UnsetType, msgspec.UNSET) for name in known],
-        forbid_unknown_fields=forbid,
+        forbid_unknown_fields=model.model_config.get("extra") == "forbid",
     )
+    return known, shape
+
+
+def _split(body: bytearray, model: type[BaseModel]) -> dict[str, msgspec.Raw]:
+    """The body's top-level fields as undecoded JSON, checking syntax and that it is an object."""
+    known, shape = _fields_of(model)
     try:
         parsed = msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:  # valid JSON, wrong shape (a subclass of DecodeError)
