@@ -131,6 +131,7 @@ def test_slow_clients_are_cut_off_and_others_served(tmp_path: Path) -> None:
             assert answer.startswith(b"HTTP/1.1 408"), answer
         assert header_answer is not None, "half-sent headers held the connection open"
         assert header_answer == b"" or header_answer.startswith(b"HTTP/1.1 408"), header_answer
+        assert 'sandbox_executor_rejections_total{reason="slow_body"} 8.0' in executor.http.get("/metrics").text
         executor.assert_healthy()
     finally:
         assert_clean_shutdown(executor)
@@ -163,6 +164,7 @@ def test_chunked_body_over_the_limit_gets_413(executor: Executor) -> None:
             pass
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert b"larger than" in answer
+    assert 'sandbox_executor_rejections_total{reason="body_too_large"}' in executor.http.get("/metrics").text
     executor.assert_healthy()
 
 

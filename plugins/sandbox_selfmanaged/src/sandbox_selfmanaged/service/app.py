@@ -327,6 +327,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         trusted_networks=config.trusted_networks,
         body_timeout=config.body_timeout,
         min_body_rate=config.min_body_rate,
+        on_refusal=lambda reason: metrics.rejections.labels(reason).inc(),
     )
 
 

@@ -84,6 +84,8 @@ class Gate:
         ``max_body_bytes``); a request that would exceed it gets 503.
     :param body_timeout: longest pause while a body arrives, and the grace before the rate counts.
     :param min_body_rate: bytes per second a body must average once the grace is over.
+    :param on_refusal: called with a reason (``slow_body``, ``body_too_large``, ``body_budget``)
+        each time a body is refused, for metrics.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Gate:
         trusted_networks: Iterable[Network] = (),
         body_timeout: float = 10.0,
         min_body_rate: float = 32 * 1024,
+        on_refusal: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.app = app
         self._token = token.encode() if token else None
@@ -106,6 +109,7 @@ class Gate:
         self.max_held_bytes = max_held_bytes if max_held_bytes is not None else 8 * max_body_bytes
         self.body_timeout = body_timeout
         self.min_body_rate = min_body_rate
+        self._on_refusal = on_refusal
         self.held_bytes = 0  # the event loop is single-threaded: no lock needed
 
     def _authorized(self, scope: Scope) -> bool:
@@ -154,9 +158,11 @@ class Gate:
                     await _respond(send, 400, "invalid Content-Length header")
                     return
                 if announced > self.max_body_bytes:
+                    self._on_refusal("body_too_large")
                     await _respond(send, 413, f"request body larger than {self.max_body_bytes} bytes")
                     return
         if announced and self.held_bytes + announced > self.max_held_bytes:
+            self._on_refusal("body_budget")
             await _respond(send, 503, "the executor holds too many request bodies; retry later", [(b"retry-after", b"1")])
             return
         loop = asyncio.get_running_loop()
@@ -166,9 +172,10 @@ class Gate:
         refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
         responded = False
 
-        def refuse(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> _Refused:
+        def refuse(reason: str, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> _Refused:
             nonlocal refusal
             refusal = (status, detail, headers or [])
+            self._on_refusal(reason)
             return _Refused()
 
         async def limited_receive() -> Message:
@@ -180,15 +187,15 @@ class Gate:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - now))
             except asyncio.TimeoutError:
-                raise refuse(408, f"request body arrived too slowly (at least {self.min_body_rate:g} bytes/s, no pause over {self.body_timeout:g}s)") from None
+                raise refuse("slow_body", 408, f"request body arrived too slowly (at least {self.min_body_rate:g} bytes/s, no pause over {self.body_timeout:g}s)") from None
             if message["type"] != "http.request":
                 return message
             size = len(message.get("body", b""))
             complete = not message.get("more_body", False)
             if held + size > self.max_body_bytes:
-                raise refuse(413, f"request body larger than {self.max_body_bytes} bytes")
+                raise refuse("body_too_large", 413, f"request body larger than {self.max_body_bytes} bytes")
             if self.held_bytes + size > self.max_held_bytes:
-                raise refuse(503, "the executor holds too many request bodies; retry later", [(b"retry-after", b"1")])
+                raise refuse("body_budget", 503, "the executor holds too many request bodies; retry later", [(b"retry-after", b"1")])
             held += size
             self.held_bytes += size
             return message
