@@ -30,14 +30,15 @@ class RawJSON:
     def __bytes__(self) -> bytes:
         return bytes(self.data)
 
-    def __len__(self) -> int:
+    @property
+    def nbytes(self) -> int:
         return memoryview(self.data).nbytes
 
     def __repr__(self) -> str:
-        return f"RawJSON(<{len(self)} bytes>)"
+        return f"RawJSON(<{self.nbytes} bytes>)"
 
     def is_null(self) -> bool:
-        return len(self) <= 64 and bytes(self.data).strip() == b"null"
+        return self.nbytes <= 64 and bytes(self.data).strip() == b"null"
 
     def decode(self) -> Any:
         return msgspec.json.decode(self.data)
@@ -122,12 +123,13 @@ def encode_parts(value: Any) -> list[memoryview]:
         raise TypeError(f"{type(item).__name__} is not JSON data")
 
     encoded = msgspec.json.encode(value, enc_hook=stand_in)
-    if not raws:
-        return [memoryview(encoded)]
-    pieces = encoded.split(msgspec.json.encode(token))
-    parts = [memoryview(pieces[0])]
-    for raw, piece in zip(raws, pieces[1:], strict=True):
-        parts += [memoryview(raw).cast("B"), memoryview(piece)]
+    view, placeholder = memoryview(encoded), msgspec.json.encode(token)
+    parts, start = [], 0
+    for raw in raws:
+        at = encoded.index(placeholder, start)
+        parts += [view[start:at], memoryview(raw).cast("B")]
+        start = at + len(placeholder)
+    parts.append(view[start:])
     return parts
 
 

@@ -106,15 +106,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
+    """The token, from ``--token-file``, the memfd handed over by the re-exec, or the variable.
+
+    Raises ValueError when the handed-over token cannot be read (never serve without it then).
+    """
     token = os.environ.pop(TOKEN_ENV, None)
     descriptor = os.environ.pop(TOKEN_FD_ENV, None)
     if descriptor is not None:
-        fd = int(descriptor)
         try:
-            with os.fdopen(fd, "rb") as handed_over:
+            with os.fdopen(int(descriptor), "rb") as handed_over:
                 token = handed_over.read().decode()
-        except (OSError, ValueError):
-            token = None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"could not read the token handed over on descriptor {descriptor}: {exc}") from None
     if args.token_file is not None:
         token = args.token_file.read_text().strip()
     return token or None
@@ -154,7 +157,11 @@ def serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     log = logging.getLogger("sandbox_selfmanaged.cli")
-    token = _read_token(args)
+    try:
+        token = _read_token(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     if args.allow_unauthenticated_from is not None:
         try:

@@ -15,9 +15,9 @@ the operator trusts (see :mod:`.gate`). Request errors get their own status code
 JSON, 401 no/bad token, 408 a body sent too slowly, 413 body too large, 422 invalid field (strict
 types: ``"64"`` is not an integer) or a limit above the operator's maximum, 503 (with
 ``Retry-After``) when the queue is full, request bodies use up their budget or sandboxes cannot be
-booted. What the user's code did, errors included, is a
-200 whose body says so: that is the result contract. A client that disconnects before its result
-stops its execution (its sandbox is killed and released at once).
+booted. What the user's code did, errors included, is a 200 whose body says so: that is the
+result contract. A client that disconnects before its result stops its execution (its sandbox is
+killed and released at once).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     @app.post(
         "/v1/execute",
         response_model=ExecutionResultOut,
-        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        responses={status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
         openapi_extra=_json_body(ExecuteIn),
         summary="Run code in a fresh gVisor sandbox",
     )
@@ -292,7 +292,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     @app.post(
         "/run",
         response_model=RunResponse,
-        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        responses={status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
         openapi_extra=_json_body(RunRequest),
         summary="RAGFlow executor_manager compatible execution",
     )
