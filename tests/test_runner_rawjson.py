@@ -57,7 +57,8 @@ def test_build_result_keeps_the_value_raw_only_when_asked() -> None:
     for raw in (False, True):
         stream = ResultStream(marker)
         stream.feed(stream_text)
-        results.append(build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=0, execution_time=0.1, raw_value=raw))
+        result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=0, execution_time=0.1, raw_value=raw)
+        results.append(result)
     assert results[0].value == {"a": [1]}
     assert isinstance(results[1].value, RawJSON) and results[1].value.decode() == {"a": [1]}
     assert json.loads(b"".join(encode_parts(results[1].to_dict()))) == results[0].to_dict()

@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
     net.add_argument("--max-held-request-bytes", type=int, help="request bodies held at once, queued ones included [default: 8 x --max-request-bytes]")
     net.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send a request's headers")
-    net.add_argument("--body-timeout", type=float, default=10.0, help="longest pause while a request body arrives, and the grace before --min-body-rate applies")
+    net.add_argument(
+        "--body-timeout", type=float, default=10.0,
+        help="longest pause while a request body arrives, and the grace before --min-body-rate applies",
+    )
     net.add_argument("--min-body-rate", type=int, default=32 * 1024, help="bytes per second a request body must average")
 
     pool = serve.add_argument_group("sandboxes")

@@ -34,6 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOKEN_HEADERS = (b"authorization", b"x-sandbox-token")
+BUDGET_DETAIL = "the executor holds too many request bodies; retry later"
 
 
 class _Refused(Exception):
@@ -163,7 +164,7 @@ class Gate:
                     return
         if announced and self.held_bytes + announced > self.max_held_bytes:
             self._on_refusal("body_budget")
-            await _respond(send, 503, "the executor holds too many request bodies; retry later", [(b"retry-after", b"1")])
+            await _respond(send, 503, BUDGET_DETAIL, [(b"retry-after", b"1")])
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -187,7 +188,11 @@ class Gate:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - now))
             except asyncio.TimeoutError:
-                raise refuse("slow_body", 408, f"request body arrived too slowly (at least {self.min_body_rate:g} bytes/s, no pause over {self.body_timeout:g}s)") from None
+                detail = (
+                    f"request body arrived too slowly (at least {self.min_body_rate:g} bytes/s, "
+                    f"no pause over {self.body_timeout:g}s)"
+                )
+                raise refuse("slow_body", 408, detail) from None
             if message["type"] != "http.request":
                 return message
             size = len(message.get("body", b""))
@@ -195,7 +200,7 @@ class Gate:
             if held + size > self.max_body_bytes:
                 raise refuse("body_too_large", 413, f"request body larger than {self.max_body_bytes} bytes")
             if self.held_bytes + size > self.max_held_bytes:
-                raise refuse("body_budget", 503, "the executor holds too many request bodies; retry later", [(b"retry-after", b"1")])
+                raise refuse("body_budget", 503, BUDGET_DETAIL, [(b"retry-after", b"1")])
             held += size
             self.held_bytes += size
             return message
