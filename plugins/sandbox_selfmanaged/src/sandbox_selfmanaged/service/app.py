@@ -113,8 +113,9 @@ class ServiceConfig:
     :param ready_timeout: how long start-up waits for the warm pool before serving anyway.
 
     Memory of request handling is bounded by ``max_held_bytes`` (bodies are relayed to the
-    sandbox as received, not copied or decoded); of responses, by the runner's result frame
-    limit per running execution (a ``main()`` value is relayed as its JSON text).
+    sandbox as received, not copied or decoded); a response costs about the result frame it came
+    in (bounded by the runner protocol) plus its output and artifacts: a ``main()`` value is
+    relayed as its JSON text.
     """
 
     engine: EngineConfig = attrs.field(factory=EngineConfig)
