@@ -82,8 +82,8 @@ class Job:
             "max_artifact_bytes": self.max_artifact_bytes,
         }
         if isinstance(self.arguments, RawArguments):
-            head = _dump(payload)
-            return [memoryview(head[:-1] + b', "arguments": '), memoryview(self.arguments.data).cast("B"), memoryview(b"}")]
+            head = memoryview(_dump(payload))
+            return [head[:-1], memoryview(b', "arguments": '), memoryview(self.arguments.data).cast("B"), memoryview(b"}")]
         return [memoryview(_dump({**payload, "arguments": dict(self.arguments)}))]
 
 
