@@ -48,7 +48,9 @@ MEMORY_BOUND = 200 * MIB
 
 
 def test_user_json_does_not_amplify_executor_memory(tmp_path: Path) -> None:
-    executor = start_executor(tmp_path, "--languages", "python", "--pool-size", "2", "--max-concurrency", "4")
+    executor = start_executor(
+        tmp_path, "--languages", "python", "--pool-size", "2", "--max-concurrency", "4", "--acquire-timeout", "180",
+    )
     try:
         executor.assert_healthy()
         pid = executor.process.pid
@@ -59,7 +61,7 @@ def test_user_json_does_not_amplify_executor_memory(tmp_path: Path) -> None:
             return executor.http.post("/v1/execute", content=ADVERSARIAL_BODY, headers={"Content-Type": "application/json"})
 
         def hostile_value(_: int) -> httpx.Response:
-            return executor.http.post("/v1/execute", json={"code": ADVERSARIAL_VALUE, "limits": {"memory_mb": 768}})
+            return executor.http.post("/v1/execute", json={"code": ADVERSARIAL_VALUE, "timeout": 240, "limits": {"memory_mb": 768}})
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             bodies = list(pool.map(hostile_body, range(4)))
