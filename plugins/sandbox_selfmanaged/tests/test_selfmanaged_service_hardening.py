@@ -35,13 +35,11 @@ def _reset_peak(pid: int) -> None:
 
 # -- memory: user JSON is relayed as text, never built as Python objects -------------------------
 
-LISTS = 10_000_000
-ADVERSARIAL_BODY = (
-    b'{"code": "def main(**arguments):\\n    return 1\\n", "arguments": {"a": ['
-    + b"[]," * (LISTS - 1)
-    + b"[]]}}"
-)
-"""30 MB of arguments that would be about 900 MB as Python lists."""
+def _adversarial_body(lists: int = 10_000_000) -> bytes:
+    """30 MB of arguments that would be about 900 MB as Python lists."""
+    return b'{"code": "def main(**arguments):\\n    return 1\\n", "arguments": {"a": [' + b"[]," * (lists - 1) + b"[]]}}"
+
+
 ADVERSARIAL_VALUE = "def main():\n    return [[]] * 7_800_000\n"
 """A 31 MB return value, about 500 MB as Python lists."""
 MEMORY_BOUND = 200 * MIB
@@ -53,12 +51,13 @@ def test_user_json_does_not_amplify_executor_memory(tmp_path: Path) -> None:
     )
     try:
         executor.assert_healthy()
+        body = _adversarial_body()
         pid = executor.process.pid
         idle = _status(pid, "VmRSS")
         _reset_peak(pid)
 
         def hostile_body(_: int) -> httpx.Response:
-            return executor.http.post("/v1/execute", content=ADVERSARIAL_BODY, headers={"Content-Type": "application/json"})
+            return executor.http.post("/v1/execute", content=body, headers={"Content-Type": "application/json"})
 
         def hostile_value(_: int) -> httpx.Response:
             return executor.http.post("/v1/execute", json={"code": ADVERSARIAL_VALUE, "timeout": 240, "limits": {"memory_mb": 768}})
