@@ -83,7 +83,8 @@ class Job:
         }
         if isinstance(self.arguments, RawArguments):
             head = memoryview(_dump(payload))
-            return [head[:-1], memoryview(b', "arguments": '), memoryview(self.arguments.data).cast("B"), memoryview(b"}")]
+            raw = memoryview(self.arguments.data).cast("B")
+            return [head[:-1], memoryview(b', "arguments": '), raw, memoryview(b"}")]
         return [memoryview(_dump({**payload, "arguments": dict(self.arguments)}))]
 
 
