@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from sandbox_core.client import SandboxClient
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 from sandbox_core.registry import ProviderRegistry
+from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -29,7 +32,27 @@ def run(client: SandboxClient, code: str, language: str = "python", **kwargs: An
     return client.execute(code, language=language, timeout=kwargs.pop("timeout", 20), **kwargs)
 
 
+def run_job(job: Job, language: str = "python", tmp_path: Any = None) -> ExecutionResult:
+    """Run one job through a runner directly (no provider), for job fields providers do not expose."""
+    interpreter = sys.executable if language == "python" else "node"
+    process = subprocess.run(
+        [interpreter, str(runner_path(language))], input=job.encode(), capture_output=True, timeout=60, cwd=tmp_path, check=False
+    )
+    stdout, stderr = ResultStream(job.marker), BoundedCapture()
+    stdout.feed(process.stdout)
+    stderr.feed(process.stderr)
+    return build_result(provider="direct", stdout=stdout, stderr=stderr, exit_code=process.returncode, execution_time=0.0)
+
+
 # -- Python ---------------------------------------------------------------------------------------
+
+
+def test_python_run_name_is_the_codes_name(tmp_path: Any) -> None:
+    code = "ran = []\nif __name__ == '__main__':\n    ran.append('block')\ndef main():\n    return [__name__, ran]\n"
+    job = Job(code=code, output_dir=str(tmp_path / "out"))
+    assert run_job(job).value == ["__main__", ["block"]]
+    job = Job(code=code, output_dir=str(tmp_path / "out"), run_name="__sandbox__")
+    assert run_job(job).value == ["__sandbox__", []]
 
 
 def test_python_artifacts_come_back_with_their_mime_type(client: SandboxClient) -> None:

@@ -64,6 +64,9 @@ class Job:
     marker: str = attrs.field(factory=new_marker)
     output_dir: str | None = DEFAULT_OUTPUT_DIR
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    run_name: str = "__main__"
+    """The code's ``__name__`` (Python): RAGFlow runs code under another name, so that its
+    ``if __name__ == "__main__":`` blocks do not run."""
 
     def encode(self) -> bytes:
         """The bytes to write to the runner's stdin (then close it)."""
@@ -80,6 +83,7 @@ class Job:
             "marker": self.marker,
             "output_dir": self.output_dir,
             "max_artifact_bytes": self.max_artifact_bytes,
+            "run_name": self.run_name,
         }
         if isinstance(self.arguments, RawArguments):
             head = memoryview(_dump(payload))

@@ -1,8 +1,8 @@
 """Runs one job of the sandbox-core runner protocol inside a sandbox (Python side).
 
 Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes"}``. It runs the
-code as ``__main__``, calls ``main(**arguments)`` when the code defines it, and writes one result
+until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes", "run_name"}``. It
+runs the code as ``run_name`` (``__main__`` by default), calls ``main(**arguments)`` when the code defines it, and writes one result
 frame to stdout after everything the user printed: the job's random marker followed by a JSON
 object and a newline. The marker is only known to this process, so user prints cannot fake a
 result. This file must stay lean: every import costs dearly inside gVisor, so only what the
@@ -134,7 +134,7 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             os.environ["SANDBOX_OUTPUT_DIR"] = output_dir
     frame: dict[str, Any] = {"exit_code": 0, "error": None, "has_main": False}
     value_json = "null"
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    namespace: dict[str, Any] = {"__name__": job.get("run_name") or "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
     try:
         code = compile(source, _CODE_FILENAME, "exec")
         exec(code, namespace)
