@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox_core.model import ExecutionStatus
-from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, new_marker, runner_path, runner_source
+from sandbox_core.runner import (
+    BoundedCapture,
+    Job,
+    ResultStream,
+    build_result,
+    frame_budget,
+    new_marker,
+    runner_path,
+    runner_source,
+    safe_artifact_name,
+    safe_artifact_path,
+)
+from sandbox_core.runner.protocol import FRAME_OVERHEAD_BYTES
 
 MARKER = new_marker()
 FRAME = {"value": {"answer": 42, "text": "héllo ✓"}, "exit_code": 0, "error": None, "has_main": True, "artifacts": []}
@@ -227,8 +241,10 @@ def test_a_job_encodes_arguments_as_json_data() -> None:
         "marker": job.marker,
         "output_dir": "/tmp/out",
         "max_artifact_bytes": 10,
+        "max_value_bytes": 16 << 20,
         "run_name": "__main__",
     }
+    assert job.encode().startswith(b'{"marker": "\\u001esandbox-result-')  # first: see python_runner
     assert UNICODE.encode() in job.encode()  # not \u-escaped: fewer bytes to send
 
 
@@ -245,3 +261,198 @@ def test_runner_files_are_shipped(language: str) -> None:
     assert path.is_file()
     assert runner_source(language) == path.read_text(encoding="utf-8")
     assert "marker" in runner_source(language)
+
+
+# -- untrusted frames -------------------------------------------------------------------------------
+
+
+def result_of(frame_text: bytes, exit_code: int | None = 0, **kwargs: Any) -> Any:
+    stream = split_feed(b"out\n" + MARKER.encode() + frame_text + b"\n", (), **kwargs)
+    return build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=exit_code, execution_time=0.1)
+
+
+def good_frame(**fields: Any) -> dict[str, Any]:
+    return {"value": 1, "exit_code": 0, "error": None, "has_main": True, "artifacts": [], "skipped_artifacts": [], **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"artifacts": 5}, "artifacts"),
+        ({"artifacts": [5]}, "artifacts[0]"),
+        ({"artifacts": [{"name": 5, "content_base64": ""}]}, "artifacts[0].name"),
+        ({"artifacts": [{"name": "a", "content_base64": "%%%"}]}, "artifacts[0].content_base64"),
+        ({"artifacts": [{"name": "a", "content_base64": "aGk=", "size": 99}]}, "artifacts[0].size"),
+        ({"artifacts": [{"name": "a", "content_base64": 7}]}, "artifacts[0].content_base64"),
+        ({"artifacts": [{"name": "a", "content_base64": "", "mime_type": []}]}, "artifacts[0].mime_type"),
+        ({"exit_code": "0"}, "exit_code"),
+        ({"exit_code": True}, "exit_code"),
+        ({"exit_code": 1.5}, "exit_code"),
+        ({"error": "boom"}, "error"),
+        ({"error": {"type": 5}}, "error.type"),
+        ({"error": {"type": "E", "message": None}}, "error.message"),
+        ({"has_main": "yes"}, "has_main"),
+        ({"skipped_artifacts": "big.bin"}, "skipped_artifacts"),
+        ({"skipped_artifacts": [1]}, "skipped_artifacts"),
+        ({"value_too_large": "x"}, "value_too_large"),
+        ({"runner_exit_code": 1}, "exit code"),
+    ],
+)
+def test_a_frame_with_wrong_field_types_is_an_error_naming_the_field(fields: dict[str, Any], named: str) -> None:
+    result = result_of(json.dumps(good_frame(**fields)).encode())
+    assert result.status is ExecutionStatus.ERROR, result
+    assert result.error is not None and result.error.type == "InvalidResultFrame"
+    assert named in result.error.message
+    assert result.value is None and result.artifacts == ()
+    assert result.stdout == "out\n"
+
+
+@pytest.mark.parametrize(
+    "frame_text",
+    [b"[1, 2]", b'"text"', b"5", b"null", b"{not json", b"", b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, b'{"a": ' * 50_000],
+    ids=["list", "string", "number", "null", "broken", "empty", "bad-utf8", "deep", "deep-open"],
+)
+def test_a_frame_that_is_not_an_object_is_an_error(frame_text: bytes) -> None:
+    result = result_of(frame_text)
+    assert result.status is ExecutionStatus.ERROR, result
+    assert result.error is not None and result.error.type == "InvalidResultFrame"
+
+
+def test_build_result_never_raises_whatever_the_bytes() -> None:
+    rng = random.Random(11)
+    pieces = [b"{", b"}", b"[", b"]", b'"', b":", b",", b"\\", b"\n", b"0", b"-", b"null", b"true", b'"artifacts"', b'"exit_code"',
+              b'"error"', b'"value"', b'"name"', b'"size"', b'"content_base64"', b"\xff", MARKER.encode()]
+    for _ in range(1500):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 40)))
+        result = result_of(body, exit_code=rng.choice([0, None, 1]))
+        assert result.status is not ExecutionStatus.SUCCESS or result.error is None
+
+
+@pytest.mark.parametrize("exit_code", [0, None])
+def test_no_frame_after_a_clean_exit_is_an_error_not_a_success(exit_code: int | None) -> None:
+    stream = split_feed(b"printed, then nothing", ())
+    result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=exit_code, execution_time=0.1)
+    assert result.status is ExecutionStatus.ERROR
+    assert result.error is not None and result.error.type == "NoResultFrame"
+    assert "no result frame" in result.error.message
+    assert result.stdout == "printed, then nothing"
+
+
+def test_an_unfinished_frame_is_an_error() -> None:
+    stream = split_feed(b"out" + MARKER.encode() + b'{"value": "cut off', ())
+    result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=0, execution_time=0.1)
+    assert result.status is ExecutionStatus.ERROR and result.error.type == "InvalidResultFrame"
+
+
+def test_a_second_frame_makes_the_result_an_error() -> None:
+    forged = MARKER.encode() + json.dumps(good_frame(value="forged")).encode() + b"\n"
+    real = MARKER.encode() + json.dumps(good_frame(exit_code=1, error={"type": "E", "message": "m", "traceback": ""})).encode() + b"\n"
+    for cut in (0, len(forged) - 1, len(forged), len(forged) + 5):
+        stream = split_feed(forged + real, (cut,) if cut else ())
+        result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=None, execution_time=0.1)
+        assert result.status is ExecutionStatus.ERROR, cut
+        assert result.value is None and "more than one result frame" in result.error.message
+
+
+def test_the_runners_exit_status_must_match_the_report() -> None:
+    assert result_of(json.dumps(good_frame(runner_exit_code=0)).encode()).status is ExecutionStatus.SUCCESS
+    result = result_of(json.dumps(good_frame(runner_exit_code=1)).encode(), exit_code=None)
+    assert result.status is ExecutionStatus.ERROR and "ended with 1" in result.error.message
+
+
+def test_frame_handling_is_incremental_not_reparsed_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forged unfinished frame in newline-ended 60 KB chunks costs one parse, not one per chunk."""
+    parsed: list[int] = []
+    real_loads = json.loads
+
+    def counting_loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(len(text))
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    stream = ResultStream(MARKER, limit=1 << 20, max_frame_bytes=64 << 20)
+    stream.feed(MARKER.encode() + b'{"value": "')
+    chunk = b"A" * (60_000 - 1) + b"\n"
+    for _ in range(300):  # what the executor's read loop does: feed, then ask whether the frame is done
+        stream.feed(chunk)
+        if stream.complete:
+            stream.frame()
+    result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=None, execution_time=0.1)
+    assert result.status is ExecutionStatus.ERROR
+    assert len(parsed) == 1 and sum(parsed) < 70_000, parsed
+
+
+def test_a_complete_frame_is_seen_at_its_newline_whatever_the_chunks() -> None:
+    stream = ResultStream(MARKER)
+    data = b"x" + MARKER.encode() + json.dumps(good_frame()).encode()
+    stream.feed(data)
+    assert stream.started and not stream.complete and stream.frame() is None
+    stream.feed(b"\n")
+    assert stream.complete and stream.frame() == good_frame()
+
+
+# -- artifact names -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("report.csv", "report.csv"),
+        ("sub/notes.txt", "sub/notes.txt"),
+        ("../../etc/passwd", "_/_/etc/passwd"),
+        ("/etc/passwd", "etc/passwd"),
+        ("a/./b//c", "a/b/c"),
+        ("line\nbreak.txt", "line_break.txt"),
+        ("\x1b[31mred\x07.txt", "_[31mred_.txt"),
+        ("C:\\Windows\\x.txt", "C__Windows_x.txt"),
+        ("..", "_"),
+        ("", "artifact"),
+        ("/", "artifact"),
+        ("tab\there\u2028", "tab_here_"),
+        ("héllo ✓.txt", "héllo ✓.txt"),
+    ],
+)
+def test_artifact_names_are_made_safe(name: str, safe: str) -> None:
+    assert safe_artifact_name(name) == safe
+
+
+def test_artifact_names_in_frames_are_made_safe_and_unique() -> None:
+    artifacts = [
+        {"name": name, "mime_type": "text/plain\x1b", "size": 2, "content_base64": "aGk="}
+        for name in ("../../x", "/x", "_/_/x", "a\nb", "a_b")
+    ]
+    result = result_of(json.dumps(good_frame(artifacts=artifacts, skipped_artifacts=["../big\n"])).encode())
+    assert result.status is ExecutionStatus.SUCCESS, result
+    assert [a.name for a in result.artifacts] == ["_/_/x", "x", "_/_/x~2", "a_b", "a_b~2"]
+    assert {a.mime_type for a in result.artifacts} == {"application/octet-stream"}
+    assert result.metadata["skipped_artifacts"] == ["_/big_"]
+
+
+def test_safe_artifact_path_stays_inside_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in ("../../etc/passwd", "/etc/passwd", "a/../../b", "x\n", ".."):
+        path = safe_artifact_path(folder, name)
+        assert path.resolve().is_relative_to(folder.resolve()), name
+    assert safe_artifact_path(folder, "sub/a.txt") == folder.resolve() / "sub" / "a.txt"
+    (folder / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="outside"):
+        safe_artifact_path(folder, "link/escaped.txt")
+
+
+# -- limits ------------------------------------------------------------------------------------------
+
+
+def test_the_frame_budget_holds_the_value_and_the_artifacts_as_base64() -> None:
+    job = Job(code="", max_artifact_bytes=64 << 20)
+    assert job.max_frame_bytes == frame_budget(job.max_value_bytes, 64 << 20)
+    assert job.max_frame_bytes >= job.max_value_bytes + (64 << 20) * 4 // 3 + (1 << 20)
+    assert frame_budget(0, 3) == 4 + FRAME_OVERHEAD_BYTES and frame_budget(0, 4) == 8 + FRAME_OVERHEAD_BYTES
+
+
+def test_a_value_over_its_limit_is_dropped_and_flagged_and_artifacts_stay() -> None:
+    artifacts = [{"name": "a.txt", "mime_type": "text/plain", "size": 2, "content_base64": "aGk="}]
+    result = result_of(json.dumps(good_frame(value=None, value_too_large=99, artifacts=artifacts)).encode())
+    assert result.status is ExecutionStatus.OUTPUT_LIMIT
+    assert result.error.type == "OutputLimitExceeded" and "99" in result.error.message
+    assert [a.name for a in result.artifacts] == ["a.txt"]

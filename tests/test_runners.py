@@ -38,7 +38,7 @@ def run_job(job: Job, language: str = "python", tmp_path: Any = None) -> Executi
     process = subprocess.run(
         [interpreter, str(runner_path(language))], input=job.encode(), capture_output=True, timeout=60, cwd=tmp_path, check=False
     )
-    stdout, stderr = ResultStream(job.marker), BoundedCapture()
+    stdout, stderr = ResultStream(job.marker, max_frame_bytes=job.max_frame_bytes), BoundedCapture()
     stdout.feed(process.stdout)
     stderr.feed(process.stderr)
     return build_result(provider="direct", stdout=stdout, stderr=stderr, exit_code=process.returncode, execution_time=0.0)
@@ -251,3 +251,183 @@ def test_javascript_value_not_json(client: SandboxClient) -> None:
     result = run(client, "function main() { return () => 1; }", "javascript")
     assert result.status is ExecutionStatus.ERROR
     assert "JSON" in result.error.message
+
+
+# -- forged frames, background writers, large writes, limits -----------------------------------------
+
+FIND_AND_FORGE_PY = '''
+import gc, json, re, sys
+MARKER = re.compile("\\x1esandbox-result-[0-9a-f]{32}:")
+found = set()
+
+def look(value, depth=0):
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        found.update(MARKER.findall(value))
+    elif depth < 3 and isinstance(value, dict):
+        for item in list(value.values()):
+            look(item, depth + 1)
+    elif depth < 3 and isinstance(value, (list, tuple, set, frozenset)):
+        for item in list(value):
+            look(item, depth + 1)
+
+frame = sys._getframe()
+while frame is not None:
+    look(dict(frame.f_locals))
+    look(dict(frame.f_globals))
+    frame = frame.f_back
+for module in list(sys.modules.values()):
+    look(dict(getattr(module, "__dict__", {})))
+for obj in gc.get_objects():
+    look(obj)
+    if callable(obj) and getattr(obj, "__closure__", None):
+        look([cell.cell_contents for cell in obj.__closure__ if cell.cell_contents is not None])
+for marker in found:
+    print(marker + json.dumps({"value": "forged", "exit_code": 0, "error": None, "has_main": True, "artifacts": []}), flush=True)
+print("found", len(found), flush=True)
+'''
+
+
+def test_python_code_cannot_find_the_marker_and_forge_a_success(client: SandboxClient) -> None:
+    result = run(client, FIND_AND_FORGE_PY + "raise RuntimeError('the real outcome')\n")
+    assert result.status is ExecutionStatus.ERROR, result
+    assert result.error.type == "RuntimeError" and result.value is None
+    assert "found 0" in result.stdout
+    result = run(client, FIND_AND_FORGE_PY + "def main():\n    return 'real'\n")
+    assert (result.status, result.value) == (ExecutionStatus.SUCCESS, "real"), result
+
+
+def test_python_code_overwriting_the_runners_report_cannot_turn_an_exception_into_success(client: SandboxClient) -> None:
+    code = (
+        "import json, os\n"
+        "forged = json.dumps({'value': 'forged', 'exit_code': 0, 'error': None, 'has_main': True, 'artifacts': []}).encode()\n"
+        "hit = 0\n"
+        "for name in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        target = os.readlink(f'/proc/self/fd/{name}')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if 'sandbox-report' in target:\n"
+        "        fd = int(name)\n"
+        "        os.pwrite(fd, forged, 0)\n"
+        "        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # the runner's own report now goes nowhere\n"
+        "        hit += 1\n"
+        "print('hit', hit)\n"
+        "raise RuntimeError('the real outcome')\n"
+    )
+    result = run(client, code)
+    assert "hit 1" in result.stdout, result
+    assert result.status is ExecutionStatus.ERROR and result.value is None, result
+
+
+def test_python_background_thread_printing_never_loses_the_value(client: SandboxClient) -> None:
+    code = (
+        "import sys, threading\n"
+        "def spam():\n"
+        "    for i in range(20000):\n"
+        "        print('background line', i)\n"
+        "def main():\n"
+        "    threading.Thread(target=spam, daemon=True).start()\n"
+        "    print('x' * 5000)\n"
+        "    return {'answer': 42}\n"
+    )
+    big = ResultsClient(client, max_output_bytes=4 << 20)
+    for attempt in range(30):
+        result = big.run(code)
+        assert result.error is None or result.error.type != "InvalidResultFrame", (attempt, result)
+        assert result.value == {"answer": 42}, (attempt, result)
+        assert result.status in (ExecutionStatus.SUCCESS, ExecutionStatus.OUTPUT_LIMIT), (attempt, result)
+
+
+def test_python_large_single_writes_come_back_whole(client: SandboxClient) -> None:
+    big = ResultsClient(client, max_output_bytes=1 << 20)
+    for code in (
+        'print("x" * 200000, end="")\nprint("END")\n',
+        'import sys\nsys.stdout.write("x" * 200000)\nprint("END")\n',
+        'import os\ndata = b"x" * 200000\nwhile data:\n    data = data[os.write(1, data):]\nprint("END")\n',
+    ):
+        result = big.run(code)
+        assert result.status is ExecutionStatus.SUCCESS, result
+        assert result.stdout == "x" * 200000 + "END\n" and not result.stdout_truncated
+
+
+def test_python_artifacts_up_to_64_mib_come_back_with_the_value(tmp_path: Any) -> None:
+    code = (
+        "import os\n"
+        "def main():\n"
+        "    out = os.environ['SANDBOX_OUTPUT_DIR']\n"
+        "    open(os.path.join(out, 'big.bin'), 'wb').write(os.urandom(1 << 20) * 60)\n"
+        "    open(os.path.join(out, 'more.bin'), 'wb').write(b'y' * (5 << 20))\n"
+        "    return 'the value'\n"
+    )
+    job = Job(code=code, output_dir=str(tmp_path / "out"), max_artifact_bytes=64 << 20)
+    result = run_job(job)
+    assert (result.status, result.value) == (ExecutionStatus.SUCCESS, "the value"), result
+    assert [(a.name, a.size) for a in result.artifacts] == [("big.bin", 60 << 20)]
+    assert result.metadata["skipped_artifacts"] == ["more.bin"]
+
+
+def test_python_a_value_over_its_limit_is_flagged_and_artifacts_stay(tmp_path: Any) -> None:
+    code = "import os\ndef main():\n    open(os.environ['SANDBOX_OUTPUT_DIR'] + '/a.txt', 'w').write('hi')\n    return 'v' * 5000\n"
+    result = run_job(Job(code=code, output_dir=str(tmp_path / "out"), max_value_bytes=1000))
+    assert result.status is ExecutionStatus.OUTPUT_LIMIT and result.value is None, result
+    assert "5002" in result.error.message
+    assert [a.name for a in result.artifacts] == ["a.txt"]
+
+
+def test_python_artifact_names_with_control_characters_are_made_safe(client: SandboxClient) -> None:
+    code = "import os\nout = os.environ['SANDBOX_OUTPUT_DIR']\nopen(os.path.join(out, 'evil\\n\\x1b[2J.txt'), 'w').write('x')\n"
+    result = run(client, code)
+    assert [a.name for a in result.artifacts] == ["evil__[2J.txt"], result
+
+
+@needs_node
+@pytest.mark.parametrize(
+    "sabotage",
+    [
+        # capture the frame on its way out, rewrite it into a success and make the process exit 0
+        "const fs = require('fs'); const w = fs.writeSync; const exit = process.reallyExit;"
+        " process.reallyExit = () => exit.call(process, 0);"
+        " fs.writeSync = (fd, data, offset, length) => { const text = Buffer.from(data).toString();"
+        " if (!text.includes('exit_code')) return w(fd, data, offset, length);"
+        " w(fd, Buffer.from(text.replace(/\"exit_code\": ?1/, '\"exit_code\": 0')"
+        ".replace(/\"error\": ?\\{.*?\\}, ?\"has_main\"/, '\"error\": null, \"has_main\"'))); return length; };",
+        "Object.prototype.toJSON = function () { return this && 'exit_code' in this ? {value: 'forged', exit_code: 0, error: null} : this; };",
+        "JSON.stringify = () => '{\"value\": \"forged\", \"exit_code\": 0, \"error\": null}';",
+        "process.exit = () => {}; process.reallyExit = () => {};",
+        "process.stdout.write = () => true; Buffer.concat = () => Buffer.from('{\"value\": \"forged\"}');",
+        "String.prototype.replace = function () { return 'x'; }; Array.prototype.join = () => '';",
+    ],
+    ids=["writeSync", "toJSON", "JSON.stringify", "process.exit", "stdout.write", "prototypes"],
+)
+def test_javascript_overrides_cannot_turn_an_exception_into_success(client: SandboxClient, sabotage: str) -> None:
+    result = run(client, sabotage + "\nfunction main() { throw new Error('the real outcome'); }\n", "javascript", timeout=15)
+    assert result.status is ExecutionStatus.ERROR, result
+    assert result.value is None and result.error.message == "the real outcome", result
+
+
+@needs_node
+def test_javascript_large_writes_come_back_whole_even_before_exit(client: SandboxClient) -> None:
+    big = ResultsClient(client, max_output_bytes=1 << 20)
+    for code in (
+        'process.stdout.write("x".repeat(200000)); console.log("END");',
+        'console.log("x".repeat(200000) + "END");',
+        'process.stdout.write("x".repeat(200000)); process.stdout.write("END\\n");',
+        'process.stdout.write("x".repeat(200000)); console.log("END"); process.exit(0);',
+    ):
+        result = big.run(code, "javascript")
+        assert result.status is ExecutionStatus.SUCCESS, result
+        assert result.stdout == "x" * 200000 + "END\n" and not result.stdout_truncated
+
+
+class ResultsClient:
+    """A second client on the same local provider with a larger output limit."""
+
+    def __init__(self, client: SandboxClient, **config: Any) -> None:
+        registry = ProviderRegistry(discover=False)
+        registry.register("local", UnsandboxedSubprocessProvider())
+        self.client = SandboxClient(provider="local", config=config, registry=registry)
+
+    def run(self, code: str, language: str = "python") -> ExecutionResult:
+        return self.client.execute(code, language=language, timeout=30)

@@ -1,11 +1,19 @@
 // Runs one job of the sandbox-core runner protocol inside a sandbox (JavaScript side).
 //
 // Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-// until EOF: {code, arguments, marker, output_dir, max_artifact_bytes}. The code runs as a
-// CommonJS module body; when it defines main (a function declaration, a const, or
+// until EOF: {marker, code, arguments, output_dir, max_artifact_bytes, max_value_bytes}. The code
+// runs as a CommonJS module body; when it defines main (a function declaration, a const, or
 // module.exports.main) the runner awaits main(arguments), so sync and async main both work. One
 // result frame is written to stdout after everything the user printed: the job's random marker,
 // a JSON object and a newline. Only built-in modules are loaded, and only what the path needs.
+//
+// User code runs in this process, so the runner defends the frame from it (see
+// sandbox_core.runner.protocol for what remains possible): the marker is kept in a buffer outside
+// the JavaScript heap, reachable only from this module's closures; every function the frame path
+// uses is captured before user code runs (overriding process.exit, fs.writeSync, JSON, Buffer or
+// prototypes changes nothing); the frame is serialized by hand, never through a toJSON or getter
+// the code could have planted; stdout and stderr writes are made synchronous and whole, so nothing
+// is pending (or lost) when the process ends.
 "use strict";
 
 const fs = require("fs");
@@ -13,30 +21,132 @@ const path = require("path");
 const vm = require("vm");
 
 const CODE_FILENAME = "<code>";
+const MAX_TEXT = 64 * 1024;
+const MAX_ARTIFACTS = 1000;
+const MAX_SKIPPED = 100;
+const MAX_NAME = 1024;
+
+const apply = Reflect.apply;
+const writeSync = fs.writeSync;
+const readSync = fs.readSync;
+const stringify = JSON.stringify;
+const parse = JSON.parse;
+const bufferAlloc = Buffer.alloc;
+const bufferFrom = Buffer.from;
+const byteLength = Buffer.byteLength;
+const bufferFill = Buffer.prototype.fill;
+const bufferWrite = Buffer.prototype.write;
+const bufferToString = Buffer.prototype.toString;
+const bufferConcat = Buffer.concat;
+const atomicsWait = Atomics.wait;
+const reallyExit = process.reallyExit;
+const once = process.once;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const toText = String;
+
+function writeAll(fd, data) {
+  let offset = 0;
+  while (offset < data.length) {
+    try {
+      offset += writeSync(fd, data, offset, data.length - offset);
+    } catch (error) {
+      if (error.code !== "EAGAIN") throw error;
+      apply(atomicsWait, Atomics, [pause, 0, 0, 1]); // a non-blocking pipe is full: wait a little for room
+    }
+  }
+}
+
+function encode(text) {
+  return apply(bufferFrom, Buffer, [text, "utf8"]);
+}
 
 function readJob() {
   const chunks = [];
-  const buffer = Buffer.alloc(1 << 16);
+  const buffer = apply(bufferAlloc, Buffer, [1 << 16]);
   for (;;) {
     let count;
     try {
-      count = fs.readSync(0, buffer, 0, buffer.length, null);
+      count = readSync(0, buffer, 0, buffer.length, null);
     } catch (error) {
       if (error.code === "EAGAIN") continue;
       if (error.code === "EOF") break;
       throw error;
     }
     if (count === 0) break;
-    chunks.push(Buffer.from(buffer.subarray(0, count)));
+    const chunk = apply(bufferAlloc, Buffer, [count]);
+    buffer.copy(chunk, 0, 0, count);
+    chunks.push(chunk);
   }
-  return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  const raw = chunks.length === 1 ? chunks[0] : bufferConcat(chunks);
+  const job = parse(apply(bufferToString, raw, ["utf8"]));
+  // Wipe every copy of the job's bytes (small buffers share a pool user code can read).
+  for (const chunk of [buffer, raw, ...chunks]) apply(bufferFill, chunk, [0]);
+  return job;
+}
+
+function keepMarker(job) {
+  const text = toText(job.marker);
+  const marker = apply(bufferAlloc, Buffer, [byteLength(text, "utf8")]); // alloc is never pooled
+  apply(bufferWrite, marker, [text, "utf8"]);
+  job.marker = undefined;
+  return marker;
+}
+
+// stdout/stderr writes of streams (console.log, process.stdout.write) go out synchronously and
+// whole: libuv would queue what a short pipe write left over, and process.exit would drop it.
+function makeWholeAndSynchronous(stream, fd) {
+  stream._write = (chunk, encoding, callback) => {
+    try {
+      writeAll(fd, typeof chunk === "string" ? encode(chunk) : chunk);
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    callback();
+  };
+  stream._writev = (chunks, callback) => {
+    try {
+      for (const { chunk } of chunks) writeAll(fd, typeof chunk === "string" ? encode(chunk) : chunk);
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    callback();
+  };
+}
+
+function patchStdio() {
+  for (const [name, fd] of [["stdout", 1], ["stderr", 2]]) {
+    const descriptor = Object.getOwnPropertyDescriptor(process, name);
+    if (!descriptor || typeof descriptor.get !== "function") continue;
+    let stream;
+    Object.defineProperty(process, name, {
+      configurable: true,
+      enumerable: descriptor.enumerable,
+      get() {
+        if (stream === undefined) {
+          stream = apply(descriptor.get, process, []);
+          makeWholeAndSynchronous(stream, fd);
+        }
+        return stream;
+      },
+    });
+  }
+}
+
+function cut(text) {
+  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT)}... [${text.length - MAX_TEXT} characters cut]`;
 }
 
 function errorInfo(error) {
-  if (error instanceof Error) {
-    return { type: error.name || "Error", message: String(error.message), traceback: String(error.stack || error) };
+  try {
+    if (error instanceof Error) {
+      return { type: cut(toText(error.name || "Error")), message: cut(toText(error.message)), traceback: cut(toText(error.stack || error)) };
+    }
+    return { type: "Error", message: cut(toText(error)), traceback: cut(`Uncaught ${toText(error)}`) };
+  } catch (_) {
+    return { type: "Error", message: "an error that cannot be shown", traceback: "" };
   }
-  return { type: "Error", message: String(error), traceback: `Uncaught ${String(error)}` };
 }
 
 function collectArtifacts(outputDir, maxTotal) {
@@ -45,20 +155,26 @@ function collectArtifacts(outputDir, maxTotal) {
   let budget = maxTotal;
   if (!outputDir || !fs.existsSync(outputDir)) return { artifacts, skipped };
   const walk = (dir) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const entries = fs.readdirSync(dir, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const entry of entries) {
       const full = path.join(dir, entry.name);
       const rel = path.relative(outputDir, full);
       if (entry.isDirectory()) { walk(full); continue; }
       if (!entry.isFile()) continue;
       const size = fs.statSync(full).size;
-      if (size > budget) { skipped.push(rel); continue; }
+      if (size > budget || artifacts.length >= MAX_ARTIFACTS || rel.length > MAX_NAME) {
+        skipped.push(rel.slice(0, MAX_NAME));
+        continue;
+      }
       const content = fs.readFileSync(full);
+      if (content.length > budget) { skipped.push(rel); continue; }
       budget -= content.length;
       artifacts.push({ name: rel, mime_type: guessMime(entry.name), size: content.length, content_base64: content.toString("base64") });
     }
   };
-  try { walk(outputDir); } catch (error) { skipped.push(String(error.message)); }
-  return { artifacts, skipped };
+  try { walk(outputDir); } catch (error) { skipped.push(toText(error.message)); }
+  return { artifacts, skipped: skipped.slice(0, MAX_SKIPPED) };
 }
 
 const MIME_TYPES = {
@@ -71,76 +187,100 @@ function guessMime(name) {
   return MIME_TYPES[path.extname(name).toLowerCase()] || "application/octet-stream";
 }
 
-function emit(marker, frame, valueJson) {
-  const rest = JSON.stringify(frame);
-  const text = `${marker}{"value": ${valueJson}, ${rest.slice(1)}\n`;
-  const data = Buffer.from(text, "utf8");
-  let offset = 0;
-  while (offset < data.length) {
-    try {
-      offset += fs.writeSync(1, data, offset, data.length - offset);
-    } catch (error) {
-      if (error.code !== "EAGAIN") throw error;
-    }
-  }
+// Serialized by hand from primitives: JSON.stringify of a string or number consults nothing user
+// code can plant (no toJSON, no getters), unlike objects and arrays.
+function jsonText(value) {
+  return stringify(toText(value));
 }
 
-async function run(job) {
-  const frame = { exit_code: 0, error: null, has_main: false };
-  let valueJson = "null";
-  const outputDir = job.output_dir || null;
-  if (outputDir) {
-    try { fs.mkdirSync(outputDir, { recursive: true }); process.env.SANDBOX_OUTPUT_DIR = outputDir; } catch (_) { /* no output folder */ }
-  }
-  try {
-    const wrapper = vm.runInThisContext(
-      `(function (exports, require, module, __filename, __dirname) {${job.code}\n;return typeof main === "function" ? main : undefined;\n})`,
-      { filename: CODE_FILENAME },
-    );
-    const module = { exports: {} };
-    let main = wrapper.call(module.exports, module.exports, require, module, CODE_FILENAME, "/");
-    if (typeof main !== "function" && module.exports && typeof module.exports.main === "function") main = module.exports.main;
-    if (typeof main === "function") {
-      frame.has_main = true;
-      const value = await main(job.arguments || {});
-      if (value !== undefined) {
-        const encoded = JSON.stringify(value);
-        if (encoded === undefined) throw new TypeError("main() returned a value that is not JSON data");
-        valueJson = encoded;
-      }
-    }
-  } catch (error) {
-    const info = errorInfo(error);
-    process.stderr.write(`${info.traceback}\n`);
-    frame.exit_code = 1;
-    frame.error = info;
-  }
-  const { artifacts, skipped } = collectArtifacts(outputDir, Number(job.max_artifact_bytes || 0));
-  frame.artifacts = artifacts;
-  frame.skipped_artifacts = skipped;
-  return { frame, valueJson };
+function jsonList(items, render) {
+  let text = "[";
+  for (let index = 0; index < items.length; index += 1) text += (index ? ", " : "") + render(items[index]);
+  return `${text}]`;
+}
+
+function frameJson(report) {
+  const error = report.error === null
+    ? "null"
+    : `{"type": ${jsonText(report.error.type)}, "message": ${jsonText(report.error.message)}, "traceback": ${jsonText(report.error.traceback)}}`;
+  const artifact = (a) => `{"name": ${jsonText(a.name)}, "mime_type": ${jsonText(a.mime_type)}, "size": ${stringify(Number(a.size))}, "content_base64": ${jsonText(a.content_base64)}}`;
+  let text = `{"value": ${report.valueJson}, "exit_code": ${stringify(report.exitCode)}, "error": ${error}, "has_main": ${report.hasMain ? "true" : "false"}`;
+  text += `, "artifacts": ${jsonList(report.artifacts, artifact)}, "skipped_artifacts": ${jsonList(report.skipped, jsonText)}`;
+  if (report.valueTooLarge !== null) text += `, "value_too_large": ${stringify(report.valueTooLarge)}`;
+  return `${text}}\n`;
 }
 
 function serve() {
   const job = readJob();
-  const marker = job.marker;
-  process.exitCode = 0;
-  const realExit = process.exit.bind(process);
-  process.exit = (code) => {
-    emit(marker, { exit_code: Number(code || 0), error: null, has_main: false, artifacts: [], skipped_artifacts: [] }, "null");
-    realExit(code);
+  const marker = keepMarker(job);
+  const outputDir = job.output_dir || null;
+  const maxArtifactBytes = Number(job.max_artifact_bytes || 0);
+  const maxValueBytes = typeof job.max_value_bytes === "number" ? job.max_value_bytes : Infinity;
+  const report = { valueJson: "null", exitCode: 0, error: null, hasMain: false, artifacts: [], skipped: [], valueTooLarge: null };
+  let reported = false;
+
+  const finish = (exitCode) => {
+    if (reported) return;
+    reported = true;
+    report.exitCode = Number.isInteger(exitCode) && exitCode >= 0 && exitCode < 256 ? exitCode : 1;
+    try {
+      const { artifacts, skipped } = collectArtifacts(outputDir, maxArtifactBytes);
+      report.artifacts = artifacts;
+      report.skipped = skipped;
+    } catch (_) { /* artifacts are best effort */ }
+    const body = encode(frameJson(report));
+    writeAll(1, marker);
+    writeAll(1, body);
+    apply(reallyExit, process, [report.exitCode]);
   };
-  run(job).then(({ frame, valueJson }) => {
-    const finish = () => {
-      // Code may set process.exitCode instead of calling process.exit; honour it like node does.
-      if (frame.exit_code === 0 && Number(process.exitCode || 0) !== 0) frame.exit_code = Number(process.exitCode);
-      emit(marker, frame, valueJson);
-      realExit(frame.exit_code);
-    };
+  const exitCodeOf = (code) => {
+    try {
+      const chosen = code === undefined ? process.exitCode : code;
+      return Number(chosen || 0);
+    } catch (_) {
+      return 1;
+    }
+  };
+
+  process.exitCode = 0;
+  process.exit = (code) => finish(exitCodeOf(code));
+  patchStdio();
+  if (outputDir) {
+    try { fs.mkdirSync(outputDir, { recursive: true }); process.env.SANDBOX_OUTPUT_DIR = outputDir; } catch (_) { /* no output folder */ }
+  }
+
+  const run = async () => {
+    try {
+      const wrapper = vm.runInThisContext(
+        `(function (exports, require, module, __filename, __dirname) {${job.code}\n;return typeof main === "function" ? main : undefined;\n})`,
+        { filename: CODE_FILENAME },
+      );
+      const module = { exports: {} };
+      let main = wrapper.call(module.exports, module.exports, require, module, CODE_FILENAME, "/");
+      if (typeof main !== "function" && module.exports && typeof module.exports.main === "function") main = module.exports.main;
+      if (typeof main === "function") {
+        report.hasMain = true;
+        const value = await main(job.arguments || {});
+        if (value !== undefined) {
+          const encoded = stringify(value);
+          if (encoded === undefined) throw new TypeError("main() returned a value that is not JSON data");
+          const size = byteLength(encoded, "utf8");
+          if (size > maxValueBytes) report.valueTooLarge = size;
+          else report.valueJson = encoded;
+        }
+      }
+    } catch (error) {
+      report.error = errorInfo(error);
+      try { writeAll(2, encode(`${report.error.traceback}\n`)); } catch (_) { /* stderr closed */ }
+      finish(1);
+      return;
+    }
+    // Code may set process.exitCode instead of calling process.exit; honour it like node does.
     // Code without main may still have timers or I/O pending: report once the loop is idle.
-    if (frame.has_main || frame.exit_code !== 0) finish();
-    else process.once("beforeExit", finish);
-  });
+    if (report.hasMain) finish(exitCodeOf(undefined));
+    else apply(once, process, ["beforeExit", () => finish(exitCodeOf(undefined))]);
+  };
+  run();
 }
 
 serve();

@@ -1,14 +1,22 @@
 """Runs one job of the sandbox-core runner protocol inside a sandbox (Python side).
 
-Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes", "run_name"}``. It
-runs the code as ``run_name`` (``__main__`` by default), calls ``main(**arguments)`` when the code defines it, and writes one result
-frame to stdout after everything the user printed: the job's random marker followed by a JSON
-object and a newline. The marker is only known to this process, so user prints cannot fake a
-result. This file must stay lean: every import costs dearly inside gVisor, so only what the
-success path needs is imported up front.
+Started before any code is known (a warm sandbox waits here), the runner forks at once: the
+*child* will run the code, the *parent* reads the job. The parent reads one JSON job from stdin
+until EOF (``{"marker", "code", "arguments", "output_dir", "max_artifact_bytes",
+"max_value_bytes", "run_name"}``, marker first), takes the result marker off it and hands the rest
+to the child through a pipe, so the marker never exists in the process that runs user code. The
+child runs the code as ``run_name`` (``__main__`` by default), calls ``main(**arguments)`` when
+the code defines it, writes its report (a JSON object) to a private file and exits. The parent
+waits for it, stops every other process when it is process 1 of a sandbox (nothing else may write
+while the frame is written), and writes one result frame to stdout after everything the user
+printed: the marker, the report with the child's real exit status added, and a newline. See
+``sandbox_core.runner.protocol`` for what remains possible.
+
+This file must stay lean: every import costs dearly inside gVisor, so only what the success path
+needs is imported up front (``io`` is already loaded by the interpreter).
 """
 
+import io
 import json
 import os
 import sys
@@ -19,30 +27,71 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_write = os.write
 _CODE_FILENAME = "<code>"
+_MARKER_PREFIX = b'{"marker": '
+_MAX_TEXT = 64 * 1024
+_MAX_ARTIFACTS = 1000
+_MAX_SKIPPED = 100
+_MAX_NAME = 1024
+_SIGKILL = 9
 
 
-def _emit(marker: str, frame: "dict[str, Any]", value_json: str) -> None:
-    """Write the result frame on the real stdout, after flushing what user code printed.
+class _WholeWrites(io.FileIO):
+    """A raw stdout/stderr that writes all it is given.
 
-    ``value_json`` is the already serialized return value, spliced in so that a large value is
-    serialized only once.
+    With ``python -u`` the text streams write straight to their raw file and drop whatever a short
+    write left over; under gVisor one write to a pipe stops at 64 KiB, so a large ``print`` lost
+    its tail. This raw file writes again until everything is out.
     """
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is None:
-            continue
-        try:
-            stream.flush()
-        except Exception:  # user code may have closed or replaced the stream
-            pass
-    rest = json.dumps(frame, ensure_ascii=False)
-    text = marker + '{"value": ' + value_json + ", " + rest[1:] + "\n"
-    data = text.encode("utf-8", "surrogatepass")
+
+    def write(self, data: "Any") -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        done = 0
+        while done < total:
+            written = super().write(view[done:])
+            if written is None:  # a non-blocking pipe is full: wait for room instead of spinning
+                os.set_blocking(self.fileno(), True)
+                continue
+            done += written
+        return total
+
+
+def _whole_stdio() -> None:
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name)
+        stream = io.TextIOWrapper(
+            _WholeWrites(fd, "w", closefd=False),
+            encoding=getattr(old, "encoding", None) or "utf-8",
+            errors=getattr(old, "errors", None) or "strict",
+            write_through=True,
+        )
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+def _write_all(fd: int, data: "Any") -> None:
     view = memoryview(data)
     while view:
-        written = _write(1, view)
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            os.set_blocking(fd, True)
+            continue
         view = view[written:]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + f"... [{len(text) - _MAX_TEXT} characters cut]"
 
 
 def _error_info(exc: BaseException, source: str) -> "dict[str, str]":
@@ -55,13 +104,17 @@ def _error_info(exc: BaseException, source: str) -> "dict[str, str]":
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb)
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<{type(exc).__name__} whose message cannot be shown>"
+    return {"type": type(exc).__name__, "message": _cut(message), "traceback": _cut("".join(lines))}
 
 
 def _collect_artifacts(
     output_dir: "str | None", max_total: int
 ) -> "tuple[list[dict[str, Any]], list[str]]":
-    """Files left in the output folder, in name order, until the byte budget is spent."""
+    """Regular files left in the output folder, in name order, until the byte or count budget is spent."""
     artifacts: list[dict[str, Any]] = []
     skipped: list[str] = []
     budget = max_total
@@ -70,18 +123,24 @@ def _collect_artifacts(
     import base64
     import mimetypes
 
-    for root, _dirs, files in os.walk(output_dir):
+    for root, dirs, files in os.walk(output_dir):
+        dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, output_dir)
             try:
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
                 size = os.path.getsize(path)
-                if size > budget:
-                    skipped.append(rel)
+                if size > budget or len(artifacts) >= _MAX_ARTIFACTS or len(rel) > _MAX_NAME:
+                    skipped.append(rel[:_MAX_NAME])
                     continue
                 with open(path, "rb") as handle:
                     content = handle.read(budget + 1)
             except OSError:
+                skipped.append(rel[:_MAX_NAME])
+                continue
+            if len(content) > budget:  # grew while being read
                 skipped.append(rel)
                 continue
             budget -= len(content)
@@ -92,7 +151,7 @@ def _collect_artifacts(
                 "size": len(content),
                 "content_base64": base64.b64encode(content).decode("ascii"),
             })
-    return artifacts, skipped
+    return artifacts, skipped[:_MAX_SKIPPED]
 
 
 def _save_open_figures(output_dir: "str | None") -> None:
@@ -122,6 +181,10 @@ def _save_open_figures(output_dir: "str | None") -> None:
 
 
 def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
+    """Run the job's code; the report (without its value) and the value as JSON text.
+
+    Also called by providers that run the runner inside a kernel of their own (E2B).
+    """
     source = job["code"]
     arguments = job.get("arguments") or {}
     output_dir = job.get("output_dir")
@@ -162,20 +225,137 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             pass
         frame["exit_code"] = 1
         frame["error"] = info
+    if not 0 <= frame["exit_code"] < 256:
+        frame["exit_code"] = 1
+    limit = job.get("max_value_bytes")
+    if isinstance(limit, int) and len(value_json) * 4 > limit:  # only then count the UTF-8 bytes
+        size = len(value_json.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            frame["value_too_large"] = size
+            value_json = "null"
     _save_open_figures(output_dir)
     frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)))
     return frame, value_json
 
 
-def _serve() -> None:
-    raw = sys.stdin.buffer.read()
+def _flush_user_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # user code may have closed or replaced the stream
+            pass
+
+
+def _child(job_fd: int, report_fd: int) -> None:
+    """Run the job's code and write the report; never returns."""
+    status = 1
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)  # user code must see an empty stdin, not the job
+        os.close(devnull)
+        raw = _read_all(job_fd)
+        os.close(job_fd)
+        _whole_stdio()
+        sys.argv = [_CODE_FILENAME]
+        job = json.loads(raw)
+        del raw
+        frame, value_json = _run(job)
+        del job
+        status = frame["exit_code"]
+        _flush_user_streams()
+        rest = json.dumps(frame, ensure_ascii=False)
+        report = ('{"value": ' + value_json + ", " + rest[1:]).encode("utf-8", "surrogatepass")
+        os.ftruncate(report_fd, 0)  # whatever user code wrote there is not the report
+        os.lseek(report_fd, 0, os.SEEK_SET)
+        _write_all(report_fd, report)
+    except BaseException:  # the runner itself failed: say why on stderr and end without a report
+        try:
+            import traceback
+
+            traceback.print_exc()
+            _flush_user_streams()
+        except BaseException:
+            pass
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _report_file() -> int:
+    """A private, nameless file the child writes its report to (shared across the fork)."""
+    try:
+        return os.memfd_create("sandbox-report", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        path = os.path.join(os.environ.get("TMPDIR") or "/tmp", f".sandbox-report-{os.getpid()}-{os.urandom(8).hex()}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.unlink(path)
+        return fd
+
+
+def _split_job(raw: bytes) -> "tuple[bytes, bytes]":
+    """The marker and the job without it (what the child receives)."""
+    if raw.startswith(_MARKER_PREFIX):
+        end = raw.find(b'"', len(_MARKER_PREFIX) + 1)
+        if end > 0 and raw[end + 1:end + 3] == b", ":
+            marker = json.loads(raw[len(_MARKER_PREFIX):end + 1])
+            return marker.encode("utf-8"), b"{" + raw[end + 3:]
     job = json.loads(raw)
-    marker = job["marker"]
-    sys.stdin = open(os.devnull)  # user code must see an empty stdin, not the job
-    sys.argv = [_CODE_FILENAME]
-    frame, value_json = _run(job)
-    _emit(marker, frame, value_json)
-    os._exit(frame["exit_code"] if 0 <= frame["exit_code"] < 256 else 1)
+    marker = job.pop("marker")
+    return marker.encode("utf-8"), json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _read_report(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 24), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _serve() -> None:
+    job_r, job_w = os.pipe()
+    report_fd = _report_file()
+    pid = os.fork()
+    if pid == 0:
+        os.close(job_w)
+        _child(job_r, report_fd)
+    os.close(job_r)
+    raw = _read_all(0)
+    try:
+        marker, body = _split_job(raw)
+    except Exception:  # not a job: the child gets nothing, says so on stderr and ends
+        marker, body = b"", b""
+    del raw
+    try:
+        _write_all(job_w, body)
+    except OSError:  # the child is gone; its exit status tells the rest
+        pass
+    os.close(job_w)
+    del body
+    wait_status = os.waitpid(pid, 0)[1]
+    status = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+    if os.getpid() == 1:
+        # Process 1 of a sandbox: stop everything the code left running, so that nothing else
+        # writes to stdout while the frame is written (never done outside a sandbox).
+        try:
+            os.kill(-1, _SIGKILL)
+        except OSError:
+            pass
+    report = _read_report(report_fd)
+    if report and marker:
+        if report.startswith(b"{") and report.endswith(b"}") and b"\n" not in report:
+            _write_all(1, marker)
+            _write_all(1, memoryview(report)[:-1])
+            _write_all(1, b', "runner_exit_code": %d}\n' % status)
+        else:
+            _write_all(1, marker + b'{"exit_code": %d, "runner_exit_code": %d, "error": {"type": "InvalidResultFrame", '
+                       b'"message": "the code overwrote the runner\'s report", "traceback": ""}}\n' % (status, status))
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,7 @@ class Sandbox:
             raise RuntimeError(f"sandbox {self.id} is {self.state.value}, not ready")
         assert self._stdin is not None and self._stdout is not None and self._stderr is not None
         self.state = State.RUNNING
-        stdout = ResultStream(job.marker, limits.max_output_bytes)
+        stdout = ResultStream(job.marker, limits.max_output_bytes, max_frame_bytes=job.max_frame_bytes)
         stderr = BoundedCapture(limits.max_output_bytes)
         flood_cap = FLOOD_FACTOR * limits.max_output_bytes
         payload = job.parts()
@@ -368,7 +368,7 @@ class Sandbox:
                         flooded = True
                         self.kill()
                         kill_at = time.monotonic()
-                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame(raw_value=True) is not None:
+                    elif key.fd == self._stdout and stdout.complete:
                         # The result frame is the runner's last word (JSON has no raw newline, so
                         # this one ends it): do not wait for the sandbox to wind down.
                         finished = True
