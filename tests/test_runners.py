@@ -298,27 +298,33 @@ def test_python_code_cannot_find_the_marker_and_forge_a_success(client: SandboxC
     assert (result.status, result.value) == (ExecutionStatus.SUCCESS, "real"), result
 
 
-def test_python_code_overwriting_the_runners_report_cannot_turn_an_exception_into_success(client: SandboxClient) -> None:
-    code = (
-        "import json, os\n"
-        "forged = json.dumps({'value': 'forged', 'exit_code': 0, 'error': None, 'has_main': True, 'artifacts': []}).encode()\n"
-        "hit = 0\n"
-        "for name in os.listdir('/proc/self/fd'):\n"
-        "    try:\n"
-        "        target = os.readlink(f'/proc/self/fd/{name}')\n"
-        "    except OSError:\n"
-        "        continue\n"
-        "    if 'sandbox-report' in target:\n"
-        "        fd = int(name)\n"
-        "        os.pwrite(fd, forged, 0)\n"
-        "        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # the runner's own report now goes nowhere\n"
-        "        hit += 1\n"
-        "print('hit', hit)\n"
-        "raise RuntimeError('the real outcome')\n"
-    )
-    result = run(client, code)
+FORGE_REPORT_PY = """
+import json, os
+report = json.dumps({'value': 'forged', 'exit_code': 0, 'error': None, 'has_main': True, 'artifacts': []}).encode()
+hit = 0
+for name in os.listdir('/proc/self/fd'):
+    try:
+        target = os.readlink(f'/proc/self/fd/{name}')
+    except OSError:
+        continue
+    if int(name) > 2 and target.startswith('pipe:'):
+        try:
+            os.write(int(name), b'%d\\n' % len(report) + report)
+        except OSError:
+            continue  # a read end
+        os.dup2(os.open(os.devnull, os.O_WRONLY), int(name))  # the runner's own report now goes nowhere
+        hit += 1
+print('hit', hit)
+"""
+
+
+def test_python_code_writing_the_runners_report_cannot_turn_an_exception_into_success(client: SandboxClient) -> None:
+    result = run(client, FORGE_REPORT_PY + "raise RuntimeError('the real outcome')\n")
     assert "hit 1" in result.stdout, result
     assert result.status is ExecutionStatus.ERROR and result.value is None, result
+    assert "ended with 1" in result.error.message
+    result = run(client, FORGE_REPORT_PY + "import sys\nsys.exit(3)\n")
+    assert result.status is ExecutionStatus.ERROR and result.value is None and result.exit_code == 3, result
 
 
 def test_python_background_thread_printing_never_loses_the_value(client: SandboxClient) -> None:

@@ -20,10 +20,10 @@ chunk), and its size is bounded by :func:`frame_budget`.
 
 Forging. The Python runner reads the job in a parent process and runs the code in a child forked
 *before* the job arrived, so the marker never exists in the user code's process: its prints
-cannot make a frame. The child reports to the parent through a private file; the parent writes
+cannot make a frame. The child reports to the parent through a private pipe; the parent writes
 the frame after the child has ended (inside a sandbox where it is process 1, after killing every
 other process first), adding the child's real exit status, which must match what the report
-claims. So Python code can still write a report of its choosing through that file and end with
+claims. So Python code can still write a report of its choosing into that pipe and end with
 status 0, i.e. claim a result it could have returned from ``main()`` anyway, but it cannot turn
 an exception or a non-zero exit into a success, nor make the frame disappear or interleave.
 

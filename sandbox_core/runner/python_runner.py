@@ -6,7 +6,7 @@ until EOF (``{"marker", "code", "arguments", "output_dir", "max_artifact_bytes",
 "max_value_bytes", "run_name"}``, marker first), takes the result marker off it and hands the rest
 to the child through a pipe, so the marker never exists in the process that runs user code. The
 child runs the code as ``run_name`` (``__main__`` by default), calls ``main(**arguments)`` when
-the code defines it, writes its report (a JSON object) to a private file and exits. The parent
+the code defines it, writes its report (a JSON object) to a private pipe and exits. The parent
 waits for it, stops every other process when it is process 1 of a sandbox (nothing else may write
 while the frame is written), and writes one result frame to stdout after everything the user
 printed: the marker, the report with the child's real exit status added, and a newline. See
@@ -265,8 +265,7 @@ def _child(job_fd: int, report_fd: int) -> None:
         _flush_user_streams()
         rest = json.dumps(frame, ensure_ascii=False)
         report = ('{"value": ' + value_json + ", " + rest[1:]).encode("utf-8", "surrogatepass")
-        os.ftruncate(report_fd, 0)  # whatever user code wrote there is not the report
-        os.lseek(report_fd, 0, os.SEEK_SET)
+        _write_all(report_fd, b"%d\n" % len(report))
         _write_all(report_fd, report)
     except BaseException:  # the runner itself failed: say why on stderr and end without a report
         try:
@@ -281,17 +280,6 @@ def _child(job_fd: int, report_fd: int) -> None:
         os._exit(status)
 
 
-def _report_file() -> int:
-    """A private, nameless file the child writes its report to (shared across the fork)."""
-    try:
-        return os.memfd_create("sandbox-report", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):
-        path = os.path.join(os.environ.get("TMPDIR") or "/tmp", f".sandbox-report-{os.getpid()}-{os.urandom(8).hex()}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.unlink(path)
-        return fd
-
-
 def _split_job(raw: bytes) -> "tuple[bytes, bytes]":
     """The marker and the job without it (what the child receives)."""
     if raw.startswith(_MARKER_PREFIX):
@@ -304,26 +292,72 @@ def _split_job(raw: bytes) -> "tuple[bytes, bytes]":
     return marker.encode("utf-8"), json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def _read_report(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(size - offset, 1 << 24), offset)
+def _collect_report(pid: int, report_r: int, report_w: int) -> "tuple[bytes, int]":
+    """The child's report (``b""`` if it ended without a whole one) and its exit status.
+
+    The report is length-prefixed. The parent keeps its own copy of the pipe's write end and a
+    thread waits for the child, then writes a byte to wake the reader: so a process the code
+    forked (which inherits the write end) can neither make the parent wait for an end of file
+    nor hide that the child ended without reporting.
+    """
+    import _thread
+
+    statuses: "list[int]" = []
+    ended = _thread.allocate_lock()
+    ended.acquire()
+
+    def wait_for_child() -> None:
+        try:
+            statuses.append(os.waitpid(pid, 0)[1])
+        finally:
+            ended.release()
+            try:
+                os.write(report_w, b"\0")
+            except OSError:
+                pass
+
+    _thread.start_new_thread(wait_for_child, ())
+    data = bytearray()
+    expected = -1
+    while True:
+        chunk = os.read(report_r, 1 << 20)
         if not chunk:
             break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+        data += chunk
+        if expected < 0:
+            newline = data.find(b"\n", 0, 24)
+            if newline > 0 and data[:newline].isdigit():
+                expected = newline + 1 + int(data[:newline])
+            elif newline >= 0 or len(data) >= 24:
+                break  # not a report header: someone else wrote here
+        if 0 <= expected <= len(data) or not ended.locked():
+            break
+    if expected < 0 or len(data) < expected:
+        os.set_blocking(report_r, False)  # the child has ended: take what it left in the pipe
+        try:
+            while len(data) < expected:
+                chunk = os.read(report_r, 1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except BlockingIOError:
+            pass
+    ended.acquire()
+    wait_status = statuses[0] if statuses else 0
+    status = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+    if expected < 0 or len(data) < expected:
+        return b"", status
+    return bytes(memoryview(data)[data.find(b"\n") + 1:expected]), status
 
 
 def _serve() -> None:
     job_r, job_w = os.pipe()
-    report_fd = _report_file()
+    report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(job_w)
-        _child(job_r, report_fd)
+        os.close(report_r)
+        _child(job_r, report_w)
     os.close(job_r)
     raw = _read_all(0)
     try:
@@ -337,8 +371,7 @@ def _serve() -> None:
         pass
     os.close(job_w)
     del body
-    wait_status = os.waitpid(pid, 0)[1]
-    status = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+    report, status = _collect_report(pid, report_r, report_w)
     if os.getpid() == 1:
         # Process 1 of a sandbox: stop everything the code left running, so that nothing else
         # writes to stdout while the frame is written (never done outside a sandbox).
@@ -346,7 +379,6 @@ def _serve() -> None:
             os.kill(-1, _SIGKILL)
         except OSError:
             pass
-    report = _read_report(report_fd)
     if report and marker:
         if report.startswith(b"{") and report.endswith(b"}") and b"\n" not in report:
             _write_all(1, marker)
