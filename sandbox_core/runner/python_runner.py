@@ -379,6 +379,11 @@ def _serve() -> None:
             os.kill(-1, _SIGKILL)
         except OSError:
             pass
+        try:  # a killed process may still finish the write it was in: wait until all are dead
+            while True:
+                os.waitpid(-1, 0)
+        except ChildProcessError:
+            pass
     if report and marker:
         if report.startswith(b"{") and report.endswith(b"}") and b"\n" not in report:
             _write_all(1, marker)

@@ -167,3 +167,34 @@ def test_a_60_mib_artifact_comes_back_with_the_value_when_the_limit_allows_it(ex
     assert [(a["name"], a["size"]) for a in result["artifacts"]] == [("big.bin", 60 << 20)]
     assert base64.b64decode(result["artifacts"][0]["content_base64"]) == b"z" * (60 << 20)
     assert result["metadata"]["skipped_artifacts"] == ["zz-over.bin"]
+
+
+def test_javascript_background_process_printing_never_loses_the_value(executor: Executor) -> None:
+    code = (
+        "const { spawn } = require('child_process');\n"
+        "async function main() {\n"
+        "  spawn(process.execPath, ['-e', 'for (let i = 0; i < 20000; i++) process.stdout.write(\"y\".repeat(5000) + \"\\\\n\")'],"
+        " { stdio: ['ignore', 'inherit', 'inherit'] });\n"
+        "  await new Promise((resolve) => setTimeout(resolve, 300));\n"
+        "  return { answer: 42, padding: 'p'.repeat(2000000) };\n"
+        "}\n"
+    )
+    for attempt in range(8):
+        result = executor.execute(code, "javascript", limits={"max_output_bytes": 16 << 20}, timeout=60)
+        assert result["value"] == {"answer": 42, "padding": "p" * 2_000_000}, (attempt, result["status"], result["error"])
+
+
+def test_python_background_process_printing_never_loses_the_value(executor: Executor) -> None:
+    code = (
+        "import os, time\n"
+        "def main():\n"
+        "    if os.fork() == 0:\n"
+        "        for i in range(20000):\n"
+        "            os.write(1, b'y' * 5000 + b'\\n')\n"
+        "        os._exit(0)\n"
+        "    time.sleep(0.3)\n"
+        "    return {'answer': 42, 'padding': 'p' * 2000000}\n"
+    )
+    for attempt in range(8):
+        result = executor.execute(code, limits={"max_output_bytes": 16 << 20}, timeout=60)
+        assert result["value"] == {"answer": 42, "padding": "p" * 2_000_000}, (attempt, result["status"], result["error"])
