@@ -250,13 +250,14 @@ def _child(job_fd: int, report_fd: int) -> None:
     """Run the job's code and write the report; never returns."""
     status = 1
     try:
+        # Ready before the job arrives (the sandbox waits here): none of this is on the job's path.
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # user code must see an empty stdin, not the job
         os.close(devnull)
-        raw = _read_all(job_fd)
-        os.close(job_fd)
         _whole_stdio()
         sys.argv = [_CODE_FILENAME]
+        raw = _read_all(job_fd)
+        os.close(job_fd)
         job = json.loads(raw)
         del raw
         frame, value_json = _run(job)
@@ -265,8 +266,12 @@ def _child(job_fd: int, report_fd: int) -> None:
         _flush_user_streams()
         rest = json.dumps(frame, ensure_ascii=False)
         report = ('{"value": ' + value_json + ", " + rest[1:]).encode("utf-8", "surrogatepass")
-        _write_all(report_fd, b"%d\n" % len(report))
-        _write_all(report_fd, report)
+        header = b"%d\n" % len(report)
+        if len(report) < 1 << 20:  # one write: the parent wakes once
+            _write_all(report_fd, header + report)
+        else:
+            _write_all(report_fd, header)
+            _write_all(report_fd, report)
     except BaseException:  # the runner itself failed: say why on stderr and end without a report
         try:
             import traceback
@@ -292,59 +297,78 @@ def _split_job(raw: bytes) -> "tuple[bytes, bytes]":
     return marker.encode("utf-8"), json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def _collect_report(pid: int, report_r: int, report_w: int) -> "tuple[bytes, int]":
-    """The child's report (``b""`` if it ended without a whole one) and its exit status.
+class _ChildWatch:
+    """A thread that waits for the child from the moment it is forked, then wakes the report reader.
 
-    The report is length-prefixed. The parent keeps its own copy of the pipe's write end and a
-    thread waits for the child, then writes a byte to wake the reader: so a process the code
-    forked (which inherits the write end) can neither make the parent wait for an end of file
-    nor hide that the child ended without reporting.
+    The parent keeps its own copy of the report pipe's write end and this thread writes a byte
+    to it once the child has ended: so a process the code forked (which inherits the write end)
+    can neither make the parent wait for an end of file nor hide that the child ended without a
+    whole report. Started before the job arrives, so its start costs the job nothing.
     """
-    import _thread
 
-    statuses: "list[int]" = []
-    ended = _thread.allocate_lock()
-    ended.acquire()
+    def __init__(self, pid: int, report_w: int) -> None:
+        import _thread
 
-    def wait_for_child() -> None:
+        self.pid = pid
+        self.report_w = report_w
+        self.wait_status = 0
+        self.ended = _thread.allocate_lock()
+        self.ended.acquire()
+        _thread.start_new_thread(self._wait, ())
+
+    def _wait(self) -> None:
         try:
-            statuses.append(os.waitpid(pid, 0)[1])
+            self.wait_status = os.waitpid(self.pid, 0)[1]
         finally:
-            ended.release()
+            self.ended.release()
             try:
-                os.write(report_w, b"\0")
+                os.write(self.report_w, b"\0")
             except OSError:
                 pass
 
-    _thread.start_new_thread(wait_for_child, ())
+    def exit_status(self) -> int:
+        """The child's exit status (128 + signal when killed), once it has ended."""
+        self.ended.acquire()
+        status = self.wait_status
+        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _collect_report(report_r: int, watch: _ChildWatch) -> "tuple[bytes, int]":
+    """The child's length-prefixed report (``b""`` if it ended without a whole one) and its exit status.
+
+    The pipe is read until the child has ended, whatever came first (bytes beyond the announced
+    length, or something that is not a report, are dropped), so a child blocked on a full pipe
+    can always finish.
+    """
     data = bytearray()
-    expected = -1
-    while True:
-        chunk = os.read(report_r, 1 << 20)
-        if not chunk:
-            break
-        data += chunk
-        if expected < 0:
+    expected = -1  # -1: no header yet; -2: not a report
+
+    def take(chunk: bytes) -> int:
+        if expected == -1 or len(data) < expected:
+            data.extend(chunk)
+        if expected == -1:
             newline = data.find(b"\n", 0, 24)
             if newline > 0 and data[:newline].isdigit():
-                expected = newline + 1 + int(data[:newline])
-            elif newline >= 0 or len(data) >= 24:
-                break  # not a report header: someone else wrote here
-        if 0 <= expected <= len(data) or not ended.locked():
+                return newline + 1 + int(data[:newline])
+            if newline >= 0 or len(data) >= 24:
+                return -2
+        return expected
+
+    while watch.ended.locked():
+        chunk = os.read(report_r, 1 << 20)  # the watch's wake-up byte ends the wait at the latest
+        if not chunk:
             break
-    if expected < 0 or len(data) < expected:
-        os.set_blocking(report_r, False)  # the child has ended: take what it left in the pipe
-        try:
-            while len(data) < expected:
-                chunk = os.read(report_r, 1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-        except BlockingIOError:
-            pass
-    ended.acquire()
-    wait_status = statuses[0] if statuses else 0
-    status = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+        expected = take(chunk)
+    os.set_blocking(report_r, False)  # the child has ended: take what it left in the pipe
+    try:
+        while True:
+            chunk = os.read(report_r, 1 << 20)
+            if not chunk:
+                break
+            expected = take(chunk)
+    except BlockingIOError:
+        pass
+    status = watch.exit_status()
     if expected < 0 or len(data) < expected:
         return b"", status
     return bytes(memoryview(data)[data.find(b"\n") + 1:expected]), status
@@ -359,6 +383,7 @@ def _serve() -> None:
         os.close(report_r)
         _child(job_r, report_w)
     os.close(job_r)
+    watch = _ChildWatch(pid, report_w)
     raw = _read_all(0)
     try:
         marker, body = _split_job(raw)
@@ -371,7 +396,7 @@ def _serve() -> None:
         pass
     os.close(job_w)
     del body
-    report, status = _collect_report(pid, report_r, report_w)
+    report, status = _collect_report(report_r, watch)
     if os.getpid() == 1:
         # Process 1 of a sandbox: stop everything the code left running, so that nothing else
         # writes to stdout while the frame is written (never done outside a sandbox).

@@ -170,12 +170,12 @@ def test_a_60_mib_artifact_comes_back_with_the_value_when_the_limit_allows_it(ex
 
 
 def test_javascript_background_process_printing_never_loses_the_value(executor: Executor) -> None:
+    writer = 'const end = Date.now() + 3000; const t = setInterval(() => { process.stdout.write("y".repeat(5000) + "\\\\n"); if (Date.now() > end) clearInterval(t); }, 1);'
     code = (
         "const { spawn } = require('child_process');\n"
         "async function main() {\n"
-        "  spawn(process.execPath, ['-e', 'for (let i = 0; i < 20000; i++) process.stdout.write(\"y\".repeat(5000) + \"\\\\n\")'],"
-        " { stdio: ['ignore', 'inherit', 'inherit'] });\n"
-        "  await new Promise((resolve) => setTimeout(resolve, 300));\n"
+        f"  spawn(process.execPath, ['-e', '{writer}'], {{ stdio: ['ignore', 'inherit', 'inherit'] }});\n"
+        "  await new Promise((resolve) => setTimeout(resolve, 500));\n"
         "  return { answer: 42, padding: 'p'.repeat(2000000) };\n"
         "}\n"
     )
@@ -185,12 +185,15 @@ def test_javascript_background_process_printing_never_loses_the_value(executor: 
 
 
 def test_python_background_process_printing_never_loses_the_value(executor: Executor) -> None:
+    """A process the code forked keeps writing (at most ~15 MB, below the flood cap) while the frame is written."""
     code = (
         "import os, time\n"
         "def main():\n"
         "    if os.fork() == 0:\n"
-        "        for i in range(20000):\n"
+        "        end = time.monotonic() + 3\n"
+        "        while time.monotonic() < end:\n"
         "            os.write(1, b'y' * 5000 + b'\\n')\n"
+        "            time.sleep(0.001)\n"
         "        os._exit(0)\n"
         "    time.sleep(0.3)\n"
         "    return {'answer': 42, 'padding': 'p' * 2000000}\n"
