@@ -82,7 +82,7 @@ def _write_all(fd: int, data: "Any") -> None:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
@@ -240,6 +240,8 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
 
 def _flush_user_streams() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except Exception:  # user code may have closed or replaced the stream
