@@ -21,8 +21,10 @@ from sandbox_selfmanaged.rootfs import SANDBOX_GID, SANDBOX_UID, WORK_DIR
 ENVIRONMENT = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8")
 OPEN_FILES = 1024
 CPU_PERIOD_US = 100_000
-HOST_THREADS_IDLE = 64
-"""Host threads a sandbox needs besides the code's own (≈30 measured idle, doubled for bursts)."""
+HOST_THREADS_IDLE = 96
+"""Host threads a sandbox needs besides the code's own (≈30 measured idle, doubled for bursts, plus
+room for the Python runner's second process and its watch thread: 64 was crossed by a fork bomb
+stopped by ``RLIMIT_NPROC`` of 16)."""
 
 
 def host_pids_limit(limits: Limits) -> int:
