@@ -456,3 +456,21 @@ def test_a_value_over_its_limit_is_dropped_and_flagged_and_artifacts_stay() -> N
     assert result.status is ExecutionStatus.OUTPUT_LIMIT
     assert result.error.type == "OutputLimitExceeded" and "99" in result.error.message
     assert [a.name for a in result.artifacts] == ["a.txt"]
+
+
+@pytest.mark.parametrize(
+    "frame_text",
+    [b'{"artifacts": 5, "value": [1]}', b'{"exit_code": "0", "value": 1}', b'{"value": [1, 2', b"[1]", b'{"value": 1, "runner_exit_code": 3}'],
+)
+def test_a_relayed_value_frame_is_checked_the_same_way(frame_text: bytes) -> None:
+    stream = split_feed(b"out\n" + MARKER.encode() + frame_text + b"\n", ())
+    result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=None, execution_time=0.1, raw_value=True)
+    assert result.status is ExecutionStatus.ERROR and result.error.type == "InvalidResultFrame", result
+    assert result.value is None
+
+
+def test_a_relayed_value_stays_json_text() -> None:
+    stream = split_feed(MARKER.encode() + json.dumps(good_frame(value=[1, {"a": None}])).encode() + b"\n", ())
+    result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=None, execution_time=0.1, raw_value=True)
+    assert result.status is ExecutionStatus.SUCCESS
+    assert result.value.decode() == [1, {"a": None}]
