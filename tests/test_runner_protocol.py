@@ -241,7 +241,7 @@ def test_a_job_encodes_arguments_as_json_data() -> None:
         "marker": job.marker,
         "output_dir": "/tmp/out",
         "max_artifact_bytes": 10,
-        "max_value_bytes": 16 << 20,
+        "max_value_bytes": 32 << 20,
         "run_name": "__main__",
     }
     assert job.encode().startswith(b'{"marker": "\\u001esandbox-result-')  # first: see python_runner

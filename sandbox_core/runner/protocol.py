@@ -61,7 +61,9 @@ from sandbox_core.runner.rawjson import RawArguments, decode_frame
 RUNNER_FILES = {"python": "python_runner.py", "javascript": "javascript_runner.js"}
 DEFAULT_OUTPUT_DIR = "/tmp/sandbox-output"
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
-DEFAULT_MAX_VALUE_BYTES = 16 << 20
+DEFAULT_MAX_VALUE_BYTES = 32 << 20
+"""The largest ``main()`` value (as JSON) by default: what the whole frame could carry before the
+limit was split between the value and the artifacts, so no value that worked stops working."""
 DEFAULT_MAX_ARTIFACT_BYTES = 8 << 20
 MAX_ARTIFACT_COUNT = 1000
 """Files beyond this many in the output folder are skipped (the runners hold the same number)."""
