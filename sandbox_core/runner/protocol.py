@@ -59,6 +59,13 @@ class Job:
     marker: str = attrs.field(factory=new_marker)
     output_dir: str | None = DEFAULT_OUTPUT_DIR
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    run_name: str = "__main__"
+    """Python's ``__name__`` for the code (``"main"`` skips ``if __name__ == "__main__":`` blocks, as RAGFlow does)."""
+    artifact_extensions: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """When not empty, only output-folder files with these (lower-case, dotted) extensions are artifacts."""
+    promote_working_dir: bool = False
+    """Move files with an ``artifact_extensions`` extension from the top of the working directory
+    into the output folder before collecting (RAGFlow's executor does this for charts saved next to the code)."""
 
     def encode(self) -> bytes:
         """The bytes to write to the runner's stdin (then close it)."""
@@ -68,6 +75,9 @@ class Job:
             "marker": self.marker,
             "output_dir": self.output_dir,
             "max_artifact_bytes": self.max_artifact_bytes,
+            "run_name": self.run_name,
+            "artifact_extensions": list(self.artifact_extensions),
+            "promote_working_dir": self.promote_working_dir,
         }
         return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
 
