@@ -45,7 +45,7 @@ from sandbox_selfmanaged.service.models import (
     HealthOut,
     ProblemOut,
 )
-from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
+from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
@@ -149,14 +149,16 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         metrics.rejections.labels("queue_full").inc()
         return _problem(503, str(exc), exc.retry_after)
 
-    async def run(request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
+    async def run(
+        request: ExecutionRequest, limits: Limits, job_options: dict[str, Any] | None = None
+    ) -> tuple[ExecutionResult, BackgroundTask]:
         """Execute, and the task that releases the sandbox once the response is out.
 
         If the response is never sent (the client left), a timer releases it anyway.
         """
         async with admission.slot():
             started = time.monotonic()
-            result, release = await anyio.to_thread.run_sync(engine.run, request, limits, limiter=limiter)
+            result, release = await anyio.to_thread.run_sync(engine.run, request, limits, job_options, limiter=limiter)
         asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
         elapsed = time.monotonic() - started
         metrics.executions.labels(request.language, result.status.value).inc()
@@ -211,7 +213,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     )
     async def ragflow_run(body: RunRequest) -> JSONResponse:
         request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
-        result, release = await run(request, limits)
+        result, release = await run(request, limits, job_options())
         return JSONResponse(to_ragflow(result), background=release)
 
     return Gate(
