@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
@@ -36,7 +37,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``profile`` replaces some of ``serve``'s defaults (explicit flags still win)."""
     defaults, maximums = Limits(), DEFAULT_MAXIMUMS
     parser = argparse.ArgumentParser(prog="sandbox-executor", description="Run untrusted code in gVisor sandboxes over HTTP.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -84,7 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-artifact-bytes", type=int, default=maximums.max_artifact_bytes)
     limits.add_argument("--cpus", type=float, default=defaults.cpus, help="CPU quota of each sandbox")
 
+    serve.add_argument(
+        "--ragflow-defaults", action="store_true",
+        help="RAGFlow executor_manager's defaults: --port 9385, --default-timeout 10, --default-memory-mb 256, --pool-size 3",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    if profile:
+        serve.set_defaults(**profile)
     return parser
 
 
@@ -195,6 +203,10 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "serve" and args.ragflow_defaults:
+        from sandbox_selfmanaged.service.ragflow import RAGFLOW_DEFAULTS
+
+        args = _parser(RAGFLOW_DEFAULTS).parse_args(argv)
     if args.command == "serve":
         return serve(args)
     return 2
