@@ -1,0 +1,177 @@
+"""RAGFlow's own client against ``POST /run``: what an unchanged RAGFlow sees (real gVisor).
+
+Requests are sent as RAGFlow's ``self_managed`` provider sends them (a JSON body of ``code_b64``,
+``language`` and ``arguments``, a ``Content-Type`` header and no token), and results are read as
+RAGFlow's code component reads them: an execution failed if and only if ``stderr`` is set and
+``stdout`` is empty. The executor runs with ``--ragflow-defaults``, as the deploy recipe starts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
+
+
+@pytest.fixture(scope="module")
+def ragflow_executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
+    """Token-less on loopback with RAGFlow's defaults; small pools to spare the machine."""
+    running = start_executor(
+        tmp_path_factory.mktemp("ragflow"),
+        "--ragflow-defaults", "--python-pool-size", "1", "--javascript-pool-size", "1",
+        token=None,
+    )
+    yield running
+    assert_clean_shutdown(running)
+
+
+def ragflow_run(executor: Executor, code: str, language: str = "python", arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What RAGFlow's self_managed provider does: POST {endpoint}/run, JSON, Content-Type only."""
+    payload = {
+        "code_b64": base64.b64encode(code.encode("utf-8")).decode("utf-8"),
+        "language": language,
+        "arguments": arguments or {},
+    }
+    response = httpx.post(
+        f"{executor.url}/run",
+        content=json.dumps(payload),
+        headers={"Content-Type": "application/json"},
+        timeout=120,
+        trust_env=False,
+    )
+    assert response.status_code == 200, (response.status_code, response.text)
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def component_error(body: dict[str, Any]) -> str | None:
+    """RAGFlow's code component rule: an error iff stderr is set and stdout is empty."""
+    if body.get("stderr") and not body.get("stdout"):
+        return str(body["stderr"])
+    return None
+
+
+# -- failures look like failures --------------------------------------------------------------------
+
+
+def test_success_is_not_an_error(ragflow_executor: Executor) -> None:
+    body = ragflow_run(ragflow_executor, "def main(name):\n    print('hello', name)\n    return {'n': len(name)}\n", arguments={"name": "Ada"})
+    assert component_error(body) is None
+    assert body["status"] == "success" and body["stdout"] == "hello Ada\n"
+    assert body["result"] == {"present": True, "value": {"n": 3}, "type": "json"}
+    assert body["full_stdout"] is None and body["full_stderr"] is None
+
+
+def test_exception_after_a_print_is_an_error_with_the_traceback(ragflow_executor: Executor) -> None:
+    code = "def main():\n    print('partial result')\n    raise ValueError('bad input')\n"
+    body = ragflow_run(ragflow_executor, code)
+    error = component_error(body)
+    assert error is not None, body
+    assert "ValueError: bad input" in error and "Traceback" in error
+    assert body["status"] == "program_error" and body["stdout"] == ""
+    assert body["full_stdout"] == "partial result\n" and "ValueError" in body["full_stderr"]
+
+
+def test_nodejs_exception_after_a_log_is_an_error(ragflow_executor: Executor) -> None:
+    code = "async function main(args) {\n  console.log('partial');\n  throw new Error('node failed');\n}\nmodule.exports = { main };\n"
+    body = ragflow_run(ragflow_executor, code, "nodejs")
+    error = component_error(body)
+    assert error is not None and "node failed" in error, body
+    assert body["full_stdout"] == "partial\n"
+
+
+def test_silent_nonzero_exit_is_an_error_with_a_reason(ragflow_executor: Executor) -> None:
+    body = ragflow_run(ragflow_executor, "import sys\nprint('about to fail')\nsys.exit(3)\n")
+    assert component_error(body) == "the program exited with code 3", body
+    assert body["exit_code"] == 3 and body["full_stdout"] == "about to fail\n"
+
+
+def test_timeout_is_an_error_with_ragflows_reason(ragflow_executor: Executor) -> None:
+    code = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    body = ragflow_run(ragflow_executor, code)
+    assert component_error(body) == "Execution timeout", body
+    assert body["status"] == "resource_limit_exceeded" and body["resource_limit_type"] == "time"
+    assert body["exit_code"] == -124 and body["full_stdout"] == "started\n"
+    assert "10s" in body["detail"], "--ragflow-defaults gives RAGFlow's 10 s timeout"
+
+
+def test_memory_kill_is_an_error_with_ragflows_reason(ragflow_executor: Executor) -> None:
+    code = """
+blocks = []
+for step in range(32):  # 16 MiB steps, up to twice RAGFlow's 256 MiB limit
+    blocks.append(bytearray(16 << 20))
+    print("allocated", (step + 1) * 16, "MiB", flush=True)
+print("survived")
+"""
+    body = ragflow_run(ragflow_executor, code)
+    assert component_error(body) == "Memory limit exceeded (killed by OOM)", body
+    assert body["status"] == "resource_limit_exceeded" and body["resource_limit_type"] == "memory"
+    assert "allocated 16 MiB" in body["full_stdout"] and "survived" not in body["full_stdout"]
+
+
+# -- RAGFlow's conventions ----------------------------------------------------------------------
+
+
+def test_main_guard_does_not_run_as_in_ragflow(ragflow_executor: Executor) -> None:
+    code = "def main():\n    return __name__\n\nif __name__ == '__main__':\n    print('guarded block ran')\n"
+    body = ragflow_run(ragflow_executor, code)
+    assert body["status"] == "success" and body["stdout"] == "", body
+    assert body["result"]["value"] == "main"
+
+
+def test_ragflow_defaults_set_timeout_and_memory(ragflow_executor: Executor) -> None:
+    limits = ragflow_executor.execute("pass")["metadata"]["limits"]
+    assert limits["timeout"] == 10.0 and limits["memory_mb"] == 256
+
+
+def test_artifacts_come_back_in_ragflows_shape_and_rules(ragflow_executor: Executor) -> None:
+    code = r"""
+import os
+
+def write(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+def main():
+    write("artifacts/data.csv", b"a,b\n1,2\n")
+    write("artifacts/chart.PNG", b"\x89PNG\r\n\x1a\n")
+    write("artifacts/notes.txt", b"not an allowed type")
+    write("artifacts/.hidden.png", b"hidden")
+    write("artifacts/empty.json", b"")
+    os.makedirs("artifacts/nested")
+    write("artifacts/nested/deep.png", b"nested")
+    os.symlink("data.csv", "artifacts/link.csv")
+    write("plot.svg", b"<svg/>")          # saved next to the code: promoted, as RAGFlow does
+    write("scratch.txt", b"left alone")   # not an artifact type: not promoted
+"""
+    body = ragflow_run(ragflow_executor, code)
+    assert body["status"] == "success", body
+    assert body["artifacts"] == [
+        {"name": "chart.PNG", "mime_type": "image/png", "size": 8, "content_b64": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()},
+        {"name": "data.csv", "mime_type": "text/csv", "size": 8, "content_b64": base64.b64encode(b"a,b\n1,2\n").decode()},
+        {"name": "plot.svg", "mime_type": "image/svg+xml", "size": 6, "content_b64": base64.b64encode(b"<svg/>").decode()},
+    ]
+
+
+def test_at_most_ten_artifacts(ragflow_executor: Executor) -> None:
+    code = "for n in range(12):\n    open(f'artifacts/table{n:02}.csv', 'w').write('x\\n')\n"
+    body = ragflow_run(ragflow_executor, code)
+    assert [a["name"] for a in body["artifacts"]] == [f"table{n:02}.csv" for n in range(10)]
+
+
+def test_nodejs_artifacts_folder_exists_and_is_collected(ragflow_executor: Executor) -> None:
+    code = "const fs = require('fs');\nfunction main() {\n  fs.writeFileSync('artifacts/out.json', '{\"ok\":true}');\n  return 1;\n}\n"
+    body = ragflow_run(ragflow_executor, code, "nodejs")
+    assert body["status"] == "success", body
+    assert body["artifacts"] == [{"name": "out.json", "mime_type": "application/json", "size": 11, "content_b64": base64.b64encode(b'{"ok":true}').decode()}]
+
+
+def test_v1_execute_keeps_its_own_conventions(ragflow_executor: Executor) -> None:
+    """The RAGFlow rules belong to /run: /v1/execute still runs code as __main__."""
+    result = ragflow_executor.execute("def main():\n    return __name__\n")
+    assert result["value"] == "__main__"
