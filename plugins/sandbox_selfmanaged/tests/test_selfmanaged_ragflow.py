@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
+import yaml
+from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
+
+RECIPE = Path(__file__).resolve().parents[3] / "deploy" / "ragflow"
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +183,90 @@ def test_v1_execute_keeps_its_own_conventions(ragflow_executor: Executor) -> Non
     """The RAGFlow rules belong to /run: /v1/execute still runs code as __main__."""
     result = ragflow_executor.execute("def main():\n    return __name__\n")
     assert result["value"] == "__main__"
+
+
+# -- the deploy recipe (deploy/ragflow) ----------------------------------------------------------
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """Reads Compose's ``!override`` / ``!reset`` merge tags as the plain values they carry."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+for _tag in ("!override", "!reset"):
+    _ComposeLoader.add_constructor(_tag, _tagged)
+
+
+def recipe_service() -> dict[str, Any]:
+    compose = yaml.load((RECIPE / "docker-compose.sandbox-core.yml").read_text(), Loader=_ComposeLoader)
+    service: dict[str, Any] = compose["services"]["sandbox-executor-manager"]
+    return service
+
+
+def recipe_command() -> list[str]:
+    """The compose command, with every ``${VAR:-default}`` at its default."""
+    return [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(part)) for part in recipe_service()["command"]]
+
+
+def test_recipe_replaces_ragflows_service_without_privileged_mode_or_docker_socket() -> None:
+    service = recipe_service()
+    assert service["privileged"] is False and service["ports"] == []
+    assert service["volumes"] == ["/sys/fs/cgroup:/sys/fs/cgroup:rw"], "no Docker socket"
+    assert service["cap_drop"] == ["ALL"]
+    assert sorted(service["cap_add"]) == ["DAC_OVERRIDE", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    dockerfile = (RECIPE / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert cmd == recipe_command(), "the image's CMD and the compose command must stay equal"
+
+
+def test_recipe_command_line_serves_ragflow_with_only_the_granted_capabilities(tmp_path: Path) -> None:
+    """The recipe's command line, run as the container would run it: root with only the capabilities
+    the compose file grants and no_new_privs (no Docker here). Only addresses change: loopback for
+    0.0.0.0 and the Docker networks, a free port, a scratch state directory."""
+    require_gvisor()
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run the recipe with its capabilities"
+    state_dir = tmp_path / "state"
+    swaps = {"0.0.0.0": "127.0.0.1", "172.16.0.0/12": "127.0.0.0/8", "/var/lib/sandbox-executor": str(state_dir)}
+    command = [swaps.get(part, part) for part in recipe_command()]
+    assert command[:2] == ["serve", "--ragflow-defaults"] and swaps.keys() <= set(recipe_command())
+    capabilities = ",".join(f"+{name.lower()}" for name in recipe_service()["cap_add"])
+    port = free_port()
+    log_path = tmp_path / "executor.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [setpriv, "--no-new-privs", "--inh-caps", "-all", "--bounding-set", f"-all,{capabilities}", "--",
+             EXECUTOR, *command, "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    executor = Executor(process, f"http://127.0.0.1:{port}", None, state_dir, log_path)
+    try:
+        health = _wait_healthy(executor)
+        assert {name: entry["pool"]["target"] for name, entry in health["languages"].items()} == {"python": 3, "javascript": 3}
+        body = ragflow_run(executor, "def main(a, b):\n    return a * b\n", arguments={"a": 6, "b": 7})
+        assert body["status"] == "success" and body["result"]["value"] == 42, body
+    finally:
+        assert_clean_shutdown(executor)
+
+
+def _wait_healthy(executor: Executor, attempts: int = 900) -> dict[str, Any]:
+    for _ in range(attempts):
+        if executor.process.poll() is not None:
+            raise AssertionError(f"executor exited with {executor.process.returncode}:\n{executor.log()[-3000:]}")
+        try:
+            response = executor.http.get("/healthz")
+            if response.status_code == 200:
+                health: dict[str, Any] = response.json()
+                return health
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"executor never became healthy:\n{executor.log()[-3000:]}")
