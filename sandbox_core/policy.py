@@ -133,6 +133,11 @@ def check_javascript(source: str, rules: RuleSet) -> list[Violation]:
     return sorted(found, key=lambda v: (v.line, v.rule))
 
 
+def check(code: str, language: str, rules: RuleSet) -> list[Violation]:
+    """The rules ``code`` in ``language`` (``python`` or ``javascript``) breaks."""
+    return check_python(code, rules) if language == "python" else check_javascript(code, rules)
+
+
 def _denied_module(name: str, rules: RuleSet) -> bool:
     parts = name.split(".")
     return any(".".join(parts[:end]) in rules.modules for end in range(1, len(parts) + 1))
@@ -167,8 +172,7 @@ class CodePolicy:
         active = self.rules()
         if active is not None:
             name, rules = active
-            check = check_python if request.language == "python" else check_javascript
-            violations = check(request.code, rules)
+            violations = check(request.code, request.language, rules)
             if violations:
                 raise CodePolicyError(name, violations)
         return (yield)

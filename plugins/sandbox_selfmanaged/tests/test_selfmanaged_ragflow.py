@@ -185,6 +185,33 @@ def test_v1_execute_keeps_its_own_conventions(ragflow_executor: Executor) -> Non
     assert result["value"] == "__main__"
 
 
+# -- the optional code policy, as RAGFlow's executor applied its static checks -----------------------
+
+
+def test_code_policy_refuses_on_run_as_ragflows_executor_did(tmp_path: Path) -> None:
+    executor = start_executor(
+        tmp_path, "--ragflow-defaults", "--languages", "python", "--python-pool-size", "1",
+        token=None, extra_env={"SANDBOX_CODE_POLICY": "ragflow"},
+    )
+    try:
+        refused = ragflow_run(executor, "from subprocess import Popen\n\ndef main():\n    return eval('1')\n")
+        assert component_error(refused) == "Line 1: import from subprocess\nLine 4: call eval()", refused
+        assert refused["status"] == "program_runner_error" and refused["exit_code"] == -999
+        assert refused["detail"] == "Code is unsafe"
+        allowed = ragflow_run(executor, "import json\n\ndef main():\n    return json.loads('[1]')\n")
+        assert allowed["status"] == "success" and allowed["result"]["value"] == [1]
+        assert "/run refuses code by the 'ragflow' code policy" in executor.log()
+    finally:
+        assert_clean_shutdown(executor)
+
+
+def test_an_unknown_code_policy_stops_the_executor_at_start(tmp_path: Path) -> None:
+    executor = start_executor(tmp_path, token=None, wait="none", extra_env={"SANDBOX_CODE_POLICY": "paranoid"})
+    executor.process.wait(60)
+    assert executor.stop() == 2
+    assert "SANDBOX_CODE_POLICY='paranoid' names no code policy" in executor.log()
+
+
 # -- the deploy recipe (deploy/ragflow) ----------------------------------------------------------
 
 

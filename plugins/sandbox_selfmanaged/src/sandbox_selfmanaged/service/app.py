@@ -31,10 +31,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
+from sandbox_core.errors import ConfigurationError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
+from sandbox_core.policy import POLICY_ENV, CodePolicy, check
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
-from sandbox_selfmanaged.errors import LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutorError, LimitError, SandboxUnavailableError
 from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.gate import Gate
@@ -45,7 +47,7 @@ from sandbox_selfmanaged.service.models import (
     HealthOut,
     ProblemOut,
 )
-from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, to_ragflow
+from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, policy_refusal, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
@@ -205,6 +207,13 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         result, release = await run(request, limits)
         return JSONResponse(result.to_dict(), background=release)
 
+    try:
+        run_policy = CodePolicy().rules()
+    except ConfigurationError as exc:
+        raise ExecutorError(str(exc)) from None
+    if run_policy is not None:
+        logger.warning("/run refuses code by the %r code policy (%s)", run_policy[0], POLICY_ENV)
+
     @app.post(
         "/run",
         response_model=RunResponse,
@@ -213,6 +222,10 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     )
     async def ragflow_run(body: RunRequest) -> JSONResponse:
         request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
+        if run_policy is not None:
+            violations = check(request.code, request.language, run_policy[1])
+            if violations:
+                return JSONResponse(policy_refusal(violations))
         result, release = await run(request, limits, job_options())
         return JSONResponse(to_ragflow(result), background=release)
 

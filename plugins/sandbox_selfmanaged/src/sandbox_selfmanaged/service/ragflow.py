@@ -18,6 +18,8 @@ behaviour where its users can tell the difference:
   rules (:data:`ARTIFACT_TYPES`, at most :data:`MAX_ARTIFACTS`, each at most
   :data:`MAX_ARTIFACT_FILE_BYTES`, regular non-empty files with flat, plain names); such files
   saved at the top of the working directory are moved into ``artifacts/`` first, as RAGFlow does.
+- With ``SANDBOX_CODE_POLICY`` set in the executor's environment (see :mod:`sandbox_core.policy`),
+  code the policy refuses is answered as RAGFlow's executor answers unsafe code, without running.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sandbox_core.model import Artifact, ExecutionResult, ExecutionStatus
+from sandbox_core.policy import Violation
 from sandbox_selfmanaged.rootfs import WORK_DIR
 
 _LIMIT_TYPES = {
@@ -181,6 +184,26 @@ def _failure_stderr(result: ExecutionResult) -> str:
     if result.error is not None:
         return f"{result.error.type}: {result.error.message}"
     return f"the program exited with code {result.exit_code}"
+
+
+def policy_refusal(violations: Sequence[Violation]) -> dict[str, Any]:
+    """RAGFlow's answer to code its static checks refuse (nothing ran): a runner error, one line per rule."""
+    return {
+        "status": "program_runner_error",
+        "stdout": "",
+        "stderr": "\n".join(f"Line {v.line}: {v.rule}" for v in violations),
+        "exit_code": -999,
+        "detail": "Code is unsafe",
+        "time_used_ms": 0.0,
+        "memory_used_kb": None,
+        "resource_limit_type": None,
+        "unauthorized_access_type": None,
+        "runtime_error_type": None,
+        "artifacts": [],
+        "result": None,
+        "full_stdout": None,
+        "full_stderr": None,
+    }
 
 
 def to_ragflow(result: ExecutionResult) -> dict[str, Any]:
