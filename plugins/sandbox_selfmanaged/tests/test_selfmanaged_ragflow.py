@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sandbox_core.model import Artifact, ErrorInfo, ExecutionResult, ExecutionStatus
+from sandbox_selfmanaged.service.ragflow import MAX_ARTIFACT_FILE_BYTES, to_ragflow
 from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
 
 RECIPE = Path(__file__).resolve().parents[3] / "deploy" / "ragflow"
@@ -120,6 +122,33 @@ print("survived")
     assert component_error(body) == "Memory limit exceeded (killed by OOM)", body
     assert body["status"] == "resource_limit_exceeded" and body["resource_limit_type"] == "memory"
     assert "allocated 16 MiB" in body["full_stdout"] and "survived" not in body["full_stdout"]
+
+
+def test_rarer_failures_are_errors_too() -> None:
+    """The mapping itself, for outcomes that are slow or hard to provoke in a sandbox."""
+    traceback = "Traceback (most recent call last):\nValueError: late\n"
+    cut = ExecutionResult(
+        status=ExecutionStatus.ERROR, stdout="so far\n", stderr="noise " * 10, stderr_truncated=True, exit_code=1,
+        error=ErrorInfo(type="ValueError", message="late", traceback=traceback),
+    )
+    body = to_ragflow(cut)
+    assert component_error(body) == ("noise " * 10).rstrip() + "\n" + traceback, "a cut-off traceback is added back"
+    flood = ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, stdout="x" * 100, stdout_truncated=True, exit_code=0)
+    assert component_error(to_ragflow(flood)) == "Output limit exceeded"
+    assert to_ragflow(flood)["full_stdout"] == "x" * 100
+    broken = ExecutionResult.provider_failure("self_managed", "gVisor could not start a sandbox")
+    assert component_error(to_ragflow(broken)) == "ProviderError: gVisor could not start a sandbox"
+    assert to_ragflow(broken)["status"] == "program_runner_error"
+
+
+def test_artifact_names_and_sizes_follow_ragflows_rules() -> None:
+    def artifact(name: str, size: int = 1) -> Artifact:
+        return Artifact(name=name, mime_type="application/octet-stream", size=size, content=b"x" * size)
+
+    names = ["ok.csv", "sub/deep.csv", "..sneaky.csv", "bell\a.csv", "big.png", "empty.json", "shout.SVG"]
+    sizes = {"big.png": MAX_ARTIFACT_FILE_BYTES + 1, "empty.json": 0}
+    result = ExecutionResult(status=ExecutionStatus.SUCCESS, artifacts=tuple(artifact(n, sizes.get(n, 1)) for n in names))
+    assert [(a["name"], a["mime_type"]) for a in to_ragflow(result)["artifacts"]] == [("ok.csv", "text/csv"), ("shout.SVG", "image/svg+xml")]
 
 
 # -- RAGFlow's conventions ----------------------------------------------------------------------
