@@ -166,6 +166,7 @@ class SandboxClient:
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
+        runtime: str | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
@@ -179,8 +180,14 @@ class SandboxClient:
             timeout=timeout,
             arguments=dict(arguments or {}),
             requested_by=requested_by,
+            runtime=runtime,
         )
         snapshot = self._current()
+        if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
+            raise ValueError(
+                f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
+                "leave the runtime unset"
+            )
         self._used.add(snapshot.provider)
         started = time.monotonic()
         try:
@@ -214,10 +221,11 @@ class SandboxClient:
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
+        runtime: str | None = None,
     ) -> ExecutionResult:
         """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime
         )
 
     def health(self) -> HealthStatus:
@@ -272,13 +280,16 @@ def execute_code(
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,
+    runtime: str | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
+    ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
+    provider's default for the language.
     """
-    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by)
+    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
 
 
 async def aexecute_code(
@@ -288,6 +299,7 @@ async def aexecute_code(
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,
+    runtime: str | None = None,
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code`."""
-    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by)
+    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, hookimpl
+from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo, hookimpl
 from sandbox_core.model import ErrorInfo, ExecutionStatus
 from sandbox_core.schema import ConfigSchema
 from sandbox_core.testing import UnsandboxedSubprocessProvider
@@ -254,8 +254,17 @@ class UnusableAfterShutdown(Mutant):
         return result
 
 
+class IgnoresRuntimes(Mutant):
+    """Claims runtimes, then runs every request the same way whatever runtime it names."""
+
+    @hookimpl
+    def sandbox_provider_info(self) -> ProviderInfo:
+        return ProviderInfo(description="claims runtimes it does not have", runtimes=True)
+
+
 MUTANTS: dict[str, type[Mutant]] = {
     "drops_arguments": DropsArguments,
+    "ignores_runtimes": IgnoresRuntimes,
     "stringifies_arguments": StringifiesArguments,
     "truncates_arguments": TruncatesArguments,
     "wrong_value": WrongValue,

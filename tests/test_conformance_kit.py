@@ -77,6 +77,7 @@ MUST_FAIL: dict[str, set[str]] = {
     "unhealthy": {"test_health"},
     "shares_folders": {"test_executions_do_not_share_files"},
     "unusable_after_shutdown": {"test_executions_after_shutdown"},
+    "ignores_runtimes": {"test_unknown_runtime_is_a_clear_error"},
 }
 
 FLAGS = ("supports_javascript", "supports_timeout", "supports_output_limit", "supports_artifacts")

@@ -58,4 +58,8 @@ def health(as_json: bool) -> None:
         state = "healthy" if status.healthy else "UNHEALTHY"
         latency = f" ({status.latency * 1000:.0f} ms)" if status.latency is not None else ""
         click.echo(f"{provider}: {state}{latency}: {status.message}")
+        for name, runtime in sorted((status.details.get("runtimes") or {}).items()):
+            packages = ", ".join(f"{k} {v}" for k, v in sorted((runtime.get("packages") or {}).items()))
+            problem = "" if runtime.get("available", True) else f" UNAVAILABLE: {runtime.get('error')}"
+            click.echo(f"  runtime {name} ({runtime.get('language') or '?'}){problem}{': ' + packages if packages else ''}")
     set_exit_code(EXIT_OK if status.healthy else EXIT_PROVIDER)

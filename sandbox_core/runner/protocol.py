@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from sandbox_core.model import Artifact, ErrorInfo, ExecutionResult, ExecutionStatus
+from sandbox_core.runner.rawjson import RawArguments, decode_frame
 
 RUNNER_FILES = {"python": "python_runner.py", "javascript": "javascript_runner.js"}
 DEFAULT_OUTPUT_DIR = "/tmp/sandbox-output"
@@ -52,7 +53,11 @@ def new_marker() -> str:
 
 @attrs.frozen
 class Job:
-    """One execution as the runner receives it on stdin."""
+    """One execution as the runner receives it on stdin.
+
+    ``arguments`` may be a :class:`~sandbox_core.runner.rawjson.RawArguments`: its text is then
+    forwarded as received, never turned into Python objects on the host.
+    """
 
     code: str
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
@@ -69,9 +74,16 @@ class Job:
 
     def encode(self) -> bytes:
         """The bytes to write to the runner's stdin (then close it)."""
+        return b"".join(self.parts())
+
+    def parts(self) -> list[memoryview]:
+        """:meth:`encode`'s bytes as consecutive pieces, to write one after the other.
+
+        Raw arguments are one piece, a view of the text received: writing the pieces instead
+        of :meth:`encode`'s result saves a copy of them.
+        """
         payload = {
             "code": self.code,
-            "arguments": dict(self.arguments),
             "marker": self.marker,
             "output_dir": self.output_dir,
             "max_artifact_bytes": self.max_artifact_bytes,
@@ -79,7 +91,15 @@ class Job:
             "artifact_extensions": list(self.artifact_extensions),
             "promote_working_dir": self.promote_working_dir,
         }
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+        if isinstance(self.arguments, RawArguments):
+            head = memoryview(_dump(payload))
+            raw = memoryview(self.arguments.data).cast("B")
+            return [head[:-1], memoryview(b', "arguments": '), raw, memoryview(b"}")]
+        return [memoryview(_dump({**payload, "arguments": dict(self.arguments)}))]
+
+
+def _dump(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
 
 
 class BoundedCapture:
@@ -153,10 +173,16 @@ class ResultStream:
             self.output.feed(self._held)
             self._held = b""
 
-    def frame(self) -> dict[str, Any] | None:
-        """The decoded result frame, or None when the runner never wrote a complete one."""
+    def frame(self, *, raw_value: bool = False) -> dict[str, Any] | None:
+        """The decoded result frame, or None when the runner never wrote a complete one.
+
+        ``raw_value``: keep the frame's ``value`` as a :class:`~sandbox_core.runner.rawjson.RawJSON`
+        (None for ``null``) instead of decoding it.
+        """
         if self._frame is None or self.frame_overflow:
             return None
+        if raw_value:
+            return decode_frame(self._frame)
         text = bytes(self._frame).decode("utf-8", "replace").strip()
         try:
             frame = json.loads(text)
@@ -187,14 +213,17 @@ def build_result(
     timeout: float | None = None,
     memory_exceeded: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    raw_value: bool = False,
 ) -> ExecutionResult:
     """Turn what a runner produced into an ExecutionResult, by the rules every provider shares.
 
     Precedence: timeout, then memory limit, then a user error, then output limit, then success.
-    Output is kept whatever the status (partial output on timeout).
+    Output is kept whatever the status (partial output on timeout). ``raw_value``: the result's
+    ``value`` stays JSON text (a :class:`~sandbox_core.runner.rawjson.RawJSON`), for a host that
+    only relays it (see :func:`sandbox_core.runner.rawjson.encode`).
     """
     stdout.close()
-    frame = stdout.frame()
+    frame = stdout.frame(raw_value=raw_value)
     meta: dict[str, Any] = dict(metadata or {})
     value: Any = None
     error: ErrorInfo | None = None

@@ -112,6 +112,32 @@ def _collect_artifacts(
     return artifacts, skipped
 
 
+def _save_open_figures(output_dir: "str | None") -> None:
+    """Save matplotlib figures the code left open (or showed) as ``figure-N.png`` artifacts.
+
+    Only when the code imported pyplot itself: nothing is imported here otherwise. Saving errors
+    are the code's business (a broken figure), so they go to stderr and do not fail the run.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None or not output_dir:
+        return
+    try:
+        numbers = pyplot.get_fignums()
+    except Exception:
+        return
+    index = 0
+    for number in numbers:
+        index += 1
+        while os.path.exists(os.path.join(output_dir, f"figure-{index}.png")):
+            index += 1
+        try:
+            pyplot.figure(number).savefig(os.path.join(output_dir, f"figure-{index}.png"), format="png")
+        except Exception as exc:
+            sys.stderr.write(f"figure {number} could not be saved: {type(exc).__name__}: {exc}\n")
+        finally:
+            pyplot.close(number)
+
+
 def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
     source = job["code"]
     arguments = job.get("arguments") or {}
@@ -153,6 +179,7 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             pass
         frame["exit_code"] = 1
         frame["error"] = info
+    _save_open_figures(output_dir)
     extensions = tuple(job.get("artifact_extensions") or ())
     if output_dir and extensions and job.get("promote_working_dir"):
         _promote(output_dir, extensions)

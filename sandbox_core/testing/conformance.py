@@ -325,6 +325,17 @@ class ProviderConformance:
                 sandbox_client.validate_config(provider_name, config)
             assert field in caught.value.fields, f"{config!r}: expected the error to name {field!r}, got {caught.value}"
 
+    def test_unknown_runtime_is_a_clear_error(self, sandbox_client: SandboxClient) -> None:
+        """A runtime the provider does not have is refused, naming it; never run with another one."""
+        name = "no-such-runtime-3f9c"
+        try:
+            result = sandbox_client.execute("def main():\n    return 'ran'\n", runtime=name)
+        except ValueError as exc:  # the core refuses runtimes for providers that offer none
+            assert name in str(exc), exc
+            return
+        assert result.status is not ExecutionStatus.SUCCESS, "an unknown runtime must be refused, not replaced by a default"
+        assert result.error is not None and name in result.error.message, result
+
     def test_health(self, sandbox_client: SandboxClient) -> None:
         status = sandbox_client.health()
         assert isinstance(status, HealthStatus)

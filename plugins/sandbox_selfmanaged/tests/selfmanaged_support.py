@@ -143,8 +143,19 @@ def start_executor(
     raise AssertionError(f"executor not {wait} within {timeout}s:\n{executor.log()[-3000:]}")
 
 
+def _command_lines() -> list[tuple[int, bytes]]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((int(entry.name), (entry / "cmdline").read_bytes()))
+            except OSError:
+                continue
+    return lines
+
+
 def assert_clean_shutdown(executor: Executor) -> None:
-    """The executor stopped with 0 and left no file, container or cgroup behind."""
+    """The executor stopped with 0 and left no file, container, process (watchdog included) or cgroup behind."""
     code = executor.stop()
     assert code == 0, executor.log()[-3000:]
     assert executor.state_dir.is_dir()
@@ -152,6 +163,8 @@ def assert_clean_shutdown(executor: Executor) -> None:
     listing = subprocess.run([RUNSC, "--root", str(executor.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False)
     assert listing.stdout.strip() == "", listing.stdout
     assert "engine stopped" in executor.log()
+    survivors = [pid for pid, argv in _command_lines() if str(executor.state_dir).encode() in argv]
+    assert survivors == [], f"processes naming the state dir outlived the executor: {survivors}"
     cgroups = Cgroups()
     parent = EngineConfig(state_dir=executor.state_dir).resolved_cgroup_parent().strip("/")
     leftovers = [p for p in (cgroups.root / c / parent for c in ("", "memory", "pids", "cpu")) if p.exists()] if cgroups.available else []

@@ -81,6 +81,7 @@ def bootstrap(payload_b64: str) -> None:
             interpreter = shutil.which("node")
         if not interpreter:
             envelope["error"] = f"no interpreter for {payload['language']} in this sandbox template"
+            envelope["missing_interpreter"] = True
             return
         out_path, err_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
         limit, cap = int(payload["max_output_bytes"]), int(payload["flood_bytes"])

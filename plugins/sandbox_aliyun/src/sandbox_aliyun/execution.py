@@ -22,6 +22,7 @@ from sandbox_aliyun.limits import HARD_TIMEOUT, SERVICE_MARGIN
 from sandbox_aliyun.provider import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection, InterpreterSandbox
+from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.pooling import Lease
 from sandbox_core.schema import Secret
@@ -81,6 +82,18 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
     """
     from sandbox_aliyun.pool import pool_for
 
+    if request.runtime is not None:
+        templates = config.get("runtime_templates") or {}
+        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
+        if not chosen:
+            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
+            return provider_failure(
+                provider_name,
+                f"unknown runtime {request.runtime!r}: the aliyun config's runtime_templates has {known or 'no runtime'}",
+                FailureKind.BAD_CONFIG,
+                runtime=RUNTIME_NAME,
+            )
+        config = {**config, "template_name": str(chosen)}
     connection = connection_from(config)
     timeout, meta = plan_timeout(request.timeout, float(config["timeout"]))
     meta.update(
@@ -120,7 +133,7 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         envelope = pool_for(connection, config).run(attempt, retry_if=sandbox_at_fault)
     except AliyunProviderError as exc:
         meta["wall_time"] = time.monotonic() - started
-        return ExecutionResult.provider_failure(provider_name, str(exc), **meta)
+        return provider_failure(provider_name, str(exc), exc.kind, **meta)
     meta["wall_time"] = time.monotonic() - started
     elapsed = float(envelope.get("elapsed") or 0.0) or meta["wall_time"]
     return result_from_envelope(remote, envelope, provider_name, elapsed, meta)
@@ -158,4 +171,7 @@ def probe(config: Mapping[str, Any]) -> HealthStatus:
             details={"sandbox_id": result.metadata.get("sandbox_id"), **details},
         )
     reason = result.error.message if result.error else f"probe ended with status {result.status.value}"
+    failure = failure_of(result)
+    if failure is not None:
+        details["failure"] = failure.to_dict()
     return HealthStatus(healthy=False, message=reason + note, latency=latency, details=details)

@@ -73,6 +73,7 @@ SCHEMA = ConfigSchema(
             description="The access key's secret: masked wherever a config is shown (encrypted at rest when "
             "SANDBOX_SECRET_KEY is set)." + FROM_ENV.format(variable="AGENTRUN_ACCESS_KEY_SECRET"),
             env="AGENTRUN_ACCESS_KEY_SECRET",
+            bound_to=("account_id", "region", "endpoint"),
         ),
         ConfigField(
             "account_id",
@@ -99,6 +100,14 @@ SCHEMA = ConfigSchema(
             "the provider's sandboxes are started from it.",
             required=True,
             env="AGENTRUN_TEMPLATE_NAME",
+        ),
+        ConfigField(
+            "runtime_templates",
+            "json",
+            label="Runtime templates",
+            description="Runtime names mapped to AgentRun code-interpreter template names, e.g. {\"python\": \"my-data-template\"}: "
+            "a request naming a runtime runs in its template; a runtime not listed is refused.",
+            default={},
         ),
         ConfigField(
             "endpoint",
@@ -150,6 +159,7 @@ def sandbox_provider_info() -> ProviderInfo:
         description="Alibaba Cloud AgentRun code interpreter: warm serverless sandboxes, a fresh context per execution (30 s limit)",
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
+        runtimes=True,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from sandbox_aliyun.errors import NoResultError
+from sandbox_aliyun.errors import JobNotRunError, MissingInterpreterError, NoResultError
 from sandbox_aliyun.limits import HARD_TIMEOUT, REPORT_MARGIN
 from sandbox_core.model import ExecutionResult
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
@@ -144,7 +144,8 @@ def read_envelope(reply: Any, marker: str) -> dict[str, Any]:
     if not isinstance(envelope, dict):
         raise NoResultError("the code interpreter returned a damaged result (the envelope is not a JSON object)")
     if envelope.get("error"):
-        raise NoResultError(f"the sandbox could not run the job: {envelope['error']}")
+        failed = MissingInterpreterError if envelope.get("missing_interpreter") else JobNotRunError
+        raise failed(f"the sandbox could not run the job: {envelope['error']}")
     return envelope
 
 
