@@ -16,6 +16,7 @@ from sandbox_core.cli.common import EXIT_CODES_HELP, run_guarded
 from sandbox_core.admin.cli import admin
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
+from sandbox_core.cli.plugins import plugins
 from sandbox_core.cli.providers import health, providers
 from sandbox_core.cli.scaffold import provider
 
@@ -31,6 +32,7 @@ def cli() -> None:
 
 
 cli.add_command(providers)
+cli.add_command(plugins)
 cli.add_command(health)
 cli.add_command(config)
 cli.add_command(exec_command)
