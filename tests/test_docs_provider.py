@@ -16,6 +16,9 @@ def _python_blocks() -> list[str]:
 
 def test_guide_provider_passes_the_conformance_kit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     provider_source, test_source = _python_blocks()
+    # The example streams output into the bounded captures: reading it all first (capture_output)
+    # would hold whatever the code prints in memory, whatever the output limit.
+    assert "capture_output" not in provider_source
     site = pytester.mkdir("site")
     (site / "tiny_provider.py").write_text(provider_source, encoding="utf-8")
     dist_info = site / "sandbox_tiny-0.1.0.dist-info"
