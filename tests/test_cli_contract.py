@@ -108,3 +108,11 @@ def test_config_show_masks_the_saved_config_of_a_provider_no_longer_installed(
     code, out, err = sandbox("config", "show", "vanished")
     assert code == 0 and "  token = " in out and "not set" not in out
     assert SECRET not in out + err
+
+
+def test_help_shows_the_database_url_format_and_the_plugins_command(sandbox: Run) -> None:
+    code, out, _ = sandbox("--help")
+    out = " ".join(out.split())
+    assert code == 0 and "SANDBOX_DATABASE_URL: sqlite:///path/to/settings.db" in out
+    assert "postgresql://user:password@host:5432/db" in out and "mysql://user:password@host:3306/db" in out
+    assert "plugins" in out

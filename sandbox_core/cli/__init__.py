@@ -26,8 +26,9 @@ from sandbox_core.cli.scaffold import provider
 def cli() -> None:
     """Run untrusted code through pluggable sandbox providers, and configure them.
 
-    Settings live in the database named by SANDBOX_DATABASE_URL (an SQLite file in your data
-    directory by default).
+    Settings live in the database named by SANDBOX_DATABASE_URL: sqlite:///path/to/settings.db,
+    mysql://user:password@host:3306/db or postgresql://user:password@host:5432/db (unset: an
+    SQLite file in your user data directory).
     """
 
 
