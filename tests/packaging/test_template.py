@@ -72,6 +72,10 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "ISOLATES NOTHING" in provider
     tests = (package.directory / "tests/test_conformance.py").read_text(encoding="utf-8")
     assert "class TestMyCloudConformance(ProviderConformance)" in tests
+    # A fresh venv gets sandbox-core from a checkout or wheel first when no index publishes it
+    # (as test_generated_provider_passes_its_own_conformance_tests does), then the package.
+    readme = (package.directory / "README.md").read_text(encoding="utf-8")
+    assert 0 <= readme.find("$ pip install /path/to/sandbox-core") < readme.find("$ pip install -e '.[test]'")
 
 
 @pytest.mark.parametrize(
