@@ -386,6 +386,10 @@ class WrongTypes:
     def sandbox_provider_info(self) -> Any:
         return "a description"
 
+    @hookimpl
+    def sandbox_upgrade_config(self) -> Any:
+        return {"endpoint": "http://x"}
+
 
 class WrongValidation(WrongTypes):
     @hookimpl
@@ -402,6 +406,8 @@ def test_a_hook_returning_the_wrong_type_is_named_at_the_boundary() -> None:
         (lambda: registry.execute("sloppy", ExecutionRequest(code="x"), {}), "sandbox_execute", "ExecutionResult"),
         (lambda: registry.provider_info("sloppy"), "sandbox_provider_info", "ProviderInfo"),
         (lambda: registry.validate_config("sloppier", {}), "sandbox_validate_config", "a list of FieldProblem"),
+        (lambda: registry.upgrade_config("sloppy", {}, "ragflow"), "sandbox_upgrade_config",
+         "None or a (config dict, list of notes) pair"),
     ]:
         with pytest.raises(ProviderContractError) as caught:
             call()
