@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from sandbox_core.audit import AuditLog
-from sandbox_core.errors import ConfigValidationError, ProviderError, SandboxError
+from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
@@ -194,7 +195,8 @@ class SandboxClient:
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
-            result = ExecutionResult.provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config))
+            kind = FailureKind.UNAVAILABLE if isinstance(exc, ProviderUnavailableError) else FailureKind.INTERNAL
+            result = provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config), kind)
         except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
             result = self._provider_bug(snapshot, exc)
         if not result.provider or not result.execution_time:
@@ -216,7 +218,7 @@ class SandboxClient:
         message = _scrub(f"provider {snapshot.provider!r} failed: {type(exc).__name__}: {exc}", snapshot.config)
         trace = _scrub("".join(traceback.format_exception(exc)), snapshot.config)
         log.error("%s\n%s", message, trace.rstrip())
-        return ExecutionResult.provider_failure(snapshot.provider, message, traceback=trace)
+        return provider_failure(snapshot.provider, message, FailureKind.INTERNAL, traceback=trace)
 
     async def aexecute(
         self,

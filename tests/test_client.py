@@ -156,6 +156,8 @@ def test_a_provider_failure_is_a_provider_error_result_without_the_secret(
     assert result.error is not None and clue in result.error.message
     assert TOKEN not in result.error.message and "********" in result.error.message
     assert TOKEN not in repr(result) and TOKEN not in str(result.to_dict())
+    kind = "internal" if code == "crash" else "unavailable"
+    assert result.metadata["failure"] == {"kind": kind, "retry_after": None}
 
 
 def test_a_provider_bug_is_logged_and_kept_with_its_traceback_without_the_secret(
@@ -171,6 +173,7 @@ def test_a_provider_bug_is_logged_and_kept_with_its_traceback_without_the_secret
     assert len(errors) == 1 and "in sandbox_execute" in errors[0].getMessage()
     assert "provider 'fake' failed: RuntimeError" in errors[0].getMessage()
     assert TOKEN not in caplog.text and TOKEN not in trace
+    assert result.metadata["failure"] == {"kind": "internal", "retry_after": None}
 
 
 @pytest.mark.parametrize("code", ["nothing", "dict"])
