@@ -45,6 +45,19 @@ def test_generated_provider_passes_its_own_conformance_tests(
     # unreachable-backend tests (it has no backend yet).
     assert counts.get("passed", 0) >= 20 and counts.get("skipped") == 3, summary
 
+    # A planted bug (a misspelt config key in sandbox_execute) is reported in one readable line.
+    provider = package / "src" / "sandbox_tinybox" / "provider.py"
+    good = "    return _run(request, config, provider_name)\n"
+    assert good in provider.read_text(encoding="utf-8")
+    provider.write_text(provider.read_text(encoding="utf-8").replace(good, "    config['pythn']\n" + good), encoding="utf-8")
+    venv.install("--reinstall-package", "sandbox-tinybox", f"{package}[test]")
+    outcome = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_hello_world", cwd=package)
+    assert outcome.returncode == 1, outcome.stdout + outcome.stderr
+    (line,) = [line for line in outcome.stdout.splitlines() if "result.status is" in line]
+    assert "result.status is 'provider_error', expected 'success'" in line, line
+    assert "KeyError: 'pythn'" in line and "raised in sandbox_execute at provider.py:" in line, line
+    assert "ExecutionResult(" not in outcome.stdout
+
 
 def test_generated_files(tmp_path: Path) -> None:
     package = new_provider("my_cloud", directory=tmp_path / "pkg", installed_providers=())
