@@ -260,7 +260,9 @@ class ProviderRegistry:
         if self._pm.is_registered(plugin):
             raise TypeError("the same plugin object is already registered under another name")
         marked = {attr for attr in dir(plugin) if self._pm.parse_hookimpl_opts(plugin, attr) is not None}
-        unmarked = {attr for attr in dir(plugin) if attr.startswith("sandbox_") and attr not in marked and _is_function(plugin, attr)}
+        unmarked = {
+            attr for attr in dir(plugin) if attr.startswith("sandbox_") and attr not in marked and _is_function(plugin, attr)
+        }
         missing = [_missing_hook(hook, marked, unmarked) for hook in hookspecs.REQUIRED_HOOKS if hook not in marked]
         if missing:
             raise TypeError("; ".join(missing))
@@ -351,7 +353,8 @@ class ProviderRegistry:
                 try:
                     assert entry.load is not None
                     plugin = entry.load()
-                    self.add_plugin(plugin() if inspect.isclass(plugin) else plugin, name, package=entry.package, version=entry.version)
+                    plugin = plugin() if inspect.isclass(plugin) else plugin
+                    self.add_plugin(plugin, name, package=entry.package, version=entry.version)
                 except Exception as exc:  # one broken plugin must not break the others
                     failure = PluginLoadError(name, entry.package, entry.version, _describe(exc))
                     log.warning("%s", failure, exc_info=True)
@@ -457,7 +460,8 @@ class ProviderRegistry:
         """Provider ``name``'s health report, or ``None`` when it has no health check."""
         if not self.has_hook(name, "sandbox_health"):
             return None
-        return _expect(name, "sandbox_health", self.hook(name, "sandbox_health")(config=config, provider_name=name), HealthStatus)
+        status = self.hook(name, "sandbox_health")(config=config, provider_name=name)
+        return _expect(name, "sandbox_health", status, HealthStatus)
 
     def execute(self, name: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
         """Run ``request`` through provider ``name``; its exceptions propagate to the caller."""
@@ -471,7 +475,8 @@ class ProviderRegistry:
         result = self.hook(name, "sandbox_upgrade_config")(config=config, source=source, provider_name=name)
         if result is None:
             return None
-        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping) and isinstance(result[1], (list, tuple))):
+        pair = isinstance(result, tuple) and len(result) == 2
+        if not (pair and isinstance(result[0], Mapping) and isinstance(result[1], (list, tuple))):
             raise ProviderContractError(name, "sandbox_upgrade_config", result, "None or a (config dict, list of notes) pair")
         return dict(result[0]), [str(note) for note in result[1]]
 

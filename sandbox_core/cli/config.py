@@ -76,7 +76,8 @@ def show(name: str | None, as_json: bool) -> None:
             masked, database = store.masked_provider_config(name, saved), store.describe()
             problem = f"{exc}; without its schema every value is masked"
             if as_json:
-                print_json({"provider": name, "active": name == active, "config": masked, "database": database, "problem": problem})
+                about = {"provider": name, "active": name == active, "config": masked, "database": database}
+                print_json({**about, "problem": problem})
                 return
             click.echo(f"provider: {name}{' (active)' if name == active else ''}")
             click.echo(f"database: {database}")

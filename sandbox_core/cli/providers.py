@@ -29,7 +29,8 @@ def providers(as_json: bool, no_verify: bool) -> None:
         data.append(_not_installed(active))
     broken_plugins = [] if no_verify else [p for p in registry.plugin_statuses() if p.state is ProviderState.BROKEN]
     for plugin in broken_plugins:
-        click.echo(f"warning: plugin {plugin.name!r} ({plugin.package} {plugin.version}) is broken: {headline(plugin.error)}", err=True)
+        where = f"{plugin.package} {plugin.version}"
+        click.echo(f"warning: plugin {plugin.name!r} ({where}) is broken: {headline(plugin.error)}", err=True)
     if as_json:
         print_json(data)
     elif not data:

@@ -19,8 +19,10 @@ the capabilities it has::
 Optional capability flags default to off: a test for a capability the provider does not claim is
 skipped with a reason, never silently passed. Timeouts are not optional: ``supports_timeout`` is
 on unless the provider opts out with a ``no_timeout_reason``. The "never raise for an unreachable
-backend" clauses are checked directly against the hooks with an ``unreachable_config`` fixture. Without a ``provider_plugin`` fixture the provider is loaded
-from its installed entry point, exactly as users get it.
+backend" clauses are checked directly against the hooks with an ``unreachable_config`` fixture.
+Without a ``provider_plugin`` fixture the provider is loaded from its installed entry point,
+exactly as users get it. A failing test says in one line which field of the result is wrong and
+how the execution ended (see :func:`describe`).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def describe(result: ExecutionResult) -> str:
 def check(result: ExecutionResult, field: str, ok: bool, wanted: str) -> None:
     """Fail with one line naming ``field`` of ``result`` when ``ok`` is false."""
     if not ok:
-        pytest.fail(f"result.{field} is {_show(getattr(result, field))}, expected {wanted} ({describe(result)})", pytrace=False)
+        actual = _show(getattr(result, field))
+        pytest.fail(f"result.{field} is {actual}, expected {wanted} ({describe(result)})", pytrace=False)
 
 
 def expect(result: ExecutionResult, field: str, expected: Any) -> None:
@@ -261,7 +264,8 @@ class ProviderConformance:
     def test_value_not_json(self, sandbox_client: SandboxClient) -> None:
         result = self.run(sandbox_client, "def main():\n    return object()\n")
         expect(result, "status", ExecutionStatus.ERROR)
-        check(result, "error", result.error is not None and "JSON" in result.error.message, "an error saying the value is not JSON")
+        check(result, "error", result.error is not None and "JSON" in result.error.message,
+              "an error saying the value is not JSON")
 
     def test_prints_cannot_forge_result(self, sandbox_client: SandboxClient) -> None:
         code = (
@@ -284,7 +288,8 @@ class ProviderConformance:
         code = "import sys, time\nprint('started', flush=True)\ntime.sleep(120)\nprint('never')\n"
         result = self.run(sandbox_client, code, timeout=self.timeout_seconds)
         expect(result, "status", ExecutionStatus.TIMEOUT)
-        check(result, "stdout", "started" in result.stdout and "never" not in result.stdout, "'started' (printed before the timeout) only")
+        check(result, "stdout", "started" in result.stdout and "never" not in result.stdout,
+              "'started' (printed before the timeout) only")
         check(result, "execution_time", result.execution_time < 60, "well under the 120 s the code asked for")
 
     def test_output_truncated_and_flagged(self, sandbox_client: SandboxClient, output_limit_bytes: int) -> None:
@@ -406,7 +411,8 @@ class ProviderConformance:
         except ValueError as exc:  # the core refuses runtimes for providers that offer none
             assert name in str(exc), exc
             return
-        check(result, "status", result.status is not ExecutionStatus.SUCCESS, "a refusal: an unknown runtime must not be replaced by a default")
+        check(result, "status", result.status is not ExecutionStatus.SUCCESS,
+              "a refusal: an unknown runtime must not be replaced by a default")
         check(result, "error", result.error is not None and name in result.error.message, f"an error naming {name!r}")
 
     def test_unreachable_backend_health_reports_it(
