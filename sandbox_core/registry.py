@@ -424,6 +424,10 @@ class ProviderRegistry:
         (:meth:`execute`, :meth:`health`, ...), which check what each hook returns.
         """
         self.load(name)
+        return self._caller(name, hook_name)
+
+    def _caller(self, name: str, hook_name: str) -> Any:
+        """The hook caller of loaded provider ``name`` (cached until the set of plugins changes)."""
         with self._lock:
             key = (name, hook_name)
             if key not in self._callers:
@@ -574,11 +578,13 @@ class ProviderRegistry:
         with self._lock:
             loaded = dict(self._providers)
         wanted = loaded if names is None else {n: loaded[n] for n in names if n in loaded}
-        for name, plugin in sorted(wanted.items()):
-            if not self.has_hook(name, "sandbox_shutdown"):
+        for name in sorted(wanted):
+            if "sandbox_shutdown" not in self._implemented.get(name, frozenset()):
                 continue
             try:
-                self.hook(name, "sandbox_shutdown")(provider_name=name)
+                # Not through load(): a provider must release its sandboxes even while a
+                # required plugin is broken and executions are refused.
+                self._caller(name, "sandbox_shutdown")(provider_name=name)
             except Exception:
                 log.warning("provider %r failed to shut down", name, exc_info=True)
 

@@ -492,3 +492,27 @@ def test_an_incompatible_provider_has_one_wording_in_listing_and_use(standard_si
         registry.load("too_new")
     assert str(caught.value) == f"sandbox provider 'too_new' from fake-too-new 0.4 is incompatible: {row.error}"
     assert row.error.startswith("it requires sandbox-core<0.0.1, but sandbox-core ")
+
+
+def test_providers_release_their_sandboxes_even_while_executions_are_refused() -> None:
+    class Pooled(WrongTypes):
+        released = 0
+
+        @hookimpl
+        def sandbox_shutdown(self) -> None:
+            Pooled.released += 1
+
+    class Policy:
+        @hookimpl(wrapper=True)
+        def sandbox_execute(self) -> Generator[None, Any, Any]:
+            return (yield)
+
+    registry = ProviderRegistry(discover=False, required_plugins=["policy"])
+    registry.add_plugin(Policy(), "policy")
+    registry.register("pooled", Pooled())
+    registry.load("pooled")
+    registry.remove_plugin("policy")
+    with pytest.raises(RequiredPluginError, match="'policy' is not installed"):
+        registry.load("pooled")
+    registry.shutdown()
+    assert Pooled.released == 1
