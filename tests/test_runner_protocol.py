@@ -243,6 +243,8 @@ def test_a_job_encodes_arguments_as_json_data() -> None:
         "max_artifact_bytes": 10,
         "max_value_bytes": 32 << 20,
         "run_name": "__main__",
+        "artifact_extensions": [],
+        "promote_working_dir": False,
     }
     assert job.encode().startswith(b'{"marker": "\\u001esandbox-result-')  # first: see python_runner
     assert UNICODE.encode() in job.encode()  # not \u-escaped: fewer bytes to send

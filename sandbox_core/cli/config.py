@@ -18,7 +18,7 @@ from sandbox_core.cli.common import (
     print_json,
     set_exit_code,
 )
-from sandbox_core.errors import NoProviderSelectedError
+from sandbox_core.errors import NoProviderSelectedError, ProviderNotFoundError
 from sandbox_core.registry import get_registry
 from sandbox_core.schema import MASK, ConfigSchema, to_storable
 
@@ -66,7 +66,25 @@ def show(name: str | None, as_json: bool) -> None:
                 raise NoProviderSelectedError(get_registry().names())
             name = active
         client = SandboxClient(settings=store)
-        schema = _schema(client, name)
+        try:
+            schema = _schema(client, name)
+        except ProviderNotFoundError as exc:
+            # Uninstalled or disabled: without its schema every saved value may be a secret.
+            saved = store.provider_config(name)
+            if not saved:
+                raise
+            masked, database = store.masked_provider_config(name, saved), store.describe()
+            problem = f"{exc}; without its schema every value is masked"
+            if as_json:
+                about = {"provider": name, "active": name == active, "config": masked, "database": database}
+                print_json({**about, "problem": problem})
+                return
+            click.echo(f"provider: {name}{' (active)' if name == active else ''}")
+            click.echo(f"database: {database}")
+            click.echo(f"warning: {problem}", err=True)
+            for key in sorted(masked):
+                click.echo(f"  {key} = {json.dumps(masked[key])}")
+            return
         masked = schema.mask(store.provider_config(name))
         database = store.describe()
     if as_json:

@@ -1,7 +1,8 @@
 // Runs one job of the sandbox-core runner protocol inside a sandbox (JavaScript side).
 //
 // Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-// until EOF: {marker, code, arguments, output_dir, max_artifact_bytes, max_value_bytes}. The code
+// until EOF: {marker, code, arguments, output_dir, max_artifact_bytes, max_value_bytes,
+// artifact_extensions, promote_working_dir} (run_name is Python's alone). The code
 // runs as a CommonJS module body; when it defines main (a function declaration, a const, or
 // module.exports.main) the runner awaits main(arguments), so sync and async main both work. One
 // result frame is written to stdout after everything the user printed: the job's random marker,
@@ -152,7 +153,16 @@ function errorInfo(error) {
   }
 }
 
-function collectArtifacts(outputDir, maxTotal) {
+// Move regular files with these extensions from the top of the working directory into the
+// output folder (RAGFlow's executor does this for charts saved next to the code).
+function promote(outputDir, extensions) {
+  for (const entry of fs.readdirSync(".", { withFileTypes: true })) {
+    if (!entry.isFile() || entry.name.startsWith(".") || !extensions.includes(path.extname(entry.name).toLowerCase())) continue;
+    try { fs.renameSync(entry.name, path.join(outputDir, entry.name)); } catch (_) { /* left where it is */ }
+  }
+}
+
+function collectArtifacts(outputDir, maxTotal, extensions) {
   const artifacts = [];
   const skipped = [];
   let budget = maxTotal;
@@ -164,7 +174,8 @@ function collectArtifacts(outputDir, maxTotal) {
       const full = path.join(dir, entry.name);
       const rel = path.relative(outputDir, full);
       if (entry.isDirectory()) { walk(full); continue; }
-      if (!entry.isFile()) continue;
+      if (!entry.isFile()) continue; // symbolic links are never followed
+      if (extensions.length && !extensions.includes(path.extname(entry.name).toLowerCase())) continue;
       const size = fs.statSync(full).size;
       if (size > budget || artifacts.length >= MAX_ARTIFACTS || rel.length > MAX_NAME) {
         skipped.push(rel.slice(0, MAX_NAME));
@@ -241,6 +252,8 @@ function serve() {
   const outputDir = job.output_dir || null;
   const maxArtifactBytes = Number(job.max_artifact_bytes || 0);
   const maxValueBytes = typeof job.max_value_bytes === "number" ? job.max_value_bytes : Infinity;
+  const extensions = Array.isArray(job.artifact_extensions) ? job.artifact_extensions : [];
+  const promoteWorkingDir = Boolean(job.promote_working_dir);
   const report = { valueJson: "null", exitCode: 0, error: null, hasMain: false, artifacts: [], skipped: [], valueTooLarge: null };
   let reported = false;
 
@@ -249,7 +262,8 @@ function serve() {
     reported = true;
     report.exitCode = Number.isInteger(exitCode) && exitCode >= 0 && exitCode < 256 ? exitCode : 1;
     try {
-      const { artifacts, skipped } = collectArtifacts(outputDir, maxArtifactBytes);
+      if (outputDir && extensions.length && promoteWorkingDir) promote(outputDir, extensions);
+      const { artifacts, skipped } = collectArtifacts(outputDir, maxArtifactBytes, extensions);
       report.artifacts = artifacts;
       report.skipped = skipped;
     } catch (_) { /* artifacts are best effort */ }

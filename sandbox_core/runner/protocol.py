@@ -115,8 +115,12 @@ class Job:
     output_dir: str | None = DEFAULT_OUTPUT_DIR
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
     run_name: str = "__main__"
-    """The code's ``__name__`` (Python): RAGFlow runs code under another name, so that its
-    ``if __name__ == "__main__":`` blocks do not run."""
+    """Python's ``__name__`` for the code (``"main"`` skips ``if __name__ == "__main__":`` blocks, as RAGFlow does)."""
+    artifact_extensions: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """When not empty, only output-folder files with these (lower-case, dotted) extensions are artifacts."""
+    promote_working_dir: bool = False
+    """Move files with an ``artifact_extensions`` extension from the top of the working directory
+    into the output folder before collecting (RAGFlow's executor does this for charts saved next to the code)."""
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     """The largest ``main()`` value (as JSON); a bigger one is dropped and reported, artifacts stay."""
 
@@ -144,6 +148,8 @@ class Job:
             "max_artifact_bytes": self.max_artifact_bytes,
             "max_value_bytes": self.max_value_bytes,
             "run_name": self.run_name,
+            "artifact_extensions": list(self.artifact_extensions),
+            "promote_working_dir": self.promote_working_dir,
         }
         if isinstance(self.arguments, RawArguments):
             head = memoryview(_dump(payload))

@@ -3,14 +3,15 @@
 Started before any code is known (a warm sandbox waits here), the runner forks at once: the
 *child* will run the code, the *parent* reads the job. The parent reads one JSON job from stdin
 until EOF (``{"marker", "code", "arguments", "output_dir", "max_artifact_bytes",
-"max_value_bytes", "run_name"}``, marker first), takes the result marker off it and hands the rest
-to the child through a pipe, so the marker never exists in the process that runs user code. The
-child runs the code as ``run_name`` (``__main__`` by default), calls ``main(**arguments)`` when
-the code defines it, writes its report (a JSON object) to a private pipe and exits. The parent
-waits for it, stops every other process when it is process 1 of a sandbox (nothing else may write
-while the frame is written), and writes one result frame to stdout after everything the user
-printed: the marker, the report with the child's real exit status added, and a newline. See
-``sandbox_core.runner.protocol`` for what remains possible.
+"max_value_bytes", "run_name", "artifact_extensions", "promote_working_dir"}``, marker first),
+takes the result marker off it and hands the rest to the child through a pipe, so the marker
+never exists in the process that runs user code. The child runs the code as ``run_name``
+(``__main__`` by default), calls ``main(**arguments)`` when the code defines it, writes its
+report (a JSON object) to a private pipe and exits. The parent waits for it, stops every other
+process when it is process 1 of a sandbox (nothing else may write while the frame is written),
+and writes one result frame to stdout after everything the user printed: the marker, the report
+with the child's real exit status added, and a newline. See ``sandbox_core.runner.protocol`` for
+what remains possible.
 
 This file must stay lean: every import costs dearly inside gVisor, so only what the success path
 needs is imported up front (``io`` is already loaded by the interpreter).
@@ -111,10 +112,24 @@ def _error_info(exc: BaseException, source: str) -> "dict[str, str]":
     return {"type": type(exc).__name__, "message": _cut(message), "traceback": _cut("".join(lines))}
 
 
+def _promote(output_dir: str, extensions: "tuple[str, ...]") -> None:
+    """Move regular files with these extensions from the top of the working directory into the output folder."""
+    for name in os.listdir("."):
+        if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
+            continue
+        if os.path.islink(name) or not os.path.isfile(name):
+            continue
+        try:
+            os.replace(name, os.path.join(output_dir, name))
+        except OSError:
+            pass
+
+
 def _collect_artifacts(
-    output_dir: "str | None", max_total: int
+    output_dir: "str | None", max_total: int, extensions: "tuple[str, ...]" = ()
 ) -> "tuple[list[dict[str, Any]], list[str]]":
-    """Regular files left in the output folder, in name order, until the byte or count budget is spent."""
+    """Regular files left in the output folder (only ``extensions`` when given), in name order,
+    until the byte or count budget is spent. Symbolic links are never followed."""
     artifacts: list[dict[str, Any]] = []
     skipped: list[str] = []
     budget = max_total
@@ -128,6 +143,8 @@ def _collect_artifacts(
         for name in sorted(files):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, output_dir)
+            if os.path.islink(path) or (extensions and os.path.splitext(name)[1].lower() not in extensions):
+                continue
             try:
                 if os.path.islink(path) or not os.path.isfile(path):
                     continue
@@ -234,7 +251,10 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             frame["value_too_large"] = size
             value_json = "null"
     _save_open_figures(output_dir)
-    frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)))
+    extensions = tuple(job.get("artifact_extensions") or ())
+    if output_dir and extensions and job.get("promote_working_dir"):
+        _promote(output_dir, extensions)
+    frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)), extensions)
     return frame, value_json
 
 

@@ -104,10 +104,12 @@ def start_executor(
     token: str | None = "auto",
     wait: str = "healthy",
     timeout: float = 90,
+    extra_env: dict[str, str] | None = None,
 ) -> Executor:
     """Start an executor with ``args`` (on a free port, its own state dir under ``tmp_path``).
 
     ``wait``: "healthy" (GET /healthz answers 200), "live" (GET /livez answers) or "none".
+    ``extra_env``: variables added to its environment (the caller's ``SANDBOX_*`` ones never are).
     """
     require_gvisor()
     port = free_port()
@@ -116,6 +118,7 @@ def start_executor(
     if token == "auto":
         token = secrets.token_urlsafe(24)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SANDBOX_")}
+    env.update(extra_env or {})
     if token:
         env["SANDBOX_EXECUTOR_TOKEN"] = token
     command = [EXECUTOR, "serve", "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir), *args]

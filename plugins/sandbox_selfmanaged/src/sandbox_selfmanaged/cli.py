@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged import runtime_cli
@@ -42,7 +43,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``profile`` replaces some of ``serve``'s defaults (explicit flags still win)."""
     defaults, maximums = Limits(), DEFAULT_MAXIMUMS
     parser = argparse.ArgumentParser(prog="sandbox-executor", description="Run untrusted code in gVisor sandboxes over HTTP.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -102,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-artifact-bytes", type=int, default=maximums.max_artifact_bytes)
     limits.add_argument("--cpus", type=float, default=defaults.cpus, help="CPU quota of each sandbox")
 
+    serve.add_argument(
+        "--ragflow-defaults", action="store_true",
+        help="RAGFlow executor_manager's defaults: --port 9385, --default-timeout 10, --default-memory-mb 256, --pool-size 3",
+    )
     runtime_cli.add_serve_options(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    if profile:
+        serve.set_defaults(**profile)
     runtime_cli.add_commands(commands)
     return parser
 
@@ -275,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         _reexec_without_token()
     args = _parser().parse_args(argv)
+    if args.command == "serve" and args.ragflow_defaults:
+        from sandbox_selfmanaged.service.ragflow import RAGFLOW_DEFAULTS
+
+        args = _parser(RAGFLOW_DEFAULTS).parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "runtime":

@@ -373,9 +373,16 @@ class Engine:
         return result
 
     def run(
-        self, request: ExecutionRequest, limits: Limits, cancel: Cancellation | None = None
+        self,
+        request: ExecutionRequest,
+        limits: Limits,
+        cancel: Cancellation | None = None,
+        job_options: Mapping[str, Any] | None = None,
     ) -> tuple[ExecutionResult, Callable[[], None]]:
         """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
+
+        ``job_options`` are further :class:`~sandbox_core.runner.Job` fields (RAGFlow's ``/run``
+        sets the output folder, ``run_name`` and its artifact rules this way).
 
         Releasing destroys the sandbox and lets the pool boot its replacement. Both cost CPU and
         the interpreter lock; a service calls ``release`` after its response has been sent, so
@@ -437,7 +444,12 @@ class Engine:
         try:
             if limits.memory_mb != sandbox.limits.memory_mb:
                 sandbox.set_memory_limit(limits.memory_bytes)
-            job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
+            job = Job(
+                code=request.code,
+                arguments=request.arguments,
+                max_artifact_bytes=limits.max_artifact_bytes,
+                **(job_options or {}),
+            )
             outcome = sandbox.run(job, limits, cancel)
             with self._active_lock:
                 self._busy[request.language] -= 1

@@ -37,10 +37,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
+from sandbox_core.errors import ConfigurationError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
+from sandbox_core.policy import POLICY_ENV, CodePolicy, check
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
-from sandbox_selfmanaged.errors import ExecutionCancelled, LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutionCancelled, ExecutorError, LimitError, SandboxUnavailableError
 from sandbox_selfmanaged.runtimes import UnknownRuntimeError
 from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
@@ -57,7 +59,7 @@ from sandbox_selfmanaged.service.models import (
     RuntimeOut,
 )
 from sandbox_selfmanaged.service.responses import RelayedJSONResponse
-from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
+from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, policy_refusal, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
@@ -209,7 +211,9 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         metrics.rejections.labels("queue_full").inc()
         return _problem(503, str(exc), exc.retry_after)
 
-    async def run(http: Request, request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
+    async def run(
+        http: Request, request: ExecutionRequest, limits: Limits, job_options: dict[str, Any] | None = None
+    ) -> tuple[ExecutionResult, BackgroundTask]:
         """Execute, and the task that releases the sandbox once the response is out.
 
         If the response is never sent (the client left), a timer releases it anyway. If the
@@ -222,7 +226,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
                 await _admit(admission, watcher, cancel)
                 try:
                     started = time.monotonic()
-                    result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, limiter=limiter)
+                    result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, job_options, limiter=limiter)
                 finally:
                     admission.release()
             except ExecutionCancelled:
@@ -290,6 +294,13 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def runtimes() -> list[dict[str, Any]]:
         return [{"name": name, **entry} for name, entry in engine.served.describe().items()]
 
+    try:
+        run_policy = CodePolicy().rules()
+    except ConfigurationError as exc:
+        raise ExecutorError(str(exc)) from None
+    if run_policy is not None:
+        logger.warning("/run refuses code by the %r code policy (%s)", run_policy[0], POLICY_ENV)
+
     @app.post(
         "/run",
         response_model=RunResponse,
@@ -300,7 +311,11 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def ragflow_run(http: Request) -> Response:
         body, arguments = parse_body(await read_body(http), RunRequest)
         request, limits = build(body.code(), body.core_language(), arguments or {}, None, None)
-        result, release = await run(http, request, limits)
+        if run_policy is not None:
+            violations = check(request.code, request.language, run_policy[1])
+            if violations:
+                return JSONResponse(policy_refusal(violations))
+        result, release = await run(http, request, limits, job_options())
         return RelayedJSONResponse(to_ragflow(result), background=release)
 
     original_openapi = app.openapi
