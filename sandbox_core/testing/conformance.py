@@ -37,22 +37,13 @@ from sandbox_core.schema import ConfigSchema
 UNICODE_TEXT = "héllo wörld ✓ 你好 🎉"
 
 
-class ProviderConformance:
-    """Base class of a provider's conformance tests; see the module docstring."""
+class ProviderFixtures:
+    """The fixtures every kit class shares: the provider a test module supplies and a client for it.
 
-    supports_javascript: bool = False
-    """The provider runs JavaScript (``main(args)``, sync or async)."""
-    supports_timeout: bool = False
-    """The provider stops code at the request's timeout and keeps the output printed so far."""
-    supports_output_limit: bool = False
-    """The provider truncates output at a limit and flags it (supply ``output_limit_bytes``)."""
-    supports_artifacts: bool = False
-    """Files left in ``$SANDBOX_OUTPUT_DIR`` come back as artifacts."""
-
-    timeout_seconds: float = 2.0
-    """The timeout the timeout test asks for."""
-
-    # -- fixtures the provider supplies ------------------------------------------------------
+    Used by :class:`ProviderConformance` and by the isolation profile
+    (:class:`~sandbox_core.testing.isolation.ProviderIsolation`), so a provider author defines
+    ``provider_name`` and ``provider_config`` the same way for both.
+    """
 
     @pytest.fixture
     def provider_name(self) -> str:
@@ -66,19 +57,6 @@ class ProviderConformance:
     def provider_plugin(self) -> object | None:
         """An object to register in process instead of loading the installed entry point."""
         return None
-
-    @pytest.fixture
-    def invalid_configs(self) -> Sequence[tuple[Mapping[str, Any], str]]:
-        """Configs the provider must refuse, each with the name of the field the error must name."""
-        return []
-
-    @pytest.fixture
-    def output_limit_bytes(self) -> int:
-        """The stdout limit (bytes) in force with ``provider_config``; needed for the output-limit test."""
-        self._require("supports_output_limit")
-        pytest.fail("define `output_limit_bytes` when supports_output_limit is on")
-
-    # -- fixtures the kit builds --------------------------------------------------------------
 
     @pytest.fixture
     def provider_registry(self, provider_name: str, provider_plugin: object | None) -> ProviderRegistry:
@@ -95,6 +73,35 @@ class ProviderConformance:
         client = SandboxClient(provider=provider_name, config=provider_config, registry=provider_registry)
         yield client
         client.close()
+
+
+class ProviderConformance(ProviderFixtures):
+    """Base class of a provider's conformance tests; see the module docstring."""
+
+    supports_javascript: bool = False
+    """The provider runs JavaScript (``main(args)``, sync or async)."""
+    supports_timeout: bool = False
+    """The provider stops code at the request's timeout and keeps the output printed so far."""
+    supports_output_limit: bool = False
+    """The provider truncates output at a limit and flags it (supply ``output_limit_bytes``)."""
+    supports_artifacts: bool = False
+    """Files left in ``$SANDBOX_OUTPUT_DIR`` come back as artifacts."""
+
+    timeout_seconds: float = 2.0
+    """The timeout the timeout test asks for."""
+
+    # -- fixtures the provider supplies (besides those of ProviderFixtures) --------------------
+
+    @pytest.fixture
+    def invalid_configs(self) -> Sequence[tuple[Mapping[str, Any], str]]:
+        """Configs the provider must refuse, each with the name of the field the error must name."""
+        return []
+
+    @pytest.fixture
+    def output_limit_bytes(self) -> int:
+        """The stdout limit (bytes) in force with ``provider_config``; needed for the output-limit test."""
+        self._require("supports_output_limit")
+        pytest.fail("define `output_limit_bytes` when supports_output_limit is on")
 
     @staticmethod
     def run(client: SandboxClient, code: str, **kwargs: Any) -> ExecutionResult:
