@@ -218,7 +218,7 @@ def _host_processes_invisible(probe: Probe) -> str:
     seen = probe.value(probe.execute(HOST_PROCESSES, arguments={"tag": tag}), "process")
     if seen["hits"]:
         raise CaseFailed(f"the sandbox sees the host's canary process (pid {seen['hits'][0]})")
-    return f"the host's canary process is not visible (the sandbox sees {seen['visible']} processes)"
+    return f"the host's canary process is not visible (the sandbox sees {seen['visible']} process(es))"
 
 
 JAVASCRIPT_HOST = """
@@ -532,7 +532,7 @@ def spawn(tag, linger, detach):
 LEAVE_BEHIND = SPAWN + """
 def main(tag, linger):
     left = []
-    for folder in (os.getcwd(), os.environ.get("HOME"), "/tmp", "/dev/shm", os.environ.get("SANDBOX_OUTPUT_DIR")):
+    for folder in dict.fromkeys((os.getcwd(), os.environ.get("HOME"), "/tmp", "/dev/shm", os.environ.get("SANDBOX_OUTPUT_DIR"))):
         if folder:
             try:
                 with open(os.path.join(folder, tag), "w") as handle:
