@@ -15,7 +15,7 @@ def _python_blocks() -> list[str]:
 
 
 def test_guide_provider_passes_the_conformance_kit(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    provider_source, test_source = _python_blocks()
+    provider_source, test_source = _python_blocks()[:2]  # the provider and its conformance test come first
     site = pytester.mkdir("site")
     (site / "tiny_provider.py").write_text(provider_source, encoding="utf-8")
     dist_info = site / "sandbox_tiny-0.1.0.dist-info"
