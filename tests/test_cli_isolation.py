@@ -8,10 +8,13 @@ profile passes on a real sandbox is shown by the self-managed provider's tests.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import attrs
 import pytest
 
+from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.cli import main
 from sandbox_core.settings import SettingsStore
 from sandbox_core.testing import UnsandboxedSubprocessProvider
@@ -80,3 +83,43 @@ def test_unknown_provider_is_a_configuration_error(local: SettingsStore, capsys:
     code, out, err = _run(capsys, "check-isolation", "nope", "--case", "output_flood_truncated")
     assert (code, out) == (3, "")
     assert "nope" in err
+
+
+class CannotRun(UnsandboxedSubprocessProvider):
+    """A provider whose backend is down: every execution is a provider_error."""
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+        return ExecutionResult.provider_failure(provider_name, "backend unreachable")
+
+
+class ForgetsValues(UnsandboxedSubprocessProvider):
+    """Reports success but drops main()'s value after the first execution's check."""
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+        result = self._run(request, config, provider_name)
+        return result if result.value == "ok" else attrs.evolve(result, value=None)
+
+
+def test_a_provider_that_cannot_run_code_is_a_provider_failure(
+    sandbox_settings: SettingsStore, register_provider: Callable[[str, object], object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_provider("down", CannotRun())
+    assert main(["config", "use", "down"]) == 0
+    code, out, err = _run(capsys, "check-isolation", "--json")
+    assert (code, out) == (4, "")
+    assert "cannot run a trivial Python program: provider_error (ProviderError: backend unreachable)" in err
+
+
+def test_an_unreadable_probe_result_fails_the_case_and_the_run_goes_on(
+    sandbox_settings: SettingsStore, register_provider: Callable[[str, object], object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_provider("forgetful", ForgetsValues())
+    assert main(["config", "use", "forgetful"]) == 0
+    code, out, _ = _run(capsys, "check-isolation", "--json", "--case", "host_processes_invisible", "--case", "output_flood_truncated")
+    assert code == 1
+    verdicts = {case["case"]: (case["verdict"], case["evidence"]) for case in json.loads(out)["cases"]}
+    assert verdicts["host_processes_invisible"][0] == "fail"
+    assert "the probe's result is not what it returned (TypeError" in verdicts["host_processes_invisible"][1]
+    assert "output_flood_truncated" in verdicts  # judged too, not cut short by the first case

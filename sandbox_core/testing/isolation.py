@@ -43,7 +43,7 @@ import attrs
 import pytest
 
 from sandbox_core.client import SandboxClient
-from sandbox_core.errors import ProviderError
+from sandbox_core.errors import ProviderError, SandboxError
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 from sandbox_core.testing.conformance import ProviderFixtures
 from sandbox_core.testing.hostbait import SLEEPER, HostBait
@@ -781,12 +781,17 @@ CASE_NAMES = tuple(case.name for case in CASES)
 
 
 def run_case(case: IsolationCase, probe: Probe) -> CaseReport:
-    """Run one case and judge it (a check that crashes fails the case, with the crash as evidence)."""
+    """Run one case and judge it; a result the judgement cannot read fails the case, saying why."""
     started = time.monotonic()
     try:
         verdict, evidence = Verdict.PASS, case.check(probe)
     except CaseFailed as failed:
         verdict, evidence = Verdict.FAIL, str(failed)
+    except SandboxError:
+        raise  # configuration problems concern every case: the caller reports them once
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        # The probe "succeeded" but its value is not what the probe returns: a provider bug.
+        verdict, evidence = Verdict.FAIL, f"the probe's result is not what it returned ({type(exc).__name__}: {exc})"
     return CaseReport(case.name, verdict, evidence, time.monotonic() - started)
 
 
