@@ -511,9 +511,12 @@ SPAWN = """
 import os, sys
 def spawn(tag, linger, detach):
     # A process that waits with the tag in its command line; detached ones leave the session.
+    # Returns once it runs under that command line: the pipe's write end closes on exec.
+    ready, started = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(ready)
             if detach:
                 os.setsid()
                 if os.fork():
@@ -524,6 +527,9 @@ def spawn(tag, linger, detach):
             os.execv(sys.executable, [sys.executable, "-c", SLEEPER, str(linger), tag])
         finally:
             os._exit(0)
+    os.close(started)
+    os.read(ready, 1)
+    os.close(ready)
     if detach:
         os.waitpid(pid, 0)
     return pid
