@@ -53,6 +53,8 @@ __all__ = ["CASES", "CASE_NAMES", "Bounds", "CaseReport", "ProviderIsolation", "
 
 
 class Verdict(str, enum.Enum):
+    """A case's outcome: passed, failed, or skipped (a capability the provider does not have)."""
+
     PASS = "pass"
     FAIL = "fail"
     SKIP = "skip"
