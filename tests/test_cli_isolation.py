@@ -123,3 +123,25 @@ def test_an_unreadable_probe_result_fails_the_case_and_the_run_goes_on(
     assert verdicts["host_processes_invisible"][0] == "fail"
     assert "the probe's result is not what it returned (TypeError" in verdicts["host_processes_invisible"][1]
     assert "output_flood_truncated" in verdicts  # judged too, not cut short by the first case
+
+
+def test_bounds_change_how_far_an_attack_goes(local: SettingsStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "check-isolation", "--case", "output_flood_truncated", "--bound", "flood_mib=1", "--json")
+    assert code == 0
+    assert "of 1048576 bytes" in json.loads(out)["cases"][0]["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ("flood", "--bound expects NAME=VALUE"),
+        ("nope=1", "unknown bound 'nope'; choose from: forks, memory_mib"),
+        ("forks=many", "bound forks must be an integer, got 'many'"),
+        ("timeout=inf", "bound timeout must be positive and finite"),
+        ("memory_mib=0", "bound memory_mib must be positive and finite"),
+    ],
+)
+def test_bad_bounds_are_usage_errors(local: SettingsStore, capsys: pytest.CaptureFixture[str], bound: str, message: str) -> None:
+    code, out, err = _run(capsys, "check-isolation", "--bound", bound)
+    assert (code, out) == (2, "")
+    assert message in err

@@ -10,8 +10,15 @@ from sandbox_core.cli.common import EXIT_NOT_SUCCESSFUL, EXIT_OK, EXIT_USAGE, fa
 @click.command("check-isolation")
 @click.argument("provider", required=False, metavar="[PROVIDER]")
 @click.option("--case", "cases", multiple=True, metavar="NAME", help="Run only this case (repeatable); all cases by default.")
+@click.option(
+    "--bound",
+    "bounds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change how far an attack goes (repeatable): forks, memory_mib, disk_mib, flood_mib, timeout, linger, attack_timeout.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check_isolation_command(provider: str | None, cases: tuple[str, ...], as_json: bool) -> None:
+def check_isolation_command(provider: str | None, cases: tuple[str, ...], bounds: tuple[str, ...], as_json: bool) -> None:
     """Attack the sandbox of PROVIDER (the active one by default) and report what it prevents.
 
     Runs the isolation profile of sandbox_core.testing.isolation with the provider's saved
@@ -22,13 +29,23 @@ def check_isolation_command(provider: str | None, cases: tuple[str, ...], as_jso
     fails.
     """
     from sandbox_core.client import SandboxClient
-    from sandbox_core.testing.isolation import CASES, Verdict, check_isolation
+    from sandbox_core.testing.isolation import CASES, Bounds, Verdict, check_isolation
 
+    changes = {}
+    for pair in bounds:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--bound expects NAME=VALUE, got {pair!r}", EXIT_USAGE)
+        changes[key] = value
+    try:
+        chosen = Bounds().replace(changes)
+    except ValueError as exc:
+        fail(f"--bound: {exc}", EXIT_USAGE)
     client = SandboxClient(settings=open_store(), provider=provider)
     try:
         name = client.provider
         try:
-            reports = check_isolation(client.execute, cases=cases or None)
+            reports = check_isolation(client.execute, cases=cases or None, bounds=chosen)
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
     finally:

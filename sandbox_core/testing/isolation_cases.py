@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,23 @@ class Bounds:
     """Seconds a left-behind process waits before it exits on its own."""
     attack_timeout: float = 90.0
     """The timeout of every other attack execution."""
+
+    def replace(self, changes: Mapping[str, str]) -> Bounds:
+        """These bounds with some changed from text (``{"memory_mib": "4096"}``); ``ValueError`` names a bad one."""
+        fields = attrs.fields_dict(Bounds)
+        values: dict[str, Any] = {}
+        for name, text in changes.items():
+            if name not in fields:
+                raise ValueError(f"unknown bound {name!r}; choose from: {', '.join(fields)}")
+            kind = int if fields[name].type in (int, "int") else float
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"bound {name} must be a{'n integer' if kind is int else ' number'}, got {text!r}") from None
+            if not 0 < value < float("inf"):
+                raise ValueError(f"bound {name} must be positive and finite, got {text!r}")
+            values[name] = value
+        return attrs.evolve(self, **values)
 
 
 class CaseFailed(Exception):
