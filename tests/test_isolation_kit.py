@@ -8,6 +8,7 @@ real sandbox is shown by the self-managed provider's profile test, on gVisor.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -113,3 +114,33 @@ def test_javascript_cases_are_skipped_when_the_flag_is_off(pytester: pytest.Pyte
     assert outcomes == {node_id(c): ("skipped", "call") for c in javascript}, outcomes
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "-k", "javascript_")
     result.stdout.fnmatch_lines(["*TestMutant.supports_javascript is off*"])
+
+
+def test_the_host_bait_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_ISOLATION_CANARY", "set before")
+    with HostBait() as bait:
+        assert bait.file.read_text() == bait.token
+        assert HostBait.processes_tagged(bait.process_tag) == []  # the canary itself is never reported
+        assert any(bait.process_tag.encode() in line for line in _cmdlines())
+        with socket.create_connection(("127.0.0.1", bait.tcp_port)):
+            pass
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"knock", ("127.0.0.1", bait.udp_port))
+        assert [c.split(" to ")[0] for c in bait.contacts()] == ["TCP connection", "UDP datagram of 5 bytes"]
+        assert bait.contacts() == []
+        folder, tag, ports = bait.folder, bait.process_tag, (bait.tcp_port, bait.udp_port)
+    assert not folder.exists()
+    assert not any(tag.encode() in line for line in _cmdlines())
+    assert os.environ["SANDBOX_ISOLATION_CANARY"] == "set before"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", ports[0])) != 0
+
+
+def _cmdlines() -> list[bytes]:
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(path.read_bytes())
+        except OSError:
+            continue  # the process ended meanwhile
+    return lines
