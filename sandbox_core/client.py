@@ -10,15 +10,18 @@ own settings pass an explicit store, provider and/or config.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+import traceback
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sandbox_core.audit import AuditLog
-from sandbox_core.errors import ConfigValidationError, FieldProblem, ProviderError, SandboxError
+from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from sandbox_core.settings import SettingsStore
 
 AUDIT_PLUGIN_NAME = "audit"
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -82,10 +87,7 @@ class SandboxClient:
         """The config schema provider ``provider`` declares (cached)."""
         schema = self._schemas.get(provider)
         if schema is None:
-            schema = self.registry.hook(provider, "sandbox_config_schema")()
-            if not isinstance(schema, ConfigSchema):
-                raise ProviderError(f"provider {provider!r} returned {type(schema).__name__} from sandbox_config_schema, not a ConfigSchema")
-            self._schemas[provider] = schema
+            schema = self._schemas[provider] = self.registry.config_schema(provider)
         return schema
 
     def validate_config(self, provider: str, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -95,11 +97,9 @@ class SandboxClient:
         :class:`ConfigValidationError` naming each refused field.
         """
         converted = self.config_schema(provider).validate(config, provider=provider)
-        if self.registry.has_hook(provider, "sandbox_validate_config"):
-            problems = self.registry.hook(provider, "sandbox_validate_config")(config=converted, provider_name=provider)
-            problems = [p if isinstance(p, FieldProblem) else FieldProblem("", str(p)) for p in problems or ()]
-            if problems:
-                raise ConfigValidationError(provider, problems)
+        problems = self.registry.validate_config(provider, converted)
+        if problems:
+            raise ConfigValidationError(provider, problems)
         return converted
 
     def stored_config(self, provider: str) -> dict[str, Any]:
@@ -166,6 +166,7 @@ class SandboxClient:
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
+        runtime: str | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
@@ -179,25 +180,25 @@ class SandboxClient:
             timeout=timeout,
             arguments=dict(arguments or {}),
             requested_by=requested_by,
+            runtime=runtime,
         )
         snapshot = self._current()
+        if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
+            raise ValueError(
+                f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
+                "leave the runtime unset"
+            )
         self._used.add(snapshot.provider)
         started = time.monotonic()
         try:
-            result = self.registry.hook(snapshot.provider, "sandbox_execute")(
-                request=request, config=snapshot.config, provider_name=snapshot.provider
-            )
+            result = self.registry.execute(snapshot.provider, request, snapshot.config)
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
-            result = ExecutionResult.provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config))
+            kind = FailureKind.UNAVAILABLE if isinstance(exc, ProviderUnavailableError) else FailureKind.INTERNAL
+            result = provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config), kind)
         except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
-            message = f"provider {snapshot.provider!r} failed: {type(exc).__name__}: {exc}"
-            result = ExecutionResult.provider_failure(snapshot.provider, _scrub(message, snapshot.config))
-        if not isinstance(result, ExecutionResult):
-            return ExecutionResult.provider_failure(
-                snapshot.provider, f"provider {snapshot.provider!r} returned no ExecutionResult"
-            )
+            result = self._provider_bug(snapshot, exc)
         if not result.provider or not result.execution_time:
             result = attrs.evolve(
                 result,
@@ -205,6 +206,19 @@ class SandboxClient:
                 execution_time=result.execution_time or time.monotonic() - started,
             )
         return result
+
+    @staticmethod
+    def _provider_bug(snapshot: _Snapshot, exc: Exception) -> ExecutionResult:
+        """A provider's own exception as a ``provider_error`` result, logged with its traceback.
+
+        The traceback is logged at ERROR by this module's logger and kept in the result's
+        ``metadata["traceback"]``, both with the config's secrets masked (a provider may put a
+        token in an exception message).
+        """
+        message = _scrub(f"provider {snapshot.provider!r} failed: {type(exc).__name__}: {exc}", snapshot.config)
+        trace = _scrub("".join(traceback.format_exception(exc)), snapshot.config)
+        log.error("%s\n%s", message, trace.rstrip())
+        return provider_failure(snapshot.provider, message, FailureKind.INTERNAL, traceback=trace)
 
     async def aexecute(
         self,
@@ -214,25 +228,26 @@ class SandboxClient:
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
+        runtime: str | None = None,
     ) -> ExecutionResult:
         """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime
         )
 
     def health(self) -> HealthStatus:
         """The active provider's real ability to execute, as its ``health`` hook reports it."""
         snapshot = self._current()
         self._used.add(snapshot.provider)
-        if not self.registry.has_hook(snapshot.provider, "sandbox_health"):
-            return HealthStatus(healthy=False, message=f"provider {snapshot.provider!r} has no health check")
         try:
-            status = self.registry.hook(snapshot.provider, "sandbox_health")(
-                config=snapshot.config, provider_name=snapshot.provider
-            )
+            status = self.registry.health(snapshot.provider, snapshot.config)
+        except ProviderError as exc:
+            return HealthStatus(healthy=False, message=_scrub(str(exc), snapshot.config))
         except Exception as exc:
             return HealthStatus(healthy=False, message=_scrub(f"{type(exc).__name__}: {exc}", snapshot.config))
-        return cast(HealthStatus, status)
+        if status is None:
+            return HealthStatus(healthy=False, message=f"provider {snapshot.provider!r} has no health check")
+        return status
 
     def close(self) -> None:
         """Release what this client used: the providers' pooled sandboxes, the settings store.
@@ -272,13 +287,16 @@ def execute_code(
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,
+    runtime: str | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
+    ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
+    provider's default for the language.
     """
-    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by)
+    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
 
 
 async def aexecute_code(
@@ -288,6 +306,7 @@ async def aexecute_code(
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,
+    runtime: str | None = None,
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code`."""
-    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by)
+    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)

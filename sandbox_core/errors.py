@@ -77,17 +77,67 @@ class ProviderNotFoundError(ProviderError):
         )
 
 
+class ProviderDisabledError(ProviderNotFoundError):
+    """The requested provider is installed but switched off; the message says by what."""
+
+    def __init__(self, name: str, available: Iterable[str], disabled_by: str) -> None:
+        super().__init__(name, available)
+        self.disabled_by = disabled_by
+        choices = ", ".join(self.available) or "none"
+        self.args = (
+            f"sandbox provider {name!r} is disabled by {disabled_by}; remove it from there to use it "
+            f"(enabled providers: {choices})",
+        )
+
+
 class ProviderLoadError(ProviderError):
     """A provider's entry point could not be imported or registered."""
+
+    state = "broken"
 
     def __init__(self, name: str, package: str, version: str, error: str) -> None:
         self.name = name
         self.package = package
         self.version = version
         self.error = error
-        super().__init__(
-            f"sandbox provider {name!r} from {package} {version} is broken: {error}"
-        )
+        super().__init__(f"sandbox provider {name!r} from {package} {version} is {self.state}: {error}")
+
+
+class ProviderIncompatibleError(ProviderLoadError):
+    """A provider's package requires a sandbox-core version other than the one installed."""
+
+    state = "incompatible"
+
+
+class PluginLoadError(ProviderError):
+    """A cross-cutting plugin (audit, metrics, policy) could not be imported or registered."""
+
+    def __init__(self, name: str, package: str, version: str, error: str) -> None:
+        self.name = name
+        self.package = package
+        self.version = version
+        self.error = error
+        super().__init__(f"sandbox plugin {name!r} from {package} {version} is broken: {error}")
+
+
+class RequiredPluginError(ProviderError):
+    """A plugin named in ``SANDBOX_REQUIRED_PLUGINS`` is not working, so nothing may run."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"required sandbox plugin {name!r} {reason}; executions are refused until it works")
+
+
+class ProviderContractError(ProviderError):
+    """A provider's hook returned something other than what its hook specification promises."""
+
+    def __init__(self, provider: str, hook: str, value: object, expected: str) -> None:
+        self.provider = provider
+        self.hook = hook
+        self.expected = expected
+        got = "None" if value is None else f"a {type(value).__name__}"
+        super().__init__(f"provider {provider!r} returned {got} from {hook}, expected {expected}")
 
 
 class DuplicateProviderError(ProviderError):

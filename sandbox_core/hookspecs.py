@@ -1,10 +1,22 @@
 '''The provider contract: pluggy hook specifications every sandbox provider implements.
 
-A provider is any importable object (usually a module) with functions marked ``@hookimpl``,
-published under the entry-point group ``sandbox_core.providers``; the entry point's name is the
-provider's name. The core calls a provider's hooks only when that provider is the one asked for:
-an implementation never has to check "is this call for me?". Cross-cutting plugins (audit,
-metrics, policy) see every call through hook *wrappers* (``@hookimpl(wrapper=True)``).
+This module *is* the contract (docs/writing-a-provider.md walks through it). A provider is any
+importable object (usually a module) with functions marked ``@hookimpl``, published under the
+entry-point group ``sandbox_core.providers``; the entry point's name is the provider's name. The
+core calls a provider's hooks only when that provider is the one asked for: an implementation
+never has to check "is this call for me?". Cross-cutting plugins (audit, metrics, policy) see
+every call through hook *wrappers* (``@hookimpl(wrapper=True)``).
+
+Rules every hook shares:
+
+- Only functions marked ``@hookimpl`` count; an unmarked ``sandbox_*`` function is never called
+  (a warning names it; ``SANDBOX_PLUGINS_STRICT=1`` marks the provider broken instead).
+- An implementation takes any subset of its spec's arguments, by name: ``sandbox_health(config)``
+  and ``sandbox_health(config, provider_name)`` both implement :func:`sandbox_health`.
+- What a hook returns is checked where it leaves the provider; another type is reported as
+  ``provider 'x' returned a dict from sandbox_health, expected HealthStatus``.
+- :data:`REQUIRED_HOOKS` must be implemented; :func:`sandbox_health` is optional to pluggy, but a
+  provider without it is reported unhealthy, so implement it too.
 
 A whole provider, end to end (``pyproject.toml`` declares
 ``[project.entry-points."sandbox_core.providers"] echo = "echo_provider"``)::
@@ -128,6 +140,9 @@ def sandbox_validate_config(config: Mapping[str, Any], provider_name: str) -> Se
 def sandbox_health(config: Mapping[str, Any], provider_name: str) -> HealthStatus:
     """Report whether the provider can execute code right now, by asking its backend.
 
+    Optional to load, but a provider without it is reported unhealthy ("has no health check"):
+    ``sandbox health`` exits with 4 and the conformance kit's ``test_health`` fails.
+
     :param config: the validated config.
     :param provider_name: the name this provider is installed under.
     :return: a :class:`~sandbox_core.model.HealthStatus`; never raise for an unreachable
@@ -136,7 +151,7 @@ def sandbox_health(config: Mapping[str, Any], provider_name: str) -> HealthStatu
     Example::
 
         @hookimpl
-        def sandbox_health(config):
+        def sandbox_health(config):  # provider_name left out: an implementation takes what it needs
             return HealthStatus(healthy=True, message="backend answered in 12 ms")
 
     Added in 0.1.
@@ -152,7 +167,12 @@ def sandbox_execute(
     Providers reuse :mod:`sandbox_core.runner` so that arguments travel as JSON data, ``main()``'s
     return value comes back as ``value``, and statuses mean the same everywhere. A failure of the
     backend (unreachable, refused) is reported as a ``provider_error`` result or a
-    :class:`~sandbox_core.errors.ProviderUnavailableError`, never as a user-code error.
+    :class:`~sandbox_core.errors.ProviderUnavailableError`, never as a user-code error. Any other
+    exception is taken for a bug of the provider: the caller gets a ``provider_error`` result, and
+    the traceback is logged at ERROR and kept (secrets masked) in ``metadata["traceback"]``.
+
+    Called from several threads at once (one client serves many callers; async calls run in worker
+    threads): keep per-execution state local and guard what executions share with a lock.
 
     :param request: what to run (code, language, timeout, arguments).
     :param config: the validated config.
@@ -215,7 +235,7 @@ def sandbox_shutdown(provider_name: str) -> None:
     Example::
 
         @hookimpl
-        def sandbox_shutdown():
+        def sandbox_shutdown():  # provider_name left out: an implementation takes what it needs
             POOLS.shutdown()
 
     Added in 0.1.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,8 +52,13 @@ def _check_language(_instance: object, _attribute: attrs.Attribute[str], value: 
 
 
 def _check_timeout(_instance: object, _attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"timeout: must be a positive number of seconds, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout: must be a finite, positive number of seconds, got {value!r}")
+
+
+def _check_runtime(value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"runtime: must be a runtime name or None, got {value!r}")
 
 
 @attrs.frozen
@@ -61,6 +67,8 @@ class ExecutionRequest:
 
     ``arguments`` travel as JSON data, never pasted into source text, so any JSON value works.
     ``requested_by`` names the caller for the audit log (a user, a service, an agent id).
+    ``runtime`` names the package set to run with (None: the provider's default for the
+    language); a provider that does not know it fails the request, never substituting another.
     """
 
     code: str
@@ -68,6 +76,7 @@ class ExecutionRequest:
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=float, validator=_check_timeout)
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
+    runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
 
     @arguments.validator
     def _check_arguments(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -225,6 +234,9 @@ class ProviderInfo:
     description: str = ""
     languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=_strings)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    runtimes: bool = False
+    """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
+    False the core refuses requests that name a runtime, so none is silently ignored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

@@ -5,8 +5,12 @@ ready between executions and delete them once nobody has used them for a while. 
 that bookkeeping once, for every provider; it knows nothing of any backend: the provider gives it
 a ``create`` and a ``destroy`` function.
 
-- :class:`SandboxPool` — one pool (one backend configuration): lease, return, expire, shut down.
-- :class:`Lease` — one item handed out, with a way to say "do not reuse this one".
+- :class:`SandboxPool` — one pool (one backend configuration): lease, return, expire, shut down,
+  and :meth:`SandboxPool.run`, the one retry rule for a pooled item that died while idle.
+- :class:`Lease` — one item handed out, with a way to say "do not reuse this one" and "user code
+  has started in it".
+- :class:`PendingDestroys` — items whose destruction the backend refused, retried in the
+  background with backoff until they are gone or their deadline passes.
 - :class:`PoolSet` — a provider's process-wide pools by configuration, shut down together (by the
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
 - :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
@@ -17,6 +21,11 @@ as is one the provider discards (its execution did not end cleanly), one returne
 shut-down pool, and one idle longer than ``idle_timeout`` (a daemon thread reaps those, so an idle
 process does not keep paying for sandboxes). ``max_idle=0`` keeps nothing: every item is
 destroyed when its lease ends (a provider's strict isolation mode).
+
+The retry rule (:meth:`SandboxPool.run`): a pooled item can vanish while idle (the backend deleted
+it at the end of its lifetime, or an operator did). When the work fails on a *reused* item before
+any user code started in it, the item is destroyed and the work runs once more on a newly created
+item; a failure after the code started is never retried, as the code may have had effects.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from sandbox_core.schema import ConfigField
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 ISOLATION_MODES = ("pooled", "strict")
 """``pooled``: executions reuse warm sandboxes; ``strict``: a new sandbox per execution."""
@@ -106,15 +116,22 @@ class _Idle(Generic[T]):
 class Lease(Generic[T]):
     """One item handed out by :meth:`SandboxPool.lease`."""
 
-    def __init__(self, item: T, reused: bool) -> None:
+    def __init__(self, item: T, reused: bool, replaced: T | None = None) -> None:
         self.item = item
         self.reused = reused
         """Whether the item had served an earlier lease (False: created for this one)."""
+        self.replaced = replaced
+        """The pooled item this one replaces, when :meth:`SandboxPool.run` retried (else None)."""
         self.discarded = False
+        self.started = False
 
     def discard(self) -> None:
         """Destroy the item when the lease ends instead of keeping it for another execution."""
         self.discarded = True
+
+    def mark_started(self) -> None:
+        """Say that user code is about to run in the item: from here on, a failure is never retried."""
+        self.started = True
 
 
 class SandboxPool(Generic[T]):
@@ -154,10 +171,14 @@ class SandboxPool(Generic[T]):
         self._reaper: threading.Thread | None = None
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[Lease[T]]:
-        """Hand out an idle item, or a new one; take it back (or destroy it) when the block ends."""
-        item, reused = self._take()
-        lease = Lease(item, reused)
+    def lease(self, *, fresh: bool = False, replacing: T | None = None) -> Iterator[Lease[T]]:
+        """Hand out an idle item, or a new one; take it back (or destroy it) when the block ends.
+
+        :param fresh: always create a new item, leaving the idle ones where they are.
+        :param replacing: the item this lease replaces (recorded as :attr:`Lease.replaced`).
+        """
+        item, reused = self._take(fresh)
+        lease = Lease(item, reused, replacing)
         try:
             yield lease
         except BaseException:
@@ -165,14 +186,36 @@ class SandboxPool(Generic[T]):
             raise
         self._finish(lease, keep=not lease.discarded)
 
-    def _take(self) -> tuple[T, bool]:
+    def run(self, work: Callable[[Lease[T]], R], *, retry_if: Callable[[Exception], bool]) -> R:
+        """``work(lease)`` on a leased item, retried once on a new item if a reused one failed before the code started.
+
+        The retry happens only when all of these hold: ``work`` raised an exception for which
+        ``retry_if`` is true (the provider's judgement that the *item* is at fault, not the
+        account or the network), the item had served an earlier lease, and ``work`` had not yet
+        called :meth:`Lease.mark_started`. The failed item is destroyed; the second run gets a newly
+        created item (not another idle one, which may have vanished the same way), and whatever it
+        raises propagates.
+        """
+        with self.lease() as lease:
+            try:
+                return work(lease)
+            except Exception as exc:
+                if lease.started or not lease.reused or not retry_if(exc):
+                    raise
+                log.info("a pooled %s sandbox failed before the code started (%s); retrying on a new one", self.name, exc)
+                lease.discard()
+                replaced = lease.item
+        with self.lease(fresh=True, replacing=replaced) as lease:
+            return work(lease)
+
+    def _take(self, fresh: bool) -> tuple[T, bool]:
         expired: list[T] = []
         with self._wakeup:
             if self._closed:
                 raise PoolClosedError(f"the {self.name} pool has been shut down")
             now = time.monotonic()
             found: T | None = None
-            while self._idle:
+            while self._idle and not fresh:
                 entry = self._idle.pop()  # most recently used first: the others may expire
                 if now - entry.since < self.idle_timeout:
                     found = entry.item
@@ -264,6 +307,131 @@ def _reap(pool_ref: weakref.ref[SandboxPool[T]]) -> None:
         del pool  # do not keep the pool alive while sleeping
 
 
+@attrs.define(eq=False)  # entries are told apart by identity, as two may hold equal items
+class _Pending(Generic[T]):
+    item: T
+    label: str
+    give_up_at: float
+    next_try: float
+    delay: float
+    busy: bool = False
+
+
+class PendingDestroys(Generic[T]):
+    """Items whose destruction failed, retried with backoff until they are gone. Thread-safe.
+
+    A backend that refuses a delete (throttling, an outage) would otherwise leave the item alive
+    and billed until the backend's own idle timeout. :meth:`add` puts it on this list; a daemon
+    thread retries it after ``first_delay`` seconds, doubling the delay up to ``max_delay``, until
+    ``destroy`` succeeds or the item's deadline passes (then it is logged and forgotten: the
+    backend reclaims it by itself). :meth:`retry_now` tries every item at once (at shutdown), and
+    :meth:`pending` names the items still waiting (for a provider's health details).
+
+    :param destroy: destroys an item for good, raising on failure; an item already gone counts as
+        destroyed, so the provider's function must not raise for it.
+    :param label: the item's name in logs and in :meth:`pending` (a backend id, never a secret).
+    """
+
+    def __init__(
+        self,
+        destroy: Callable[[T], None],
+        *,
+        label: Callable[[T], str] = str,
+        name: str = "sandbox",
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+    ) -> None:
+        self._destroy = destroy
+        self._label = label
+        self.name = name
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self._entries: list[_Pending[T]] = []
+        self._wakeup = threading.Condition()
+        self._worker: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def add(self, item: T, *, give_up_after: float) -> None:
+        """Retry destroying ``item`` in the background for up to ``give_up_after`` seconds."""
+        now = time.monotonic()
+        entry = _Pending(item, self._label(item), now + give_up_after, now + self.first_delay, self.first_delay)
+        with self._wakeup:
+            self._entries.append(entry)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name=f"{self.name}-pending-destroys", daemon=True)
+                self._worker.start()
+            self._wakeup.notify_all()
+
+    def pending(self) -> list[str]:
+        """The labels of the items not destroyed yet, oldest first."""
+        with self._wakeup:
+            return [entry.label for entry in self._entries]
+
+    def retry_now(self, budget: float = 30.0) -> None:
+        """Try to destroy every waiting item once, now, spending at most about ``budget`` seconds.
+
+        Items that still fail stay on the list for the background thread (while the process lives).
+        """
+        deadline = time.monotonic() + budget
+        with self._wakeup:
+            due = [entry for entry in self._entries if not entry.busy]
+            for entry in due:
+                entry.busy = True
+        for index, entry in enumerate(due):
+            if time.monotonic() >= deadline:
+                with self._wakeup:
+                    for skipped in due[index:]:
+                        skipped.busy = False
+                log.warning("%d %s sandbox(es) still undestroyed at shutdown", len(due) - index, self.name)
+                return
+            self._attempt(entry)
+
+    def _attempt(self, entry: _Pending[T]) -> None:
+        """One try at destroying ``entry``'s item; on failure it is rescheduled or given up."""
+        try:
+            self._destroy(entry.item)
+        except Exception as exc:
+            now = time.monotonic()
+            with self._wakeup:
+                entry.busy = False
+                if now < entry.give_up_at:
+                    entry.delay = min(entry.delay * 2, self.max_delay)
+                    entry.next_try = now + entry.delay
+                    log.info("could not destroy %s sandbox %s yet (%s); next try in %.0fs", self.name, entry.label, exc, entry.delay)
+                    return
+                self._entries.remove(entry)
+            log.warning("gave up destroying %s sandbox %s (%s); the backend reclaims it by itself", self.name, entry.label, exc)
+            return
+        with self._wakeup:
+            if entry in self._entries:
+                self._entries.remove(entry)
+        log.info("destroyed %s sandbox %s on a later try", self.name, entry.label)
+
+    def _work(self) -> None:
+        """The background thread: retries due items until the list is empty."""
+        while True:
+            with self._wakeup:
+                if not self._entries:
+                    self._worker = None
+                    return
+                now = time.monotonic()
+                due = [entry for entry in self._entries if not entry.busy and entry.next_try <= now]
+                if not due:
+                    waiting = [entry.next_try for entry in self._entries if not entry.busy]
+                    self._wakeup.wait(timeout=max(0.05, min(waiting) - now) if waiting else 1.0)
+                    continue
+                for entry in due:
+                    entry.busy = True
+            for entry in due:
+                self._attempt(entry)
+
+    def _forget(self) -> None:
+        self._entries = []
+        self._wakeup = threading.Condition()
+        self._worker = None
+
+
 class PoolSet(Generic[T]):
     """A provider's pools in this process, one per backend configuration. Thread-safe.
 
@@ -274,9 +442,11 @@ class PoolSet(Generic[T]):
     with an empty set: the sandboxes belong to the parent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pending: PendingDestroys[T] | None = None) -> None:
         self._pools: dict[Hashable, SandboxPool[T]] = {}
         self._lock = threading.Lock()
+        self.pending = pending
+        """Where the provider puts items it could not destroy; retried once more at :meth:`shutdown`."""
         atexit.register(_shutdown_if_alive, weakref.ref(self))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget)
@@ -290,12 +460,14 @@ class PoolSet(Generic[T]):
             return pool
 
     def shutdown(self) -> None:
-        """Shut down and forget every pool; a later :meth:`get` starts a new one."""
+        """Shut down and forget every pool, then retry the pending destroys; a later :meth:`get` starts a new pool."""
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
         for pool in pools:
             pool.shutdown()
+        if self.pending is not None:
+            self.pending.retry_now()
 
     def _forget(self) -> None:
         self._pools = {}

@@ -10,6 +10,7 @@ that provider's hook implementations only, plus the hook wrappers of cross-cutti
 from __future__ import annotations
 
 import atexit
+import difflib
 import enum
 import importlib.metadata as importlib_metadata
 import inspect
@@ -17,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -25,19 +26,35 @@ import pluggy
 from sandbox_core import hookspecs
 from sandbox_core.errors import (
     DuplicateProviderError,
+    FieldProblem,
+    PluginLoadError,
+    ProviderContractError,
+    ProviderDisabledError,
     ProviderError,
+    ProviderIncompatibleError,
     ProviderLoadError,
     ProviderNotFoundError,
+    RequiredPluginError,
 )
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.schema import ConfigSchema
 
 log = logging.getLogger(__name__)
 
 DISABLED_ENV = "SANDBOX_DISABLED_PLUGINS"
 """Comma-separated names of providers or plugins to ignore without importing them."""
 STRICT_ENV = "SANDBOX_PLUGINS_STRICT"
-"""When truthy, a broken or sloppy plugin raises instead of being reported (for plugin authors)."""
+"""When truthy, sloppy plugins are refused (for plugin authors): a ``sandbox_*`` function that is
+not marked ``@hookimpl`` or matches no hook marks its provider broken, and a broken cross-cutting
+plugin refuses every execution (as if it were listed in ``SANDBOX_REQUIRED_PLUGINS``)."""
+REQUIRED_PLUGINS_ENV = "SANDBOX_REQUIRED_PLUGINS"
+"""Comma-separated names of cross-cutting plugins (a policy plugin, say) without which nothing may
+run: while one of them is missing, disabled or broken every execution is refused (fails closed).
+Other cross-cutting plugins that break are logged and listed, and executions go on without them."""
 
 CORE_DISTRIBUTION = "sandbox-core"
+
+_T = TypeVar("_T")
 
 
 class ProviderState(str, enum.Enum):
@@ -49,6 +66,7 @@ class ProviderState(str, enum.Enum):
     INCOMPATIBLE = "incompatible"  # requires a sandbox-core version other than the one installed
     DUPLICATE = "duplicate"  # more than one package declares this name
     DISABLED = "disabled"  # switched off by SANDBOX_DISABLED_PLUGINS
+    NOT_INSTALLED = "not_installed"  # selected in the settings, but no installed package provides it
 
 
 @attrs.frozen
@@ -148,8 +166,10 @@ class ProviderRegistry:
     """Knows the installed providers and loads them one at a time, on demand. Thread-safe.
 
     :param disabled: names never to import (added to those in ``SANDBOX_DISABLED_PLUGINS``).
-    :param strict: raise on any broken plugin or unknown ``sandbox_*`` hook instead of reporting it
-        (default from ``SANDBOX_PLUGINS_STRICT``).
+    :param strict: refuse sloppy plugins instead of logging a warning (default from
+        ``SANDBOX_PLUGINS_STRICT``, see :data:`STRICT_ENV`).
+    :param required_plugins: cross-cutting plugins without which nothing may run (added to those
+        in ``SANDBOX_REQUIRED_PLUGINS``, see :data:`REQUIRED_PLUGINS_ENV`).
     :param discover: whether to read installed entry points; tests and applications that manage
         their own providers pass ``False`` and call :meth:`register`.
     """
@@ -159,17 +179,24 @@ class ProviderRegistry:
         *,
         disabled: Iterable[str] = (),
         strict: bool | None = None,
+        required_plugins: Iterable[str] = (),
         discover: bool = True,
     ) -> None:
-        self.disabled = frozenset(disabled) | _names_from_env(os.environ.get(DISABLED_ENV))
+        from_env = _names_from_env(os.environ.get(DISABLED_ENV))
+        self._disabled_by = {name: DISABLED_ENV for name in from_env}
+        self._disabled_by.update({name: "the registry's disabled list" for name in disabled})
+        self.disabled = frozenset(self._disabled_by)
         self.strict = _truthy(os.environ.get(STRICT_ENV)) if strict is None else strict
+        self.required_plugins = frozenset(required_plugins) | _names_from_env(os.environ.get(REQUIRED_PLUGINS_ENV))
         self._discover = discover
         self._lock = threading.RLock()
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         self._entries: dict[str, list[ProviderEntry]] | None = None
         self._providers: dict[str, object] = {}
+        self._implemented: dict[str, frozenset[str]] = {}
         self._failures: dict[str, ProviderError] = {}
+        self._plugins: dict[str, ProviderStatus] = {}
         self._callers: dict[tuple[str, str], Any] = {}
         self._cross_cutting_loaded = False
 
@@ -192,7 +219,9 @@ class ProviderRegistry:
     def entry(self, name: str) -> ProviderEntry:
         """The metadata of provider ``name``; raises if unknown, disabled or declared twice."""
         entries = self._all_entries().get(name)
-        if not entries or name in self.disabled:
+        if entries and name in self.disabled:
+            raise ProviderDisabledError(name, self.names(), self._disabled_by[name])
+        if not entries:
             raise ProviderNotFoundError(name, self.names())
         if len(entries) > 1:
             raise DuplicateProviderError(name, [f"{e.package} {e.version}" for e in entries])
@@ -219,6 +248,7 @@ class ProviderRegistry:
             plugin = self._providers.pop(name, None)
             if plugin is not None:
                 self._pm.unregister(plugin)
+            self._implemented.pop(name, None)
             self._failures.pop(name, None)
             if self._entries is not None:
                 self._entries.pop(name, None)
@@ -227,19 +257,27 @@ class ProviderRegistry:
     def _register_provider(self, name: str, plugin: object) -> None:
         if inspect.isclass(plugin):
             plugin = plugin()
-        missing = [hook for hook in hookspecs.REQUIRED_HOOKS if not hasattr(plugin, hook)]
-        if missing:
-            raise TypeError(f"it does not implement the required hook(s) {', '.join(missing)}")
         if self._pm.is_registered(plugin):
             raise TypeError("the same plugin object is already registered under another name")
+        marked = {attr for attr in dir(plugin) if self._pm.parse_hookimpl_opts(plugin, attr) is not None}
+        unmarked = {
+            attr for attr in dir(plugin) if attr.startswith("sandbox_") and attr not in marked and _is_function(plugin, attr)
+        }
+        missing = [_missing_hook(hook, marked, unmarked) for hook in hookspecs.REQUIRED_HOOKS if hook not in marked]
+        if missing:
+            raise TypeError("; ".join(missing))
         self._register_whole(plugin, f"provider:{name}")
         try:
-            if self.strict:
-                self._check_unknown_hooks(plugin)
+            sloppy = self._sloppy_hooks(plugin, unmarked)
+            if sloppy and self.strict:
+                raise TypeError(f"{'; '.join(sloppy)} (refused because {STRICT_ENV} is on)")
         except Exception:
             self._pm.unregister(plugin)
             raise
+        for problem in sloppy:
+            log.warning("sandbox provider %r: %s", name, problem)
         self._providers[name] = plugin
+        self._implemented[name] = frozenset(marked & set(hookspecs.PROVIDER_HOOKS))
         self._callers.clear()
 
     def _register_whole(self, plugin: object, name: str) -> None:
@@ -251,19 +289,30 @@ class ProviderRegistry:
                 self._pm.unregister(name=name)
             raise
 
-    @staticmethod
-    def _check_unknown_hooks(plugin: object) -> None:
-        known = set(hookspecs.PROVIDER_HOOKS)
-        unknown = sorted(attr for attr in dir(plugin) if attr.startswith("sandbox_") and attr not in known)
-        if unknown:
-            raise TypeError(f"it defines sandbox_* functions that match no hook (typo?): {', '.join(unknown)}")
+    def _sloppy_hooks(self, plugin: object, unmarked: set[str]) -> list[str]:
+        """What a registered provider defines that the core will never call, each said in a line.
 
-    def add_plugin(self, plugin: object, name: str) -> None:
+        Marked functions that match no hook specification are found the way pluggy's
+        ``check_pending`` finds them (a hook caller without a spec); functions named like a hook
+        but not marked are found by name, including near misses such as ``sandbox_exceute``.
+        """
+        problems = [
+            f"{caller.name} is marked @hookimpl but matches no hook{_near_miss(caller.name)}"
+            for caller in self._pm.get_hookcallers(plugin) or ()
+            if not caller.has_spec() and not all(impl.optionalhook for impl in caller.get_hookimpls())
+        ]
+        for attr in sorted(unmarked):
+            if attr in hookspecs.PROVIDER_HOOKS:
+                problems.append(f"{attr} is not marked @hookimpl, so the core never calls it")
+            elif _near_miss(attr):
+                problems.append(f"{attr} is not a hook{_near_miss(attr)}")
+        return sorted(problems)
+
+    def add_plugin(self, plugin: object, name: str, *, package: str = "(registered in process)", version: str = "") -> None:
         """Register a cross-cutting plugin: it may wrap provider hooks, never implement them."""
         with self._lock:
             for hook in hookspecs.PROVIDER_HOOKS:
-                function = getattr(plugin, hook, None)
-                if function is None:
+                if not hasattr(plugin, hook):
                     continue
                 options = self._pm.parse_hookimpl_opts(plugin, hook)
                 if options is None or not (options.get("wrapper") or options.get("hookwrapper")):
@@ -272,6 +321,7 @@ class ProviderRegistry:
                         "plugins other than providers may only use hook wrappers"
                     )
             self._register_whole(plugin, f"plugin:{name}")
+            self._plugins[name] = ProviderStatus(name=name, package=package, version=version, state=ProviderState.LOADED)
             self._callers.clear()
 
     def remove_plugin(self, name: str) -> None:
@@ -279,47 +329,75 @@ class ProviderRegistry:
             plugin = self._pm.get_plugin(f"plugin:{name}")
             if plugin is not None:
                 self._pm.unregister(plugin)
+                self._plugins.pop(name, None)
                 self._callers.clear()
 
     def _load_cross_cutting(self) -> None:
-        """Register installed cross-cutting plugins (group ``sandbox_core.plugins``) once."""
-        if self._cross_cutting_loaded:
+        """Register installed cross-cutting plugins (group ``sandbox_core.plugins``) once.
+
+        One that fails is logged as a warning and listed by :meth:`plugin_statuses`; executions go
+        on without it unless it is required (see :data:`REQUIRED_PLUGINS_ENV`).
+        """
+        with self._lock:
+            if self._cross_cutting_loaded:
+                return
+            self._cross_cutting_loaded = True
+            if not self._discover:
+                return
+            for name, entry in discover_entries(hookspecs.PLUGIN_GROUP):
+                row = ProviderStatus(name=name, package=entry.package, version=entry.version, state=ProviderState.DISABLED,
+                                     description=entry.summary)
+                if name in self.disabled:
+                    self._plugins[name] = attrs.evolve(row, error=f"disabled by {self._disabled_by[name]}")
+                    continue
+                try:
+                    assert entry.load is not None
+                    plugin = entry.load()
+                    plugin = plugin() if inspect.isclass(plugin) else plugin
+                    self.add_plugin(plugin, name, package=entry.package, version=entry.version)
+                except Exception as exc:  # one broken plugin must not break the others
+                    failure = PluginLoadError(name, entry.package, entry.version, _describe(exc))
+                    log.warning("%s", failure, exc_info=True)
+                    self._failures[f"plugin:{name}"] = failure
+                    self._plugins[name] = attrs.evolve(row, state=ProviderState.BROKEN, error=failure.error)
+
+    def _check_required_plugins(self) -> None:
+        """Refuse to go on while a plugin that must run is not running (fail closed)."""
+        if not self.required_plugins and not self.strict:
             return
-        self._cross_cutting_loaded = True
-        if not self._discover:
-            return
-        for name, entry in discover_entries(hookspecs.PLUGIN_GROUP):
-            if name in self.disabled or entry.load is None:
-                continue
-            try:
-                plugin = entry.load()
-                self.add_plugin(plugin() if inspect.isclass(plugin) else plugin, name)
-            except Exception as exc:  # one broken plugin must not break execution
-                if self.strict:
-                    raise
-                self._failures[f"plugin:{name}"] = ProviderLoadError(name, entry.package, entry.version, _describe(exc))
+        for name in sorted(self.required_plugins):
+            row = self._plugins.get(name)
+            if row is None:
+                raise RequiredPluginError(name, "is not installed")
+            if row.state is not ProviderState.LOADED:
+                raise RequiredPluginError(name, f"is {row.state.value}: {row.error}")
+        if self.strict:
+            for name, row in sorted(self._plugins.items()):
+                if row.state is ProviderState.BROKEN:
+                    raise RequiredPluginError(name, f"is broken ({STRICT_ENV} is on): {row.error}")
 
     # -- loading ----------------------------------------------------------------------------
 
     def load(self, name: str) -> object:
         """Import and register provider ``name`` (once) and return its plugin object."""
         with self._lock:
+            self._load_cross_cutting()
+            self._check_required_plugins()
             if name in self._providers:
                 return self._providers[name]
             if name in self._failures:
                 raise self._failures[name]
             entry = self.entry(name)
-            self._load_cross_cutting()
+            incompatible = self._incompatibility(entry)
+            if incompatible:
+                failure: ProviderLoadError = ProviderIncompatibleError(name, entry.package, entry.version, incompatible)
+                self._failures[name] = failure
+                raise failure
             try:
-                incompatible = self._incompatibility(entry)
-                if incompatible:
-                    raise TypeError(incompatible)
                 assert entry.load is not None
                 self._register_provider(name, entry.load())
             except Exception as exc:
                 failure = ProviderLoadError(name, entry.package, entry.version, _describe(exc))
-                if self.strict:
-                    raise failure from exc
                 self._failures[name] = failure
                 raise failure from exc
             return self._providers[name]
@@ -340,8 +418,16 @@ class ProviderRegistry:
         return ""
 
     def hook(self, name: str, hook_name: str) -> Any:
-        """A hook caller that reaches provider ``name``'s implementation plus hook wrappers only."""
+        """A raw hook caller that reaches provider ``name``'s implementation plus hook wrappers only.
+
+        Its results are not checked: the core calls providers through the typed methods below
+        (:meth:`execute`, :meth:`health`, ...), which check what each hook returns.
+        """
         self.load(name)
+        return self._caller(name, hook_name)
+
+    def _caller(self, name: str, hook_name: str) -> Any:
+        """The hook caller of loaded provider ``name`` (cached until the set of plugins changes)."""
         with self._lock:
             key = (name, hook_name)
             if key not in self._callers:
@@ -350,12 +436,70 @@ class ProviderRegistry:
             return self._callers[key]
 
     def has_hook(self, name: str, hook_name: str) -> bool:
-        return hasattr(self.load(name), hook_name)
+        """Whether provider ``name`` implements ``hook_name`` (marked ``@hookimpl``, not merely named so)."""
+        self.load(name)
+        return hook_name in self._implemented.get(name, frozenset())
+
+    # -- typed calls: each hook's result is checked once, here ----------------------------------
+
+    def config_schema(self, name: str) -> ConfigSchema:
+        """Provider ``name``'s config schema."""
+        return _expect(name, "sandbox_config_schema", self.hook(name, "sandbox_config_schema")(), ConfigSchema)
+
+    def validate_config(self, name: str, config: Mapping[str, Any]) -> list[FieldProblem]:
+        """The problems provider ``name``'s own checks find in a schema-checked ``config`` (none without the hook)."""
+        if not self.has_hook(name, "sandbox_validate_config"):
+            return []
+        problems = self.hook(name, "sandbox_validate_config")(config=config, provider_name=name)
+        if problems is None:
+            return []
+        if isinstance(problems, (str, bytes, Mapping)) or not isinstance(problems, Iterable):
+            raise ProviderContractError(name, "sandbox_validate_config", problems, "a list of FieldProblem")
+        checked = list(problems)
+        for problem in checked:
+            _expect(name, "sandbox_validate_config", problem, FieldProblem, what="a list of FieldProblem")
+        return checked
+
+    def health(self, name: str, config: Mapping[str, Any]) -> HealthStatus | None:
+        """Provider ``name``'s health report, or ``None`` when it has no health check."""
+        if not self.has_hook(name, "sandbox_health"):
+            return None
+        status = self.hook(name, "sandbox_health")(config=config, provider_name=name)
+        return _expect(name, "sandbox_health", status, HealthStatus)
+
+    def execute(self, name: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+        """Run ``request`` through provider ``name``; its exceptions propagate to the caller."""
+        result = self.hook(name, "sandbox_execute")(request=request, config=config, provider_name=name)
+        return _expect(name, "sandbox_execute", result, ExecutionResult)
+
+    def upgrade_config(self, name: str, config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:
+        """Provider ``name``'s translation of a foreign or older ``config`` (``None``: nothing to translate)."""
+        if not self.has_hook(name, "sandbox_upgrade_config"):
+            return None
+        result = self.hook(name, "sandbox_upgrade_config")(config=config, source=source, provider_name=name)
+        if result is None:
+            return None
+        pair = isinstance(result, tuple) and len(result) == 2
+        if not (pair and isinstance(result[0], Mapping) and isinstance(result[1], (list, tuple))):
+            raise ProviderContractError(name, "sandbox_upgrade_config", result, "None or a (config dict, list of notes) pair")
+        return dict(result[0]), [str(note) for note in result[1]]
+
+    def provider_info(self, name: str) -> ProviderInfo:
+        """What provider ``name`` says about itself (from its package summary without the hook)."""
+        if not self.has_hook(name, "sandbox_provider_info"):
+            return ProviderInfo(description=self.entry(name).summary)
+        info = self.hook(name, "sandbox_provider_info")()
+        if info is None:
+            return ProviderInfo(description=self.entry(name).summary)
+        return _expect(name, "sandbox_provider_info", info, ProviderInfo)
 
     # -- listing ----------------------------------------------------------------------------
 
     def statuses(self, *, verify: bool = True) -> list[ProviderStatus]:
-        """One row per installed provider name; with ``verify`` each is loaded (in isolation) to check it."""
+        """One row per installed provider name; with ``verify`` each is loaded (in isolation) to check it.
+
+        A provider that fails to load is listed as broken with the reason, in strict mode too.
+        """
         rows: list[ProviderStatus] = []
         for name, entries in sorted(self._all_entries().items()):
             first = entries[0]
@@ -367,7 +511,7 @@ class ProviderRegistry:
                 description=first.summary,
             )
             if name in self.disabled:
-                rows.append(attrs.evolve(base, state=ProviderState.DISABLED, error=f"disabled by {DISABLED_ENV}"))
+                rows.append(attrs.evolve(base, state=ProviderState.DISABLED, error=f"disabled by {self._disabled_by[name]}"))
                 continue
             if len(entries) > 1:
                 error = str(DuplicateProviderError(name, [f"{e.package} {e.version}" for e in entries]))
@@ -394,8 +538,6 @@ class ProviderRegistry:
                 self.load(name)
                 info = self.provider_info(name)
             except Exception as exc:  # a provider's own hook may fail in any way; list it as broken
-                if self.strict:
-                    raise
                 if isinstance(exc, ProviderLoadError):
                     error = exc.error
                 elif isinstance(exc, ProviderError):
@@ -415,18 +557,14 @@ class ProviderRegistry:
             )
         return rows
 
-    def provider_info(self, name: str) -> Any:
-        from sandbox_core.model import ProviderInfo
-
-        info = self.hook(name, "sandbox_provider_info")() if self.has_hook(name, "sandbox_provider_info") else None
-        if info is None:
-            return ProviderInfo(description=self.entry(name).summary)
-        if not isinstance(info, ProviderInfo):
-            raise ProviderLoadError(name, self.entry(name).package, self.entry(name).version, "sandbox_provider_info did not return a ProviderInfo")
-        return info
+    def plugin_statuses(self) -> list[ProviderStatus]:
+        """One row per cross-cutting plugin (installed or added in process): loaded, broken or disabled."""
+        with self._lock:
+            self._load_cross_cutting()
+            return [row for _, row in sorted(self._plugins.items())]
 
     def failures(self) -> Mapping[str, ProviderError]:
-        """Providers and plugins that failed to load so far, by name."""
+        """Providers and plugins (``plugin:NAME``) that failed to load so far, by name."""
         return dict(self._failures)
 
     # -- shutdown ---------------------------------------------------------------------------
@@ -440,17 +578,59 @@ class ProviderRegistry:
         with self._lock:
             loaded = dict(self._providers)
         wanted = loaded if names is None else {n: loaded[n] for n in names if n in loaded}
-        for name, plugin in sorted(wanted.items()):
-            if not hasattr(plugin, "sandbox_shutdown"):
+        for name in sorted(wanted):
+            if "sandbox_shutdown" not in self._implemented.get(name, frozenset()):
                 continue
             try:
-                self.hook(name, "sandbox_shutdown")(provider_name=name)
+                # Not through load(): a provider must release its sandboxes even while a
+                # required plugin is broken and executions are refused.
+                self._caller(name, "sandbox_shutdown")(provider_name=name)
             except Exception:
                 log.warning("provider %r failed to shut down", name, exc_info=True)
 
 
 def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line; for pluggy's multi-line validation errors, the lines that say what is wrong."""
+    if isinstance(exc, pluggy.PluginValidationError):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        definition = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("hookimpl definition:")), "")
+        return f"{type(exc).__name__}: {lines[-1]}" + (f" (in {definition})" if definition else "")
     return f"{type(exc).__name__}: {exc}"
+
+
+def _is_function(plugin: object, attr: str) -> bool:
+    """Whether ``plugin.attr`` is a function or method (not a module, class or constant it imported)."""
+    return inspect.isroutine(inspect.getattr_static(plugin, attr, None)) or inspect.isroutine(getattr(plugin, attr, None))
+
+
+def _misspelt(name: str, candidates: Iterable[str]) -> str | None:
+    """The one of ``candidates`` that ``name`` looks like a misspelling of (a letter or two off), if any."""
+    close = [c for c in candidates if c != name and abs(len(c) - len(name)) <= 2]
+    found = difflib.get_close_matches(name, close, n=1, cutoff=0.85)
+    return found[0] if found else None
+
+
+def _near_miss(name: str) -> str:
+    """`` (did you mean sandbox_execute?)`` when ``name`` looks like a misspelt hook name, else ""."""
+    hook = _misspelt(name, hookspecs.PROVIDER_HOOKS)
+    return f" (did you mean {hook}?)" if hook else ""
+
+
+def _missing_hook(hook: str, marked: set[str], unmarked: set[str]) -> str:
+    """Why required hook ``hook`` counts as missing, naming what the provider has instead."""
+    if hook in unmarked:
+        return f"the required hook {hook} is defined but not marked @hookimpl"
+    look_alike = _misspelt(hook, sorted((marked | unmarked) - set(hookspecs.PROVIDER_HOOKS)))
+    if look_alike:
+        return f"it does not implement the required hook {hook} ({look_alike} looks like a misspelling of it)"
+    return f"it does not implement the required hook {hook}"
+
+
+def _expect(provider: str, hook: str, value: Any, expected: type[_T], *, what: str = "") -> _T:
+    """``value`` if it is an ``expected``; else a :class:`ProviderContractError` naming the provider and hook."""
+    if not isinstance(value, expected):
+        raise ProviderContractError(provider, hook, value, what or expected.__name__)
+    return value
 
 
 _default_registry: ProviderRegistry | None = None

@@ -5,6 +5,12 @@ derives a standard JSON Schema document from it (for UIs and the admin API), con
 configs against that same document (so the UI and the core can never disagree), and masks secrets
 for display. Secret values reach providers wrapped in :class:`Secret`, whose ``repr`` hides them,
 so a config printed in a log or a traceback shows no credential.
+
+A secret field names the fields it authenticates against (``bound_to``: the URLs, regions or
+accounts it is sent to). A form may send a saved secret back as :data:`MASK` to keep it, but only
+while none of those fields changed: otherwise whoever may edit the config could point the endpoint
+at their own server and receive the secret. URL fields refuse ``user:password@`` credentials,
+which would otherwise show in every config read, message and HTTP log.
 """
 
 from __future__ import annotations
@@ -77,7 +83,9 @@ class ConfigField:
     ``minimum``/``maximum`` bound numbers (and the length of strings); ``choices`` lists the
     allowed values of an enum; ``multiple`` makes the field a non-empty-when-required list of
     values of ``type`` (e.g. several endpoint URLs); ``env`` names the environment variable that
-    conventionally holds the value (used by ``sandbox config set NAME --from-env``).
+    conventionally holds the value (used by ``sandbox config set NAME --from-env``);
+    ``bound_to`` (secret fields only) names the fields the secret authenticates against: a saved
+    secret is kept only while those stay the same (see :meth:`ConfigSchema.keep_stored_secrets`).
     """
 
     name: str = attrs.field()
@@ -91,11 +99,17 @@ class ConfigField:
     choices: tuple[Any, ...] = attrs.field(default=(), converter=_as_tuple)
     multiple: bool = False
     env: str | None = None
+    bound_to: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
 
     @name.validator
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if not value.isidentifier():
             raise ValueError(f"config field name {value!r} must be an identifier")
+
+    @bound_to.validator
+    def _check_bound_to(self, _attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+        if value and self.type is not FieldType.SECRET:
+            raise ValueError(f"config field {self.name!r}: only a secret field can be bound to other fields")
 
     @property
     def is_secret(self) -> bool:
@@ -114,6 +128,8 @@ class ConfigField:
             schema["default"] = self.default
         if self.env:
             schema["x-env"] = self.env
+        if self.bound_to:
+            schema["x-bound-to"] = list(self.bound_to)
         return schema
 
     def _item_schema(self) -> dict[str, Any]:
@@ -155,6 +171,10 @@ class ConfigSchema:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"config schema declares fields more than once: {', '.join(duplicates)}")
+        for field in value:
+            unknown = [bound for bound in field.bound_to if bound not in names or bound == field.name]
+            if unknown:
+                raise ValueError(f"secret field {field.name!r} is bound to fields the schema does not declare: {', '.join(unknown)}")
 
     def field(self, name: str) -> ConfigField:
         for candidate in self.fields:
@@ -223,24 +243,116 @@ class ConfigSchema:
                 converted[field.name] = Secret(converted[field.name])
         return converted
 
+    def type_problems(self, config: Mapping[str, Any]) -> list[FieldProblem]:
+        """Values whose JSON type is not the field's: for JSON APIs, where ``"yes"`` for a boolean
+        or ``"8"`` for an integer is a client's mistake, not something typed on a command line.
+
+        Only the types are checked (unset values and unknown fields are :meth:`validate`'s
+        concern); a JSON field may hold any value, or JSON text as a form sends it.
+        """
+        problems: list[FieldProblem] = []
+        for field in self.fields:
+            raw = config.get(field.name)
+            if raw is None or raw == "":
+                continue
+            if field.multiple:
+                if not isinstance(raw, list):
+                    problems.append(FieldProblem(field.name, f"must be a JSON array, got {_json_type(raw)}"))
+                    continue
+                items = [(f"{field.name}.{index}", item) for index, item in enumerate(raw)]
+            else:
+                items = [(field.name, raw)]
+            for path, item in items:
+                wanted = _wrong_type(field, item)
+                if wanted:
+                    problems.append(FieldProblem(path, f"must be {wanted}, got {_json_type(item)}"))
+        return problems
+
     def mask(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy for display: every non-empty secret replaced by :data:`MASK`."""
+        """A copy for display: every non-empty secret replaced by :data:`MASK`, and the password
+        of a URL saved with ``user:password@`` (before such URLs were refused) masked too."""
         masked = dict(config)
-        for name in self.secret_fields:
-            if masked.get(name):
-                masked[name] = MASK
+        for field in self.fields:
+            value = masked.get(field.name)
+            if field.is_secret and value:
+                masked[field.name] = MASK
+            elif field.type is FieldType.URL and value:
+                masked[field.name] = [mask_url_password(v) for v in value] if isinstance(value, list) else mask_url_password(value)
         return masked
 
-    def keep_stored_secrets(self, submitted: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
-        """Resolve a form round trip: a secret sent back as :data:`MASK` keeps the stored value."""
+    def keep_stored_secrets(self, submitted: Mapping[str, Any], stored: Mapping[str, Any], *, provider: str = "") -> dict[str, Any]:
+        """Resolve a form round trip: a secret sent back as :data:`MASK` keeps the stored value.
+
+        Only while none of the fields the secret is bound to changed: otherwise the secret would go
+        to a place its owner never sent it to, so :class:`ConfigValidationError` asks for it again,
+        naming the secret and the changed fields. A secret with no stored value is dropped.
+        """
         merged = dict(submitted)
-        for name in self.secret_fields:
-            if merged.get(name) == MASK:
-                if stored.get(name):
-                    merged[name] = stored[name]
-                else:
-                    merged.pop(name)
+        problems: list[FieldProblem] = []
+        for field in self.fields:
+            if not field.is_secret or merged.get(field.name) != MASK:
+                continue
+            if not stored.get(field.name):
+                merged.pop(field.name)
+                continue
+            moved = [name for name in field.bound_to if self._normalized(name, merged) != self._normalized(name, stored)]
+            if moved:
+                problems.append(
+                    FieldProblem(
+                        field.name,
+                        f"enter it again: the saved {field.label or field.name} is kept only while "
+                        f"{' and '.join(moved)} stay{'s' if len(moved) == 1 else ''} the same",
+                    )
+                )
+            else:
+                merged[field.name] = stored[field.name]
+        if problems:
+            raise ConfigValidationError(provider, problems)
         return merged
+
+    def _normalized(self, name: str, config: Mapping[str, Any]) -> Any:
+        """Field ``name``'s value in ``config`` as validation would see it (default when unset)."""
+        field = self.field(name)
+        raw = config.get(name)
+        if raw is None or raw == "" or (field.multiple and raw == []):
+            return field.default
+        try:
+            return _convert(field, raw)
+        except ValueError:
+            return raw  # compared as given; validation reports it
+
+
+def mask_url_password(url: Any) -> Any:
+    """``url`` with the password of a ``user:password@`` part replaced by :data:`MASK`."""
+    if not isinstance(url, str):
+        return url
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:{MASK}@{host}{slash}{path}"
+
+
+def _wrong_type(field: ConfigField, value: Any) -> str | None:
+    """What JSON type ``value`` should have been, or None when it has the right one."""
+    kind = field.type
+    if kind in (FieldType.STRING, FieldType.SECRET, FieldType.URL):
+        return None if isinstance(value, str) else "a JSON string"
+    if kind is FieldType.BOOLEAN:
+        return None if isinstance(value, bool) else "a JSON boolean (true or false)"
+    if kind is FieldType.INTEGER:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a JSON integer"
+    if kind is FieldType.NUMBER:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a JSON number"
+    if kind is FieldType.ENUM:
+        return None if any(type(value) is type(c) for c in field.choices) else "one of " + json.dumps(list(field.choices))
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def to_storable(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,9 +399,19 @@ def _convert_one(field: ConfigField, raw: Any) -> Any:
     if kind is FieldType.URL:
         if not isinstance(raw, str):
             raise ValueError("must be a URL string")
-        parts = urlsplit(raw.strip())
+        try:
+            parts = urlsplit(raw.strip())
+        except ValueError:
+            raise ValueError(f"{mask_url_password(raw)!r} is not a valid URL") from None  # e.g. a bad IPv6 host
+        if "@" in parts.netloc:
+            # Never quote it: the part before "@" is a credential.
+            raise ValueError(
+                "must not contain a user name or password (user:password@host): credentials in a URL "
+                "show in logs and messages; give them in the provider's secret field instead"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{raw!r} is not an http(s) URL such as http://127.0.0.1:8808")
+            shown = repr(raw) if "@" not in raw else "the value"  # "user:pw@host" has no scheme
+            raise ValueError(f"{shown} is not an http(s) URL such as http://127.0.0.1:8808")
         return raw.strip().rstrip("/")
     if kind is FieldType.BOOLEAN:
         if isinstance(raw, bool):

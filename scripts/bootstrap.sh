@@ -43,13 +43,17 @@ apt_install() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-system_packages=(runsc nodejs python3 python3-venv ca-certificates)
+# fonts-wqy-microhei: the CJK-capable font the default Python runtime gives matplotlib.
+system_packages=(runsc nodejs python3 python3-venv ca-certificates fonts-wqy-microhei)
 if [ "$job" = test ]; then
   system_packages+=(postgresql mariadb-server chromium chromium-driver fonts-dejavu-core)
 fi
 if command -v node >/dev/null 2>&1; then
   # A Node.js from elsewhere (nvm, NodeSource) is fine; do not fight it with Debian's package.
   system_packages=("${system_packages[@]/nodejs}")
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  system_packages+=(npm)  # builds the JavaScript runtime (axios)
 fi
 apt_install ${system_packages[@]}
 

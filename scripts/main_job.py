@@ -1,5 +1,10 @@
 """The README's main job: execute a sample ``main(**arguments)`` in gVisor and print the result.
 
+The sample uses pandas and leaves a matplotlib chart open, which comes back as an artifact
+(``figure-1.png``); artifacts are saved under ``sandbox-output/`` and their paths printed with
+the result. The executor builds its default runtimes (numpy, pandas, matplotlib, requests;
+axios) on its first start, once: their progress is shown while the job waits for it.
+
 It uses the settings database exactly as an application would (``SANDBOX_DATABASE_URL``, or the
 embedded SQLite file seeded on first use with the ``self_managed`` provider pointing at a local
 executor). If nothing answers at the configured endpoint, it starts a ``sandbox-executor`` on
@@ -26,17 +31,29 @@ from sandbox_core import SandboxClient
 from sandbox_core.settings import SettingsStore
 
 SAMPLE = '''\
-def main(name: str, numbers: list, shout: bool = False) -> dict:
-    greeting = f"Hello, {name}!"
-    print("computing inside the sandbox...")
+import pandas as pd
+import matplotlib.pyplot as plt
+
+
+def main(name: str, sales: dict) -> dict:
+    print("computing inside the sandbox with pandas...")
+    frame = pd.DataFrame({"month": list(sales), "sales": list(sales.values())})
+    frame["change_pct"] = frame["sales"].pct_change().fillna(0).mul(100).round(1)
+    axes = frame.plot.bar(x="month", y="sales", legend=False, title=f"Sales of {name}")
+    axes.set_ylabel("units")
+    best = frame.loc[frame["sales"].idxmax()]
     return {
-        "greeting": greeting.upper() if shout else greeting,
-        "total": sum(numbers),
-        "count": len(numbers),
+        "greeting": f"Hello, {name}!",
+        "total": int(frame["sales"].sum()),
+        "best_month": str(best["month"]),
+        "change_pct": frame["change_pct"].tolist(),
     }
 '''
-ARGUMENTS = {"name": "sandbox-core ✓", "numbers": [1, 2, 3.5], "shout": False}
+ARGUMENTS = {"name": "sandbox-core ✓", "sales": {"Jan": 120, "Feb": 135, "Mar": 128, "Apr": 160}}
 PROVIDER = "self_managed"
+OUTPUT_DIR = "sandbox-output"
+READY_TIMEOUT = 1800.0
+"""Seconds to wait for a new executor: its first start builds the default runtimes (downloads)."""
 
 
 def _alive(url: str) -> bool:
@@ -60,8 +77,10 @@ def _start_executor(url: str, token: str, workdir: str) -> subprocess.Popen[byte
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + READY_TIMEOUT
+    shown = 0
     while time.monotonic() < deadline:
+        shown = _show_runtime_progress(log_path, shown)
         if process.poll() is not None:
             with open(log_path, encoding="utf-8", errors="replace") as handle:
                 sys.stderr.write(handle.read()[-4000:])
@@ -70,7 +89,33 @@ def _start_executor(url: str, token: str, workdir: str) -> subprocess.Popen[byte
             return process
         time.sleep(0.2)
     process.terminate()
-    sys.exit("sandbox-executor did not become ready within 60 s")
+    sys.exit(f"sandbox-executor did not become ready within {READY_TIMEOUT:g} s")
+
+
+def _show_runtime_progress(log_path: str, offset: int) -> int:
+    """Echo the executor log's runtime build lines written since ``offset``; the new offset."""
+    with open(log_path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    complete = data.rfind(b"\n") + 1
+    for line in data[:complete].decode("utf-8", "replace").splitlines():
+        if "runtime " in line:
+            print(line.split(": ", 1)[-1], file=sys.stderr)
+    return offset + complete
+
+
+def _save_artifacts(result: dict[str, object], artifacts: list[tuple[str, bytes]]) -> None:
+    """Write the artifacts into OUTPUT_DIR and show their paths instead of their base64 content."""
+    if not artifacts:
+        return
+    os.makedirs(OUTPUT_DIR, exist_ok=True)
+    saved = []
+    for name, content in artifacts:
+        path = os.path.abspath(os.path.join(OUTPUT_DIR, os.path.basename(name)))
+        with open(path, "wb") as handle:
+            handle.write(content)
+        saved.append({"name": name, "size": len(content), "saved_to": path})
+    result["artifacts"] = saved
 
 
 def main() -> int:
@@ -94,8 +139,10 @@ def main() -> int:
         result = client.health()
         if not result.healthy:
             print(f"warning: provider {provider} reports unhealthy: {result.message}", file=sys.stderr)
-        outcome = client.execute(SAMPLE, language="python", timeout=30, arguments=ARGUMENTS, requested_by="main-job")
-        print(json.dumps(outcome.to_dict(), indent=2, ensure_ascii=False))
+        outcome = client.execute(SAMPLE, language="python", timeout=60, arguments=ARGUMENTS, requested_by="main-job")
+        printed = outcome.to_dict()
+        _save_artifacts(printed, [(artifact.name, artifact.content) for artifact in outcome.artifacts])
+        print(json.dumps(printed, indent=2, ensure_ascii=False))
         return 0 if outcome.ok else 1
     finally:
         if executor is not None:

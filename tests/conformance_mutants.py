@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, hookimpl
+from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo, hookimpl
 from sandbox_core.model import ErrorInfo, ExecutionStatus
-from sandbox_core.schema import ConfigSchema
+from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 WATCHDOG_SECONDS = 3.0
@@ -25,7 +25,27 @@ WATCHDOG_SECONDS = 3.0
 
 
 class Mutant(UnsandboxedSubprocessProvider):
-    """The local provider with hooks to bend a request, a config or a result."""
+    """The local provider with hooks to bend a request, a config or a result.
+
+    Its config has a ``backend`` switch: ``"down"`` plays a backend that cannot be reached, which
+    a correct provider reports (unhealthy, ``provider_error``) rather than raising.
+    """
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        backend = ConfigField("backend", "string", label="Backend (up, or down to play an unreachable one)", default="up")
+        return ConfigSchema([*super().sandbox_config_schema().fields, backend])
+
+    def backend_down(self, what: str) -> Any:
+        if what == "health":
+            return HealthStatus(healthy=False, message="cannot reach the backend")
+        return ExecutionResult.provider_failure("mutant", "cannot reach the backend")
+
+    @hookimpl
+    def sandbox_health(self, config: Mapping[str, Any]) -> HealthStatus:
+        if config["backend"] == "down":
+            return self.backend_down("health")
+        return super().sandbox_health(config)
 
     def bend_request(self, request: ExecutionRequest) -> ExecutionRequest:
         return request
@@ -38,6 +58,8 @@ class Mutant(UnsandboxedSubprocessProvider):
 
     @hookimpl
     def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+        if config["backend"] == "down":
+            return self.backend_down("execute")
         bent = self.bend_request(request)
         return self.bend_result(self._run(bent, self.bend_config(config), provider_name), bent)
 
@@ -254,8 +276,46 @@ class UnusableAfterShutdown(Mutant):
         return result
 
 
+class IgnoresRuntimes(Mutant):
+    """Claims runtimes, then runs every request the same way whatever runtime it names."""
+
+    @hookimpl
+    def sandbox_provider_info(self) -> ProviderInfo:
+        return ProviderInfo(description="claims runtimes it does not have", runtimes=True)
+
+
+class RaisesWhenUnreachable(Mutant):
+    """Lets the connection error of an unreachable backend escape its hooks."""
+
+    def backend_down(self, what: str) -> Any:
+        raise ConnectionError("[Errno 111] Connection refused")
+
+
+class HealthyWhenUnreachable(Mutant):
+    """Says healthy without asking its backend."""
+
+    def backend_down(self, what: str) -> Any:
+        return HealthStatus(healthy=True, message="ready") if what == "health" else super().backend_down(what)
+
+
+class RunsWhenUnreachable(Mutant):
+    """Reports success for a backend it could not reach."""
+
+    def backend_down(self, what: str) -> Any:
+        return ExecutionResult(status="success") if what == "execute" else super().backend_down(what)
+
+
+class Buggy(Mutant):
+    """Raises its own KeyError from every execution, as a provider with a bug does."""
+
+    def bend_result(self, result: ExecutionResult, request: ExecutionRequest) -> ExecutionResult:
+        reply: dict[str, Any] = {}
+        return _result(result, value=reply["missing_key"])
+
+
 MUTANTS: dict[str, type[Mutant]] = {
     "drops_arguments": DropsArguments,
+    "ignores_runtimes": IgnoresRuntimes,
     "stringifies_arguments": StringifiesArguments,
     "truncates_arguments": TruncatesArguments,
     "wrong_value": WrongValue,
@@ -279,6 +339,10 @@ MUTANTS: dict[str, type[Mutant]] = {
     "unhealthy": Unhealthy,
     "shares_folders": SharesFolders,
     "unusable_after_shutdown": UnusableAfterShutdown,
+    "raises_when_unreachable": RaisesWhenUnreachable,
+    "healthy_when_unreachable": HealthyWhenUnreachable,
+    "runs_when_unreachable": RunsWhenUnreachable,
+    "buggy": Buggy,
 }
 
 

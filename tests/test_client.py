@@ -18,6 +18,7 @@ from sandbox_core.errors import (
     ConfigurationError,
     ConfigValidationError,
     FieldProblem,
+    ProviderError,
     ProviderNotFoundError,
     ProviderUnavailableError,
 )
@@ -155,13 +156,32 @@ def test_a_provider_failure_is_a_provider_error_result_without_the_secret(
     assert result.error is not None and clue in result.error.message
     assert TOKEN not in result.error.message and "********" in result.error.message
     assert TOKEN not in repr(result) and TOKEN not in str(result.to_dict())
+    kind = "internal" if code == "crash" else "unavailable"
+    assert result.metadata["failure"] == {"kind": kind, "retry_after": None}
+
+
+def test_a_provider_bug_is_logged_and_kept_with_its_traceback_without_the_secret(
+    registry: ProviderRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG"):
+        result = make(registry).execute("crash")
+    trace = result.metadata["traceback"]
+    assert "Traceback (most recent call last)" in trace and "in sandbox_execute" in trace
+    assert 'raise RuntimeError(f"backend refused credentials {token}")' in trace
+    assert trace.rstrip().endswith("RuntimeError: backend refused credentials ********")
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "sandbox_core.client"]
+    assert len(errors) == 1 and "in sandbox_execute" in errors[0].getMessage()
+    assert "provider 'fake' failed: RuntimeError" in errors[0].getMessage()
+    assert TOKEN not in caplog.text and TOKEN not in trace
+    assert result.metadata["failure"] == {"kind": "internal", "retry_after": None}
 
 
 @pytest.mark.parametrize("code", ["nothing", "dict"])
 def test_a_provider_returning_no_result_is_a_provider_error(registry: ProviderRegistry, code: str) -> None:
     result = make(registry).execute(code)
     assert result.status is ExecutionStatus.PROVIDER_ERROR
-    assert "returned no ExecutionResult" in result.error.message
+    got = "None" if code == "nothing" else "a dict"
+    assert result.error.message == f"provider 'fake' returned {got} from sandbox_execute, expected ExecutionResult"
 
 
 def test_a_configuration_error_from_the_provider_is_raised(registry: ProviderRegistry) -> None:
@@ -233,7 +253,7 @@ def test_the_config_schema_must_be_a_config_schema() -> None:
 
     registry = ProviderRegistry(discover=False)
     registry.register("sloppy", Sloppy())
-    with pytest.raises(Exception, match="not a ConfigSchema"):
+    with pytest.raises(ProviderError, match="returned a dict from sandbox_config_schema, expected ConfigSchema"):
         make(registry, {}, provider="sloppy").execute("x")
 
 

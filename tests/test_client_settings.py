@@ -223,9 +223,12 @@ def test_the_audit_log_records_each_execution_and_nothing_sensitive(
         assert isinstance(line["duration"], float) and line["duration"] >= 0
         assert line["time"].endswith("+00:00")
     assert lines[0]["argument_count"] == 2 and lines[0]["code_bytes"] == len(code)
+    audit_records = "\n".join(r.getMessage() for r in caplog.records if r.name == "sandbox_core.audit")
     for leaked in ("CODE-MARK", "ARG-MARK", "OUTPUT-MARK", "secret_arg", TOKEN, "v1", "backend down"):
         assert leaked not in text
-        assert leaked not in caplog.text
+        assert leaked not in audit_records
+        # The provider's exception is logged (at ERROR, by the client) for its operator; nothing else is.
+        assert leaked not in caplog.text or leaked == "backend down"
     assert len([r for r in caplog.records if r.name == "sandbox_core.audit"]) == 4
     # Switched off in the settings: the live client stops writing.
     store.set_json("sandbox.audit", {"enabled": False, "path": str(audit_file)})

@@ -77,6 +77,10 @@ MUST_FAIL: dict[str, set[str]] = {
     "unhealthy": {"test_health"},
     "shares_folders": {"test_executions_do_not_share_files"},
     "unusable_after_shutdown": {"test_executions_after_shutdown"},
+    "ignores_runtimes": {"test_unknown_runtime_is_a_clear_error"},
+    "raises_when_unreachable": {"test_unreachable_backend_health_reports_it", "test_unreachable_backend_execute_reports_it"},
+    "healthy_when_unreachable": {"test_unreachable_backend_health_reports_it"},
+    "runs_when_unreachable": {"test_unreachable_backend_execute_reports_it"},
 }
 
 FLAGS = ("supports_javascript", "supports_timeout", "supports_output_limit", "supports_artifacts")
@@ -90,9 +94,11 @@ CAPABILITY_TESTS = {
 }
 
 
-def conformance_module(mutant: str, *, flags_on: bool = True, limit_fixture: bool = True) -> str:
+def conformance_module(mutant: str, *, flags_on: bool = True, limit_fixture: bool = True, timeout_reason: bool = True) -> str:
     """A provider author's conformance test module, for a mutant instead of a real provider."""
     flags = "".join(f"    {flag} = {flags_on}\n" for flag in FLAGS)
+    if not flags_on and timeout_reason:
+        flags += "    no_timeout_reason = 'the backend has no clock'\n"
     limit = "    @pytest.fixture\n    def output_limit_bytes(self):\n        return 4096\n\n" if limit_fixture else ""
     return (
         "import pytest\n"
@@ -104,6 +110,7 @@ def conformance_module(mutant: str, *, flags_on: bool = True, limit_fixture: boo
         "    @pytest.fixture\n    def provider_name(self):\n        return 'mutant'\n\n"
         f"    @pytest.fixture\n    def provider_plugin(self):\n        return make({mutant!r})\n\n"
         "    @pytest.fixture\n    def provider_config(self):\n        return {'max_output_bytes': 4096}\n\n"
+        "    @pytest.fixture\n    def unreachable_config(self):\n        return {'max_output_bytes': 4096, 'backend': 'down'}\n\n"
         f"{limit}"
         "    @pytest.fixture\n    def invalid_configs(self):\n        return [({'max_output_bytes': 1}, 'max_output_bytes')]\n"
     )
@@ -165,3 +172,35 @@ def test_without_the_required_fixtures_the_kit_says_what_to_define(pytester: pyt
     result = pytester.runpytest("-p", "no:cacheprovider", "-k", "hello_world")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*define a `provider_name` fixture*"])
+
+
+def test_timeouts_are_required_unless_the_provider_says_why_not(pytester: pytest.Pytester) -> None:
+    timeout_test = "test_timeout_keeps_partial_output"
+    silent = conformance_module("loses_stderr", flags_on=False, limit_fixture=False, timeout_reason=False)
+    assert run_kit(pytester, silent, {timeout_test})[timeout_test] == ("failed", "call")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", timeout_test)
+    result.stdout.fnmatch_lines(["*TestMutant.supports_timeout is off without a reason*set no_timeout_reason*"])
+    # A provider that says nothing about timeouts is held to them.
+    default = conformance_module("ignores_timeouts").replace("    supports_timeout = True\n", "")
+    assert "supports_timeout" not in default
+    assert run_kit(pytester, default, {timeout_test})[timeout_test] == ("failed", "call")
+
+
+def test_without_an_unreachable_config_those_tests_are_skipped_saying_so(pytester: pytest.Pytester) -> None:
+    source = conformance_module("raises_when_unreachable").replace("    def unreachable_config(self):", "    def unused(self):")
+    tests = {"test_unreachable_backend_health_reports_it", "test_unreachable_backend_execute_reports_it"}
+    outcomes = run_kit(pytester, source, tests)
+    assert {outcome for outcome, _ in outcomes.values()} == {"skipped"}, outcomes
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "-k", "unreachable")
+    result.stdout.fnmatch_lines(["*TestMutant defines no `unreachable_config` fixture*"])
+
+
+def test_a_provider_bug_is_reported_in_one_line_naming_the_field_and_the_cause(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(mutants=MUTANTS_SOURCE, test_conformance=conformance_module("buggy"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "test_hello_world")
+    result.assert_outcomes(failed=1)
+    line = next(line for line in result.stdout.lines if "result.status is" in line)
+    assert "result.status is 'provider_error', expected 'success'" in line
+    assert "KeyError: 'missing_key'" in line and "raised in bend_result at mutants.py:" in line
+    assert len(line) < 300, line
+    assert "ExecutionResult(" not in result.stdout.str()

@@ -27,3 +27,7 @@ class TestLocalProvider(ProviderConformance):
     @pytest.fixture
     def invalid_configs(self):
         return [({"max_output_bytes": 1}, "max_output_bytes"), ({"python": "/no/such/python3"}, "python")]
+
+    @pytest.fixture
+    def unreachable_config(self):
+        pytest.skip("the local provider has no backend to lose: it runs local interpreters")

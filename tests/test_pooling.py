@@ -19,7 +19,7 @@ import pytest
 
 from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.client import SandboxClient
-from sandbox_core.pooling import PoolClosedError, PoolSet, SandboxPool
+from sandbox_core.pooling import PendingDestroys, PoolClosedError, PoolSet, SandboxPool
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigSchema
 
@@ -288,3 +288,140 @@ def test_pool_config_fields_validate_like_any_schema() -> None:
     with pytest.raises(ConfigValidationError) as caught:
         schema.validate({"isolation": "shared", "pool_size": 5, "pool_idle_timeout": 0})
     assert set(caught.value.fields) == {"isolation", "pool_size", "pool_idle_timeout"}
+
+
+# -- the retry rule: a reused item that failed before the code started --------------------------
+
+
+class Vanished(Exception):
+    """The item is gone (the backend deleted it while it was idle)."""
+
+
+def _retry_if_vanished(exc: Exception) -> bool:
+    return isinstance(exc, Vanished)
+
+
+def test_a_reused_item_failing_before_the_code_started_is_replaced_once() -> None:
+    backend = Backend()
+    pool = backend.pool()
+    with pool.lease() as warm:
+        pass
+    seen: list[tuple[int, bool, int | None]] = []
+
+    def work(lease: Any) -> str:
+        seen.append((lease.item, lease.reused, lease.replaced))
+        if lease.item == warm.item:
+            raise Vanished("sandbox not found")
+        lease.mark_started()
+        return "ran"
+
+    assert pool.run(work, retry_if=_retry_if_vanished) == "ran"
+    assert seen == [(warm.item, True, None), (warm.item + 1, False, warm.item)]
+    assert warm.item in backend.destroyed and backend.live == {warm.item + 1}
+
+
+def test_the_retry_takes_a_new_item_not_another_idle_one() -> None:
+    backend = Backend()
+    pool = backend.pool(max_idle=3)
+    with pool.lease() as a, pool.lease() as b:
+        pass
+    used: list[int] = []
+
+    def work(lease: Any) -> None:
+        used.append(lease.item)
+        if lease.reused:
+            raise Vanished("gone")
+
+    pool.run(work, retry_if=_retry_if_vanished)
+    assert len(used) == 2 and used[1] not in (a.item, b.item)
+
+
+@pytest.mark.parametrize("case", ["started", "new-item", "not-the-items-fault"])
+def test_failures_are_not_retried_after_the_code_started_on_a_new_item_or_when_not_the_items_fault(case: str) -> None:
+    backend = Backend()
+    pool = backend.pool()
+    if case != "new-item":
+        with pool.lease():
+            pass
+    calls = 0
+
+    def work(lease: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if case == "started":
+            lease.mark_started()
+        raise (RuntimeError("throttled") if case == "not-the-items-fault" else Vanished("gone"))
+
+    with pytest.raises((Vanished, RuntimeError)):
+        pool.run(work, retry_if=_retry_if_vanished)
+    assert calls == 1
+    assert backend.live == set()  # the failed item is destroyed, not kept
+
+
+def test_a_second_failure_propagates() -> None:
+    backend = Backend()
+    pool = backend.pool()
+    with pool.lease():
+        pass
+
+    def work(lease: Any) -> None:
+        raise Vanished(f"item {lease.item} gone")
+
+    with pytest.raises(Vanished, match="item 2 gone"):
+        pool.run(work, retry_if=_retry_if_vanished)
+    assert backend.live == set() and pool.stats().leased == 0
+
+
+# -- items whose destruction failed ------------------------------------------------------------------
+
+
+class Refusing(Backend):
+    """A backend that refuses the first ``refusals`` destroys (throttling), then accepts."""
+
+    def __init__(self, refusals: float) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.tries = 0
+
+    def destroy(self, item: int) -> None:
+        self.tries += 1
+        if self.tries <= self.refusals:
+            raise RuntimeError("throttled")
+        super().destroy(item)
+
+
+def _wait(condition: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def test_pending_destroys_are_retried_until_they_succeed() -> None:
+    backend = Refusing(refusals=2)
+    pending: PendingDestroys[int] = PendingDestroys(backend.destroy, label=lambda i: f"sb-{i}", first_delay=0.05)
+    item = backend.create()
+    pending.add(item, give_up_after=60)
+    assert pending.pending() == [f"sb-{item}"]
+    assert _wait(lambda: not pending.pending())
+    assert backend.live == set() and backend.tries == 3
+
+
+def test_pending_destroys_give_up_at_their_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    backend = Refusing(refusals=float("inf"))
+    pending: PendingDestroys[int] = PendingDestroys(backend.destroy, label=lambda i: f"sb-{i}", first_delay=0.05, name="test")
+    pending.add(backend.create(), give_up_after=0.3)
+    assert _wait(lambda: not pending.pending())
+    assert backend.live == {1} and backend.tries >= 2
+    assert any("gave up destroying test sandbox sb-1" in r.getMessage() for r in caplog.records)
+
+
+def test_pool_set_shutdown_retries_pending_destroys_at_once() -> None:
+    backend = Backend()
+    pending: PendingDestroys[int] = PendingDestroys(backend.destroy, first_delay=3600)  # the thread would wait an hour
+    pools: PoolSet[int] = PoolSet(pending)
+    pending.add(backend.create(), give_up_after=7200)
+
+    pools.shutdown()
+
+    assert backend.live == set() and pending.pending() == []

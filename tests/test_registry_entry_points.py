@@ -12,11 +12,17 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
-from core_support import STANDARD_PROVIDERS, FakeSite, fake_modules_loaded, forget_fake_modules
+from core_support import BROKEN, STANDARD_PROVIDERS, FakeSite, fake_modules_loaded, forget_fake_modules
 
-from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
+from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, hookimpl
 from sandbox_core.client import SandboxClient
-from sandbox_core.errors import DuplicateProviderError, ProviderLoadError, ProviderNotFoundError
+from sandbox_core.errors import (
+    DuplicateProviderError,
+    ProviderContractError,
+    ProviderLoadError,
+    ProviderNotFoundError,
+    RequiredPluginError,
+)
 from sandbox_core.hookspecs import PLUGIN_GROUP
 from sandbox_core.registry import ProviderRegistry, ProviderState
 
@@ -139,8 +145,11 @@ def test_a_disabled_provider_is_hidden_and_never_imported(
     else:
         registry = ProviderRegistry(disabled=["beta", "broken_import"])
     assert "beta" not in registry.names() and "alpha" in registry.names()
-    with pytest.raises(ProviderNotFoundError, match="choose one of: .*alpha"):
+    with pytest.raises(ProviderNotFoundError) as caught:
         registry.load("beta")
+    by = "SANDBOX_DISABLED_PLUGINS" if how == "environment" else "the registry's disabled list"
+    assert str(caught.value).startswith(f"sandbox provider 'beta' is disabled by {by}; remove it from there")
+    assert "alpha" in str(caught.value) and "installed?" not in str(caught.value)
     rows = {row.name: row for row in registry.statuses()}
     assert rows["beta"].state is ProviderState.DISABLED
     assert rows["broken_import"].state is ProviderState.DISABLED
@@ -148,17 +157,21 @@ def test_a_disabled_provider_is_hidden_and_never_imported(
 
 
 @pytest.mark.parametrize("how", ["environment", "argument"])
-def test_strict_mode_raises_on_a_broken_provider(standard_site: FakeSite, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+def test_strict_mode_marks_the_one_sloppy_provider_broken_and_lists_the_rest(
+    standard_site: FakeSite, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     if how == "environment":
         monkeypatch.setenv("SANDBOX_PLUGINS_STRICT", "1")
-        registry = ProviderRegistry(disabled=["typo", "too_new"])
+        registry = ProviderRegistry()
     else:
-        registry = ProviderRegistry(strict=True, disabled=["typo", "too_new"])
+        registry = ProviderRegistry(strict=True)
     with pytest.raises(ProviderLoadError, match="broken_import"):
         registry.load("broken_import")
-    with pytest.raises(ProviderLoadError) as caught:
-        registry.statuses()
-    assert caught.value.name in {"bad_arg", "broken_import", "missing_hook"}
+    rows = {row.name: row for row in registry.statuses() if row.package.startswith("fake-")}
+    assert {name for name, row in rows.items() if row.state is ProviderState.BROKEN} == BROKEN | {"typo"}
+    assert "sandbox_exeucte" in rows["typo"].error and "SANDBOX_PLUGINS_STRICT" in rows["typo"].error
+    assert rows["alpha"].state is rows["beta"].state is ProviderState.LOADED
+    assert execute(registry, "alpha", "still runs").stdout == "alpha:hi"
 
 
 @pytest.mark.parametrize("strict", [True, False])
@@ -236,7 +249,7 @@ def test_installed_cross_cutting_plugins_wrap_and_a_rogue_one_is_reported(fake_s
     assert execute(quiet, "alpha", "y").stdout == "alpha:hi"
     assert "plugin:rogue" not in quiet.failures()
     assert not fake_modules_loaded() & {"fakeprov_rogue", "fakeprov_counter"}
-    with pytest.raises(TypeError, match="sandbox_execute directly"):
+    with pytest.raises(RequiredPluginError, match="sandbox_execute directly"):
         ProviderRegistry(strict=True).load("alpha")
 
 
@@ -288,3 +301,218 @@ def test_a_provider_whose_info_hook_raises_is_listed_as_broken_and_others_still_
     assert rows["good"].state is ProviderState.LOADED
     assert rows["failing"].state is ProviderState.BROKEN
     assert "RuntimeError: metadata service down" in rows["failing"].error
+
+
+# -- the contract, checked with pluggy's own markers (issue 13, item 1) ---------------------------
+
+SCHEMA_HOOK = (
+    "from sandbox_core import ExecutionResult, HealthStatus, hookimpl\n"
+    "from sandbox_core.schema import ConfigSchema\n\n"
+    "@hookimpl\ndef sandbox_config_schema():\n    return ConfigSchema([])\n\n"
+)
+EXECUTE_HOOK = "@hookimpl\ndef sandbox_execute(request):\n    return ExecutionResult(status='success', stdout='ran')\n\n"
+
+
+def add_provider(site: FakeSite, name: str, source: str) -> None:
+    site.add(f"fake-{name.replace('_', '-')}", "1.0", entry_points={name: f"fakeprov_{name}"}, modules={f"fakeprov_{name}": source})
+
+
+def test_a_required_hook_without_the_marker_is_missing(fake_site: FakeSite) -> None:
+    add_provider(fake_site, "unmarked", SCHEMA_HOOK + "def sandbox_execute(request):\n    return None\n")
+    rows = {row.name: row for row in ProviderRegistry().statuses()}
+    assert rows["unmarked"].state is ProviderState.BROKEN
+    assert "sandbox_execute is defined but not marked @hookimpl" in rows["unmarked"].error
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_an_optional_hook_without_the_marker_is_never_called(fake_site: FakeSite, strict: bool, caplog: pytest.LogCaptureFixture) -> None:
+    add_provider(fake_site, "nohealth", SCHEMA_HOOK + EXECUTE_HOOK + "def sandbox_health(config):\n    return HealthStatus(healthy=True)\n")
+    registry = ProviderRegistry(strict=strict)
+    if strict:
+        with pytest.raises(ProviderLoadError, match="sandbox_health is not marked @hookimpl"):
+            registry.load("nohealth")
+        return
+    assert not registry.has_hook("nohealth", "sandbox_health")
+    assert "sandbox_health is not marked @hookimpl" in caplog.text
+    status = SandboxClient(provider="nohealth", config={}, registry=registry).health()
+    assert isinstance(status, HealthStatus) and not status.healthy
+    assert status.message == "provider 'nohealth' has no health check"
+
+
+def test_strict_mode_accepts_a_provider_that_imports_sandbox_core_modules(fake_site: FakeSite) -> None:
+    add_provider(fake_site, "importer", "import sandbox_core.schema\n" + SCHEMA_HOOK + EXECUTE_HOOK)
+    assert execute(ProviderRegistry(strict=True), "importer", "x").stdout == "ran"
+
+
+def test_a_misspelt_required_hook_is_named(fake_site: FakeSite) -> None:
+    add_provider(fake_site, "misspelt", SCHEMA_HOOK + "@hookimpl\ndef sandbox_exceute(request):\n    return None\n")
+    with pytest.raises(ProviderLoadError) as caught:
+        ProviderRegistry().load("misspelt")
+    assert "the required hook sandbox_execute (sandbox_exceute looks like a misspelling of it)" in str(caught.value)
+
+
+def test_a_misspelt_unmarked_optional_hook_is_named_in_strict_mode(fake_site: FakeSite) -> None:
+    add_provider(fake_site, "helthy", SCHEMA_HOOK + EXECUTE_HOOK + "def sandbox_helth(config):\n    return None\n")
+    with pytest.raises(ProviderLoadError, match=r"sandbox_helth is not a hook \(did you mean sandbox_health\?\)"):
+        ProviderRegistry(strict=True).load("helthy")
+
+
+def test_a_load_error_is_one_line_that_says_what_is_wrong(standard_site: FakeSite) -> None:
+    rows = {row.name: row for row in ProviderRegistry().statuses()}
+    error = rows["bad_arg"].error
+    assert "\n" not in error
+    assert "can not be found in the hookspec" in error and "sandbox_execute(request, config, bogus_argument)" in error
+
+
+# -- typed calls: each hook's result checked once, at the boundary (item 2) -----------------------
+
+
+class WrongTypes:
+    @hookimpl
+    def sandbox_config_schema(self) -> Any:
+        from sandbox_core.schema import ConfigSchema
+
+        return ConfigSchema([])
+
+    @hookimpl
+    def sandbox_execute(self) -> Any:
+        return {"status": "success"}
+
+    @hookimpl
+    def sandbox_health(self) -> Any:
+        return {"healthy": True}
+
+    @hookimpl
+    def sandbox_provider_info(self) -> Any:
+        return "a description"
+
+    @hookimpl
+    def sandbox_upgrade_config(self) -> Any:
+        return {"endpoint": "http://x"}
+
+
+class WrongValidation(WrongTypes):
+    @hookimpl
+    def sandbox_validate_config(self) -> Any:
+        return "looks fine"
+
+
+def test_a_hook_returning_the_wrong_type_is_named_at_the_boundary() -> None:
+    registry = ProviderRegistry(discover=False)
+    registry.register("sloppy", WrongTypes())
+    registry.register("sloppier", WrongValidation())
+    for call, hook, expected in [
+        (lambda: registry.health("sloppy", {}), "sandbox_health", "HealthStatus"),
+        (lambda: registry.execute("sloppy", ExecutionRequest(code="x"), {}), "sandbox_execute", "ExecutionResult"),
+        (lambda: registry.provider_info("sloppy"), "sandbox_provider_info", "ProviderInfo"),
+        (lambda: registry.validate_config("sloppier", {}), "sandbox_validate_config", "a list of FieldProblem"),
+        (lambda: registry.upgrade_config("sloppy", {}, "ragflow"), "sandbox_upgrade_config",
+         "None or a (config dict, list of notes) pair"),
+    ]:
+        with pytest.raises(ProviderContractError) as caught:
+            call()
+        assert str(caught.value).startswith("provider 'slopp")
+        assert str(caught.value).endswith(f" from {hook}, expected {expected}")
+    client = SandboxClient(provider="sloppy", config={}, registry=registry)
+    status = client.health()
+    assert not status.healthy and status.message == "provider 'sloppy' returned a dict from sandbox_health, expected HealthStatus"
+    result = client.execute("x = 1")
+    assert result.status.value == "provider_error"
+    assert result.error is not None and "returned a dict from sandbox_execute, expected ExecutionResult" in result.error.message
+
+
+# -- broken cross-cutting plugins are logged, listed, and may be required (item 4) ----------------
+
+
+def add_plugins(site: FakeSite) -> None:
+    site.add("fake-alpha", entry_points={"alpha": "fakeprov_alpha"}, modules={"fakeprov_alpha": provider_module_source("alpha")})
+    site.add(
+        "fake-policy",
+        "2.1",
+        group=PLUGIN_GROUP,
+        entry_points={"policy": "fakeprov_policy", "meter": "fakeprov_meter:Meter"},
+        modules={
+            "fakeprov_policy": "raise ImportError('policy rules file is missing')\n",
+            "fakeprov_meter": (
+                "from sandbox_core import hookimpl\n"
+                "class Meter:\n"
+                "    @hookimpl(wrapper=True)\n"
+                "    def sandbox_execute(self):\n"
+                "        return (yield)\n"
+            ),
+        },
+    )
+
+
+def provider_module_source(tag: str) -> str:
+    from core_support import provider_module
+
+    return provider_module(tag)
+
+
+def test_a_broken_cross_cutting_plugin_is_logged_and_listed(fake_site: FakeSite, caplog: pytest.LogCaptureFixture) -> None:
+    add_plugins(fake_site)
+    registry = ProviderRegistry()
+    with caplog.at_level("WARNING", logger="sandbox_core.registry"):
+        assert execute(registry, "alpha", "x").stdout == "alpha:hi"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("sandbox plugin 'policy' from fake-policy 2.1 is broken: ImportError: policy rules file is missing" in r.getMessage() for r in warnings)
+    rows = {row.name: row for row in registry.plugin_statuses()}
+    assert (rows["policy"].state, rows["policy"].package, rows["policy"].version) == (ProviderState.BROKEN, "fake-policy", "2.1")
+    assert "policy rules file is missing" in rows["policy"].error
+    assert rows["meter"].state is ProviderState.LOADED
+
+
+@pytest.mark.parametrize("how", ["environment", "argument"])
+def test_a_required_plugin_that_is_broken_refuses_every_execution(
+    fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    add_plugins(fake_site)
+    if how == "environment":
+        monkeypatch.setenv("SANDBOX_REQUIRED_PLUGINS", "policy")
+        registry = ProviderRegistry()
+    else:
+        registry = ProviderRegistry(required_plugins=["policy"])
+    with pytest.raises(RequiredPluginError, match="required sandbox plugin 'policy' is broken: ImportError"):
+        execute(registry, "alpha", "x")
+    with pytest.raises(RequiredPluginError, match="executions are refused until it works"):
+        SandboxClient(provider="alpha", config={}, registry=registry).execute("print(1)")
+    assert "fakeprov_alpha" not in sys.modules
+    with pytest.raises(RequiredPluginError, match="'audit' is not installed"):
+        ProviderRegistry(required_plugins=["audit"]).load("alpha")
+
+
+# -- messages (item 5) ----------------------------------------------------------------------------
+
+
+def test_an_incompatible_provider_has_one_wording_in_listing_and_use(standard_site: FakeSite) -> None:
+    registry = ProviderRegistry()
+    row = next(row for row in registry.statuses() if row.name == "too_new")
+    with pytest.raises(ProviderLoadError) as caught:
+        registry.load("too_new")
+    assert str(caught.value) == f"sandbox provider 'too_new' from fake-too-new 0.4 is incompatible: {row.error}"
+    assert row.error.startswith("it requires sandbox-core<0.0.1, but sandbox-core ")
+
+
+def test_providers_release_their_sandboxes_even_while_executions_are_refused() -> None:
+    class Pooled(WrongTypes):
+        released = 0
+
+        @hookimpl
+        def sandbox_shutdown(self) -> None:
+            Pooled.released += 1
+
+    class Policy:
+        @hookimpl(wrapper=True)
+        def sandbox_execute(self) -> Generator[None, Any, Any]:
+            return (yield)
+
+    registry = ProviderRegistry(discover=False, required_plugins=["policy"])
+    registry.add_plugin(Policy(), "policy")
+    registry.register("pooled", Pooled())
+    registry.load("pooled")
+    registry.remove_plugin("policy")
+    with pytest.raises(RequiredPluginError, match="'policy' is not installed"):
+        registry.load("pooled")
+    registry.shutdown()
+    assert Pooled.released == 1

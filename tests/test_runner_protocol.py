@@ -227,6 +227,9 @@ def test_a_job_encodes_arguments_as_json_data() -> None:
         "marker": job.marker,
         "output_dir": "/tmp/out",
         "max_artifact_bytes": 10,
+        "run_name": "__main__",
+        "artifact_extensions": [],
+        "promote_working_dir": False,
     }
     assert UNICODE.encode() in job.encode()  # not \u-escaped: fewer bytes to send
 

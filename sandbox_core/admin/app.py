@@ -6,9 +6,10 @@ revealed without the token. The page's static files are public and hold no data:
 for the token and sends it with each API call.
 
 Errors always use a 4xx/5xx status with an :class:`~sandbox_core.admin.models.ErrorBody`:
-400 unreadable body, 401 token, 404 unknown provider, 409 edit conflict, 422 invalid config
-(one entry per field), 503 broken provider or unavailable settings database. No response carries
-a stack trace or a secret.
+400 unreadable body, 401 token, 404 unknown provider, 409 edit conflict, 413 body over the size
+limit, 422 invalid request or config (one entry per field; JSON types are strict: ``"yes"`` is no
+boolean), 503 broken provider or unavailable settings database. No response carries a stack trace
+or a secret.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox_core.admin.auth import TOKEN_ENV, token_matches
+from sandbox_core.admin.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from sandbox_core.admin.models import (
     ConfigOut,
     ErrorBody,
@@ -82,6 +84,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or wrong admin token.",
         404: "No provider of that name is installed.",
         409: "The saved config changed since it was read (etag mismatch).",
+        413: "The request body is larger than the server's limit (1 MiB by default).",
         422: "The request or the config is invalid; `errors` names each field.",
         503: "The provider is broken or the settings database is unavailable.",
     }
@@ -139,7 +142,7 @@ def _build_router() -> APIRouter:
     @router.put(
         "/providers/{name}/config",
         response_model=SavedConfig,
-        responses=_responses(400, 401, 404, 409, 422, 503),
+        responses=_responses(400, 401, 404, 409, 413, 422, 503),
         summary="Save a provider's config",
     )
     def save_config(name: ProviderName, body: SaveConfigIn, request: Request, service: Service) -> dict[str, Any]:
@@ -152,7 +155,7 @@ def _build_router() -> APIRouter:
     @router.post(
         "/providers/{name}/test",
         response_model=TestConnectionOut,
-        responses=_responses(400, 401, 404, 422, 503),
+        responses=_responses(400, 401, 404, 413, 422, 503),
         summary="Test a config with a real probe execution",
     )
     def test_connection(name: ProviderName, body: TestConnectionIn, service: Service) -> dict[str, Any]:
@@ -220,6 +223,7 @@ def create_app(
     settings: SettingsStore | None = None,
     registry: ProviderRegistry | None = None,
     probe_timeout: float = 30.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The admin app, requiring ``token`` on every API call.
 
@@ -227,6 +231,7 @@ def create_app(
         opened at startup and closed at shutdown. A store passed in stays the caller's to close.
     :param registry: where providers come from; the process-wide registry by default.
     :param probe_timeout: the time limit, in seconds, of a connection test's probe.
+    :param max_body_bytes: the largest request body accepted; larger ones are answered 413.
     """
     if not token:
         raise ValueError("the admin app needs a token")
@@ -283,6 +288,8 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Added after the guard, so it runs first: no body is held beyond the limit, token or not.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _install_error_handlers(app)
     app.include_router(_build_router())
 

@@ -1,7 +1,7 @@
 """The admin operations, free of HTTP: list providers, read, save and test provider configs.
 
-Every read path masks secrets; every save is validated in full (schema, then the provider's own
-checks) before the one transaction that writes it, so a refused save leaves the old config in
+Every read path masks secrets; every save is validated in full (JSON types, schema, then the
+provider's own checks) before the one transaction that writes it, so a refused save leaves the old config in
 place; secrets are encrypted at rest when ``SANDBOX_SECRET_KEY`` is set; each change is audited
 with the names of the changed fields, never their values.
 """
@@ -147,8 +147,9 @@ class AdminService:
             raise ConfigConflictError(
                 f"the config of {name!r} was changed by someone else since you read it; reload it and save again"
             )
+        _check_types(name, schema, submitted)
         stored = decrypt_secrets(stored_raw, schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored)
+        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
         converted = self._validate(name, schema, merged)
         storable = {key: value for key, value in to_storable(converted).items() if key in merged}
         changed = sorted(key for key in set(storable) | set(stored) if storable.get(key) != stored.get(key))
@@ -185,8 +186,9 @@ class AdminService:
     def test_connection(self, name: str, submitted: Mapping[str, Any]) -> ProbeOutcome:
         """Validate ``submitted`` (unsaved) and run a real probe execution through provider ``name``."""
         schema = self.schema(name)
+        _check_types(name, schema, submitted)
         stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored)
+        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
         converted = self._validate(name, schema, merged)
         with _provider_failures(name, "describe itself"):
             languages = self.registry.provider_info(name).languages or ("python",)
@@ -216,6 +218,13 @@ def _provider_failures(name: str, doing: str) -> Iterator[None]:
         logger.warning("provider %r failed to %s: %s", name, doing, type(exc).__name__)
         logger.debug("provider %r failed to %s", name, doing, exc_info=True)
         raise ProviderError(f"provider {name!r} failed to {doing}: {type(exc).__name__}") from None
+
+
+def _check_types(name: str, schema: ConfigSchema, submitted: Mapping[str, Any]) -> None:
+    """Refuse values of the wrong JSON type: the API takes JSON, so ``"yes"`` is no boolean."""
+    problems = schema.type_problems(submitted)
+    if problems:
+        raise ConfigValidationError(name, problems)
 
 
 def _mask_all(text: str, values: list[str]) -> str:

@@ -17,6 +17,7 @@ from sandbox_core.admin.cli import admin
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
 from sandbox_core.cli.isolation import check_isolation_command
+from sandbox_core.cli.plugins import plugins
 from sandbox_core.cli.providers import health, providers
 from sandbox_core.cli.scaffold import provider
 
@@ -26,12 +27,14 @@ from sandbox_core.cli.scaffold import provider
 def cli() -> None:
     """Run untrusted code through pluggable sandbox providers, and configure them.
 
-    Settings live in the database named by SANDBOX_DATABASE_URL (an SQLite file in your data
-    directory by default).
+    Settings live in the database named by SANDBOX_DATABASE_URL: sqlite:///path/to/settings.db,
+    mysql://user:password@host:3306/db or postgresql://user:password@host:5432/db (unset: an
+    SQLite file in your user data directory).
     """
 
 
 cli.add_command(providers)
+cli.add_command(plugins)
 cli.add_command(health)
 cli.add_command(config)
 cli.add_command(exec_command)

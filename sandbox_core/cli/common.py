@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -37,6 +38,14 @@ class CommandFailed(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+def finite_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """Option callback: a finite, positive number of seconds (``inf``, ``nan``, ``1e400`` and
+    ``0`` are usage errors, which click's float type alone lets through)."""
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value!r} is not a finite, positive number of seconds")
+    return value
 
 
 def fail(message: str, exit_code: int) -> NoReturn:

@@ -18,9 +18,9 @@ from sandbox_core.cli.common import (
     print_json,
     set_exit_code,
 )
-from sandbox_core.errors import NoProviderSelectedError
+from sandbox_core.errors import NoProviderSelectedError, ProviderNotFoundError
 from sandbox_core.registry import get_registry
-from sandbox_core.schema import ConfigSchema, to_storable
+from sandbox_core.schema import MASK, ConfigSchema, to_storable
 
 if TYPE_CHECKING:
     from sandbox_core.client import SandboxClient
@@ -35,6 +35,12 @@ def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
             fail(f"expected key=value, got {pair!r}", EXIT_USAGE)
         values[key.strip()] = value
     return values
+
+
+def _kept_secrets(schema: ConfigSchema, stored: dict[str, Any]) -> dict[str, str]:
+    """The saved secrets an update leaves alone, as :data:`MASK`: like a form sending them back,
+    they are kept only while the fields they are bound to (endpoints, regions) stay the same."""
+    return {name: MASK for name in schema.secret_fields if stored.get(name)}
 
 
 def _schema(client: SandboxClient, name: str) -> ConfigSchema:
@@ -60,8 +66,26 @@ def show(name: str | None, as_json: bool) -> None:
                 raise NoProviderSelectedError(get_registry().names())
             name = active
         client = SandboxClient(settings=store)
-        schema = _schema(client, name)
-        masked = store.masked_provider_config(name, schema.secret_fields)
+        try:
+            schema = _schema(client, name)
+        except ProviderNotFoundError as exc:
+            # Uninstalled or disabled: without its schema every saved value may be a secret.
+            saved = store.provider_config(name)
+            if not saved:
+                raise
+            masked, database = store.masked_provider_config(name, saved), store.describe()
+            problem = f"{exc}; without its schema every value is masked"
+            if as_json:
+                about = {"provider": name, "active": name == active, "config": masked, "database": database}
+                print_json({**about, "problem": problem})
+                return
+            click.echo(f"provider: {name}{' (active)' if name == active else ''}")
+            click.echo(f"database: {database}")
+            click.echo(f"warning: {problem}", err=True)
+            for key in sorted(masked):
+                click.echo(f"  {key} = {json.dumps(masked[key])}")
+            return
+        masked = schema.mask(store.provider_config(name))
         database = store.describe()
     if as_json:
         print_json({"provider": name, "active": name == active, "config": masked, "database": database})
@@ -109,8 +133,8 @@ def set_config(
         if not updates and not activate:
             fail("nothing to set: give key=value pairs, --json or --from-env", EXIT_USAGE)
         stored = client.stored_config(name)
-        merged = updates if replace else {**stored, **updates}
-        merged = schema.keep_stored_secrets(merged, stored)
+        merged = updates if replace else {**stored, **_kept_secrets(schema, stored), **updates}
+        merged = schema.keep_stored_secrets(merged, stored, provider=name)
         converted = client.validate_config(name, merged)
         storable = {key: value for key, value in to_storable(converted).items() if key in merged}
         from sandbox_core.settings.secrets import encrypt_secrets

@@ -14,6 +14,7 @@ from sandbox_core.cli.common import (
     EXIT_PROVIDER,
     EXIT_USAGE,
     fail,
+    finite_seconds,
     json_object_option,
     open_store,
     print_json,
@@ -72,7 +73,8 @@ def _exit_code(result: ExecutionResult) -> int:
 @click.option("--language", "-l", type=click.Choice(["python", "javascript"]), default="python", show_default=True)
 @click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
+@click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
+@click.option("--runtime", metavar="NAME", help="Run with this runtime (package set) [default: the provider's default for the language].")
 @click.option("--provider", metavar="NAME", help="Use this provider (with its saved config) instead of the active one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
 def exec_command(
@@ -82,6 +84,7 @@ def exec_command(
     pairs: tuple[str, ...],
     args_json: str | None,
     timeout: float,
+    runtime: str | None,
     provider: str | None,
     as_json: bool,
 ) -> None:
@@ -92,7 +95,7 @@ def exec_command(
     arguments = _collect_arguments(pairs, args_json)
     client = SandboxClient(settings=open_store(), provider=provider)
     try:
-        result = client.execute(text, language=language, timeout=timeout, arguments=arguments)
+        result = client.execute(text, language=language, timeout=timeout, arguments=arguments, runtime=runtime)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     finally:

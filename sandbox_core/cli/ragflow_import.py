@@ -141,13 +141,7 @@ def import_ragflow(
             continue
         try:
             schema = client.config_schema(provider)
-            upgraded, notes = raw, []
-            if registry.has_hook(provider, "sandbox_upgrade_config"):
-                result = registry.hook(provider, "sandbox_upgrade_config")(
-                    config=raw, source=SOURCE, provider_name=provider
-                )
-                if result is not None:
-                    upgraded, notes = dict(result[0]), list(result[1])
+            upgraded, notes = registry.upgrade_config(provider, raw, SOURCE) or (raw, [])
         except ProviderError as exc:
             outcomes.append(ImportOutcome(provider, "invalid", problems=(str(exc),)))
             continue

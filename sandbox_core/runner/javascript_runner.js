@@ -1,7 +1,8 @@
 // Runs one job of the sandbox-core runner protocol inside a sandbox (JavaScript side).
 //
 // Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-// until EOF: {code, arguments, marker, output_dir, max_artifact_bytes}. The code runs as a
+// until EOF: {code, arguments, marker, output_dir, max_artifact_bytes, artifact_extensions,
+// promote_working_dir} (run_name is Python's alone). The code runs as a
 // CommonJS module body; when it defines main (a function declaration, a const, or
 // module.exports.main) the runner awaits main(arguments), so sync and async main both work. One
 // result frame is written to stdout after everything the user printed: the job's random marker,
@@ -39,7 +40,16 @@ function errorInfo(error) {
   return { type: "Error", message: String(error), traceback: `Uncaught ${String(error)}` };
 }
 
-function collectArtifacts(outputDir, maxTotal) {
+// Move regular files with these extensions from the top of the working directory into the
+// output folder (RAGFlow's executor does this for charts saved next to the code).
+function promote(outputDir, extensions) {
+  for (const entry of fs.readdirSync(".", { withFileTypes: true })) {
+    if (!entry.isFile() || entry.name.startsWith(".") || !extensions.includes(path.extname(entry.name).toLowerCase())) continue;
+    try { fs.renameSync(entry.name, path.join(outputDir, entry.name)); } catch (_) { /* left where it is */ }
+  }
+}
+
+function collectArtifacts(outputDir, maxTotal, extensions) {
   const artifacts = [];
   const skipped = [];
   let budget = maxTotal;
@@ -49,7 +59,8 @@ function collectArtifacts(outputDir, maxTotal) {
       const full = path.join(dir, entry.name);
       const rel = path.relative(outputDir, full);
       if (entry.isDirectory()) { walk(full); continue; }
-      if (!entry.isFile()) continue;
+      if (!entry.isFile()) continue; // symbolic links are never followed
+      if (extensions.length && !extensions.includes(path.extname(entry.name).toLowerCase())) continue;
       const size = fs.statSync(full).size;
       if (size > budget) { skipped.push(rel); continue; }
       const content = fs.readFileSync(full);
@@ -115,7 +126,11 @@ async function run(job) {
     frame.exit_code = 1;
     frame.error = info;
   }
-  const { artifacts, skipped } = collectArtifacts(outputDir, Number(job.max_artifact_bytes || 0));
+  const extensions = job.artifact_extensions || [];
+  if (outputDir && extensions.length && job.promote_working_dir) {
+    try { promote(outputDir, extensions); } catch (_) { /* nothing to promote */ }
+  }
+  const { artifacts, skipped } = collectArtifacts(outputDir, Number(job.max_artifact_bytes || 0), extensions);
   frame.artifacts = artifacts;
   frame.skipped_artifacts = skipped;
   return { frame, valueJson };

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from sandbox_core.model import Artifact, ErrorInfo, ExecutionResult, ExecutionStatus
+from sandbox_core.runner.rawjson import RawArguments, decode_frame
 
 RUNNER_FILES = {"python": "python_runner.py", "javascript": "javascript_runner.js"}
 DEFAULT_OUTPUT_DIR = "/tmp/sandbox-output"
@@ -52,24 +53,53 @@ def new_marker() -> str:
 
 @attrs.frozen
 class Job:
-    """One execution as the runner receives it on stdin."""
+    """One execution as the runner receives it on stdin.
+
+    ``arguments`` may be a :class:`~sandbox_core.runner.rawjson.RawArguments`: its text is then
+    forwarded as received, never turned into Python objects on the host.
+    """
 
     code: str
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     marker: str = attrs.field(factory=new_marker)
     output_dir: str | None = DEFAULT_OUTPUT_DIR
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    run_name: str = "__main__"
+    """Python's ``__name__`` for the code (``"main"`` skips ``if __name__ == "__main__":`` blocks, as RAGFlow does)."""
+    artifact_extensions: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """When not empty, only output-folder files with these (lower-case, dotted) extensions are artifacts."""
+    promote_working_dir: bool = False
+    """Move files with an ``artifact_extensions`` extension from the top of the working directory
+    into the output folder before collecting (RAGFlow's executor does this for charts saved next to the code)."""
 
     def encode(self) -> bytes:
         """The bytes to write to the runner's stdin (then close it)."""
+        return b"".join(self.parts())
+
+    def parts(self) -> list[memoryview]:
+        """:meth:`encode`'s bytes as consecutive pieces, to write one after the other.
+
+        Raw arguments are one piece, a view of the text received: writing the pieces instead
+        of :meth:`encode`'s result saves a copy of them.
+        """
         payload = {
             "code": self.code,
-            "arguments": dict(self.arguments),
             "marker": self.marker,
             "output_dir": self.output_dir,
             "max_artifact_bytes": self.max_artifact_bytes,
+            "run_name": self.run_name,
+            "artifact_extensions": list(self.artifact_extensions),
+            "promote_working_dir": self.promote_working_dir,
         }
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
+        if isinstance(self.arguments, RawArguments):
+            head = memoryview(_dump(payload))
+            raw = memoryview(self.arguments.data).cast("B")
+            return [head[:-1], memoryview(b', "arguments": '), raw, memoryview(b"}")]
+        return [memoryview(_dump({**payload, "arguments": dict(self.arguments)}))]
+
+
+def _dump(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass")
 
 
 class BoundedCapture:
@@ -143,10 +173,16 @@ class ResultStream:
             self.output.feed(self._held)
             self._held = b""
 
-    def frame(self) -> dict[str, Any] | None:
-        """The decoded result frame, or None when the runner never wrote a complete one."""
+    def frame(self, *, raw_value: bool = False) -> dict[str, Any] | None:
+        """The decoded result frame, or None when the runner never wrote a complete one.
+
+        ``raw_value``: keep the frame's ``value`` as a :class:`~sandbox_core.runner.rawjson.RawJSON`
+        (None for ``null``) instead of decoding it.
+        """
         if self._frame is None or self.frame_overflow:
             return None
+        if raw_value:
+            return decode_frame(self._frame)
         text = bytes(self._frame).decode("utf-8", "replace").strip()
         try:
             frame = json.loads(text)
@@ -177,14 +213,17 @@ def build_result(
     timeout: float | None = None,
     memory_exceeded: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    raw_value: bool = False,
 ) -> ExecutionResult:
     """Turn what a runner produced into an ExecutionResult, by the rules every provider shares.
 
     Precedence: timeout, then memory limit, then a user error, then output limit, then success.
-    Output is kept whatever the status (partial output on timeout).
+    Output is kept whatever the status (partial output on timeout). ``raw_value``: the result's
+    ``value`` stays JSON text (a :class:`~sandbox_core.runner.rawjson.RawJSON`), for a host that
+    only relays it (see :func:`sandbox_core.runner.rawjson.encode`).
     """
     stdout.close()
-    frame = stdout.frame()
+    frame = stdout.frame(raw_value=raw_value)
     meta: dict[str, Any] = dict(metadata or {})
     value: Any = None
     error: ErrorInfo | None = None

@@ -1,10 +1,11 @@
 """Runs one job of the sandbox-core runner protocol inside a sandbox (Python side).
 
 Started before any code is known (a warm sandbox waits here), it reads one JSON job from stdin
-until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes"}``. It runs the
-code as ``__main__``, calls ``main(**arguments)`` when the code defines it, and writes one result
-frame to stdout after everything the user printed: the job's random marker followed by a JSON
-object and a newline. The marker is only known to this process, so user prints cannot fake a
+until EOF: ``{"code", "arguments", "marker", "output_dir", "max_artifact_bytes", "run_name",
+"artifact_extensions", "promote_working_dir"}``. It runs the code as ``run_name`` (default
+``__main__``), calls ``main(**arguments)`` when the code defines it, and writes one result frame
+to stdout after everything the user printed: the job's random marker followed by a JSON object
+and a newline. The marker is only known to this process, so user prints cannot fake a
 result. This file must stay lean: every import costs dearly inside gVisor, so only what the
 success path needs is imported up front.
 """
@@ -58,10 +59,24 @@ def _error_info(exc: BaseException, source: str) -> "dict[str, str]":
     return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
 
 
+def _promote(output_dir: str, extensions: "tuple[str, ...]") -> None:
+    """Move regular files with these extensions from the top of the working directory into the output folder."""
+    for name in os.listdir("."):
+        if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
+            continue
+        if os.path.islink(name) or not os.path.isfile(name):
+            continue
+        try:
+            os.replace(name, os.path.join(output_dir, name))
+        except OSError:
+            pass
+
+
 def _collect_artifacts(
-    output_dir: "str | None", max_total: int
+    output_dir: "str | None", max_total: int, extensions: "tuple[str, ...]" = ()
 ) -> "tuple[list[dict[str, Any]], list[str]]":
-    """Files left in the output folder, in name order, until the byte budget is spent."""
+    """Regular files left in the output folder (only ``extensions`` when given), in name order,
+    until the byte budget is spent. Symbolic links are never followed."""
     artifacts: list[dict[str, Any]] = []
     skipped: list[str] = []
     budget = max_total
@@ -74,6 +89,8 @@ def _collect_artifacts(
         for name in sorted(files):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, output_dir)
+            if os.path.islink(path) or (extensions and os.path.splitext(name)[1].lower() not in extensions):
+                continue
             try:
                 size = os.path.getsize(path)
                 if size > budget:
@@ -95,6 +112,32 @@ def _collect_artifacts(
     return artifacts, skipped
 
 
+def _save_open_figures(output_dir: "str | None") -> None:
+    """Save matplotlib figures the code left open (or showed) as ``figure-N.png`` artifacts.
+
+    Only when the code imported pyplot itself: nothing is imported here otherwise. Saving errors
+    are the code's business (a broken figure), so they go to stderr and do not fail the run.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None or not output_dir:
+        return
+    try:
+        numbers = pyplot.get_fignums()
+    except Exception:
+        return
+    index = 0
+    for number in numbers:
+        index += 1
+        while os.path.exists(os.path.join(output_dir, f"figure-{index}.png")):
+            index += 1
+        try:
+            pyplot.figure(number).savefig(os.path.join(output_dir, f"figure-{index}.png"), format="png")
+        except Exception as exc:
+            sys.stderr.write(f"figure {number} could not be saved: {type(exc).__name__}: {exc}\n")
+        finally:
+            pyplot.close(number)
+
+
 def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
     source = job["code"]
     arguments = job.get("arguments") or {}
@@ -108,7 +151,7 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             os.environ["SANDBOX_OUTPUT_DIR"] = output_dir
     frame: dict[str, Any] = {"exit_code": 0, "error": None, "has_main": False}
     value_json = "null"
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    namespace: dict[str, Any] = {"__name__": job.get("run_name") or "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
     try:
         code = compile(source, _CODE_FILENAME, "exec")
         exec(code, namespace)
@@ -136,7 +179,11 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             pass
         frame["exit_code"] = 1
         frame["error"] = info
-    frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)))
+    _save_open_figures(output_dir)
+    extensions = tuple(job.get("artifact_extensions") or ())
+    if output_dir and extensions and job.get("promote_working_dir"):
+        _promote(output_dir, extensions)
+    frame["artifacts"], frame["skipped_artifacts"] = _collect_artifacts(output_dir, int(job.get("max_artifact_bytes", 0)), extensions)
     return frame, value_json
 
 

@@ -8,14 +8,21 @@ Accepted URLs::
 
 Special characters in the user name or password must be percent-encoded. Query parameters of
 server URLs are passed to the driver (``?sslmode=require``, ``?unix_socket=/run/mysqld.sock``).
+
+A SQLite file is checked before use: an existing file that is empty or not a SQLite database is an
+error (never silently replaced by fresh defaults), a new file appears complete (it is built under a
+temporary name and linked into place), and a file that cannot be written (a read-only mount) is
+opened read-only, so that reading settings works and saving fails with a clear message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -154,7 +161,7 @@ def _sqlite_database(url: str) -> peewee.SqliteDatabase:
             ":memory:", thread_safe=False, check_same_thread=False, pragmas=[("foreign_keys", 1)]
         )
     Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return _WalSqliteDatabase(
+    return SettingsSqliteDatabase(
         str(Path(path).expanduser()),
         # "normal" sync is durable enough in WAL mode (set when connecting, see below).
         pragmas=[("synchronous", "normal"), ("foreign_keys", 1)],
@@ -165,16 +172,54 @@ def _sqlite_database(url: str) -> peewee.SqliteDatabase:
     )
 
 
-class _WalSqliteDatabase(peewee.SqliteDatabase):
-    """A SQLite database switched to WAL mode, so that readers go on while a writer works.
+class SettingsSqliteDatabase(peewee.SqliteDatabase):
+    """The settings file: checked, created whole, in WAL mode, or read-only where it cannot be written.
 
-    Switching a file to WAL needs a moment of exclusive access, and SQLite reports "database
-    is locked" at once instead of waiting for the busy timeout when another process holds the
-    file (two processes opening a new settings file together). So retry until the timeout.
+    WAL mode lets readers go on while a writer works. Switching a file to WAL needs a moment of
+    exclusive access, and SQLite reports "database is locked" at once instead of waiting for the
+    busy timeout when another process holds the file (two processes opening a new settings file
+    together), so that is retried until the timeout.
+
+    A WAL database can only be opened normally where SQLite may create its ``-shm`` file next to
+    it; on a read-only mount even reading fails ("unable to open database file"). There the file
+    is opened read-only and, unless a ``-wal`` file holds changes, as immutable (nothing can change
+    it on that mount); :attr:`read_only` then says why, and writers refuse with that reason.
     """
+
+    read_only: str | None = None
+    """Why the file can only be read (None when it can be written); set on connecting."""
+
+    def _connect(self) -> sqlite3.Connection:
+        path = Path(self.database)
+        _check_existing(path)
+        self.read_only = _why_read_only(path)
+        if self.read_only is None:
+            if not path.exists():
+                _create_whole(path)
+            target, uri = str(path), False
+        else:
+            wal = path.with_name(path.name + "-wal")
+            immutable = "" if wal.exists() and wal.stat().st_size else "&immutable=1"
+            target, uri = f"{path.absolute().as_uri().replace('file://', 'file:', 1)}?mode=ro{immutable}", True
+        conn = sqlite3.connect(target, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, uri=uri, **self.connect_params)
+        try:
+            self._add_conn_hooks(conn)  # type: ignore[attr-defined]  # not in peewee's stubs
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc):
+                raise ConfigurationError(
+                    f"the settings database {path} is not a SQLite database; point {ENV_VAR} at the right file"
+                ) from None
+            raise
+        except Exception:
+            conn.close()
+            raise
+        return conn
 
     def _initialize_connection(self, conn: sqlite3.Connection) -> None:
         super()._initialize_connection(conn)  # type: ignore[misc]  # not in peewee's stubs
+        if self.read_only is not None:
+            return
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
         delay = 0.01
         while True:
@@ -186,6 +231,65 @@ class _WalSqliteDatabase(peewee.SqliteDatabase):
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def _check_existing(path: Path) -> None:
+    """Refuse an existing empty file: SQLite would take it for a new database and it would be
+    seeded with defaults. (Only ``stat``: opening and closing the file would drop the locks this
+    process's SQLite connections hold on it.)"""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the settings database {path}: {exc.strerror}") from None
+    if size == 0:
+        raise ConfigurationError(
+            f"the settings database {path} is an empty file (0 bytes), not a SQLite database; it may have "
+            "been truncated. Restore it from a backup, or delete it to start afresh with the default settings"
+        )
+
+
+def _why_read_only(path: Path) -> str | None:
+    """Why SQLite cannot write ``path`` (or create it and its -wal/-shm files), or None if it can."""
+    directory = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system" if path.exists() else None
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        if not path.exists():
+            return None  # creating it will fail with the system's reason
+        return f"its directory {directory} is not writable (SQLite creates its -wal and -shm files there)"
+    return None
+
+
+def _create_whole(path: Path) -> None:
+    """Create an empty WAL-mode settings file at ``path`` that never appears half made: a file
+    another process finds there is complete, so an empty file always means a broken one."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the settings database {path}: {exc.strerror}") from None
+    os.close(descriptor)
+    try:
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = wal").fetchall()
+        finally:
+            conn.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it meanwhile: use theirs
+        except OSError:
+            # No hard links here (some network file systems): let SQLite create the file itself.
+            pass
+    finally:
+        for leftover in (temporary, temporary + "-wal", temporary + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 def _server_params(url: str) -> tuple[str, dict[str, Any]]:

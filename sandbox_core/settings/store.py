@@ -12,7 +12,9 @@ Design points (each for a reason):
 * One database connection per thread (peewee's default), opened lazily and all closed by
   :meth:`SettingsStore.close`. ``sqlite:///:memory:`` is the exception: it is a single
   connection shared by the store's threads, which the store serializes.
-* The table is created and the defaults seeded on first use, once per store object.
+* The table is created and the defaults seeded on first use, once per store object, except in a
+  SQLite file that can only be read (a read-only mount): it is read as it is, and every write
+  fails with :class:`ConfigurationError` saying why.
 * Database errors surface as :class:`ConfigurationError` with the URL's password masked and
   scrubbed from the driver's message.
 """
@@ -32,6 +34,7 @@ import peewee
 from sandbox_core.errors import ConfigConflictError, ConfigurationError, NoProviderSelectedError, SandboxError
 from sandbox_core.settings import keys
 from sandbox_core.settings.database import (
+    ENV_VAR,
     database_from_url,
     default_database_url,
     mask_url,
@@ -339,6 +342,14 @@ class SettingsStore:
     def _prepare(self, *, seed: bool) -> None:
         if self._schema_ready and (self._seeded or not seed):
             return
+        if self._read_only() is not None:
+            if not self._model.table_exists():  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
+                raise ConfigurationError(
+                    f"settings database {self.describe()} can only be read ({self._read_only()}) and holds no "
+                    "settings: mount it writable once, or set it up elsewhere and copy it"
+                )
+            self._schema_ready = self._seeded = True
+            return
         with self._setup_lock:
             if not self._schema_ready:
                 self._create_schema()
@@ -419,9 +430,20 @@ class SettingsStore:
 
             self._transaction(put_all)
 
+    def _read_only(self) -> str | None:
+        """Why this store's database can only be read (a SQLite file on a read-only mount), or None."""
+        reason: str | None = getattr(self._db, "read_only", None)
+        return reason
+
     def _transaction(self, body: Callable[[Model], bool]) -> int | None:
         """Run ``body`` in a write transaction holding the version lock; bump the version if
         it reports a change. Return the new version, or None if nothing changed."""
+        reason = self._read_only()
+        if reason is not None:
+            raise ConfigurationError(
+                f"settings database {self.describe()} can only be read ({reason}): nothing can be saved. "
+                f"Make it writable, or set {ENV_VAR} to a database that is"
+            )
         model = self._model
         with self._db.atomic(**self._write_args):
             current = self._lock_version(model)

@@ -31,16 +31,32 @@ def test_generated_provider_passes_its_own_conformance_tests(
     assert created.returncode == 0, created.stderr
     venv.install(f"{package}[test]")
     listed = venv.run("sandbox", "providers", "--json")
+    # The settings' default selection (self_managed) is not installed here, and is listed as such.
     assert [(row["name"], row["package"], row["status"]) for row in json.loads(listed.stdout)] == [
-        ("tinybox", "sandbox-tinybox", "loaded")
+        ("tinybox", "sandbox-tinybox", "loaded"),
+        ("self_managed", None, "not_installed"),
     ], listed.stdout
 
     outcome = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
     summary = outcome.stdout.strip().splitlines()[-1] if outcome.stdout.strip() else outcome.stderr
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
-    # Only the artifacts test is skipped: the starter passes no output folder.
-    assert counts.get("passed", 0) >= 20 and counts.get("skipped") == 1, summary
+    # Skipped: the artifacts test (the starter passes no output folder) and the two
+    # unreachable-backend tests (it has no backend yet).
+    assert counts.get("passed", 0) >= 20 and counts.get("skipped") == 3, summary
+
+    # A planted bug (a misspelt config key in sandbox_execute) is reported in one readable line.
+    provider = package / "src" / "sandbox_tinybox" / "provider.py"
+    good = "    return _run(request, config, provider_name)\n"
+    assert good in provider.read_text(encoding="utf-8")
+    provider.write_text(provider.read_text(encoding="utf-8").replace(good, "    config['pythn']\n" + good), encoding="utf-8")
+    venv.install("--reinstall-package", "sandbox-tinybox", f"{package}[test]")
+    outcome = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_hello_world", cwd=package)
+    assert outcome.returncode == 1, outcome.stdout + outcome.stderr
+    (line,) = [line for line in outcome.stdout.splitlines() if "result.status is" in line]
+    assert "result.status is 'provider_error', expected 'success'" in line, line
+    assert "KeyError: 'pythn'" in line and "raised in sandbox_execute at provider.py:" in line, line
+    assert "ExecutionResult(" not in outcome.stdout
 
 
 def test_generated_files(tmp_path: Path) -> None:
@@ -69,6 +85,10 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "ISOLATES NOTHING" in provider
     tests = (package.directory / "tests/test_conformance.py").read_text(encoding="utf-8")
     assert "class TestMyCloudConformance(ProviderConformance)" in tests
+    # A fresh venv gets sandbox-core from a checkout or wheel first when no index publishes it
+    # (as test_generated_provider_passes_its_own_conformance_tests does), then the package.
+    readme = (package.directory / "README.md").read_text(encoding="utf-8")
+    assert 0 <= readme.find("$ pip install /path/to/sandbox-core") < readme.find("$ pip install -e '.[test]'")
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,11 @@ class TestAliyunConformance(ProviderConformance):
         return fake_agentrun.config(max_output_bytes=OUTPUT_LIMIT)
 
     @pytest.fixture
+    def unreachable_config(self, fake_agentrun: FakeAgentRun) -> Mapping[str, Any]:
+        """The AgentRun endpoint on a closed local port: the hooks must report it, not raise."""
+        return fake_agentrun.config(endpoint="http://127.0.0.1:1")
+
+    @pytest.fixture
     def output_limit_bytes(self) -> int:
         return OUTPUT_LIMIT
 

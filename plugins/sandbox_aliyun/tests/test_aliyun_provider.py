@@ -16,6 +16,7 @@ import pytest
 from fake_agentrun import FakeAgentRun
 
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS
+from sandbox_aliyun.provider import PENDING_DELETES
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import ConfigValidationError
 from sandbox_core.model import ExecutionResult, ExecutionStatus
@@ -83,6 +84,8 @@ def test_rejected_credentials_are_a_provider_error_that_never_shows_the_secret(
     assert "the config's access_key_id and access_key_secret" in result.error.message
     assert config["access_key_id"] in result.error.message  # the key id helps; it is not a secret
     assert not health.healthy and "Aliyun rejected the access key" in health.message
+    assert result.metadata["failure"] == {"kind": "auth", "retry_after": None}
+    assert health.details["failure"]["kind"] == "auth"
     assert len(fake_agentrun.store.created) == created_before
     assert any(record.name == "agentrun-logger" for record in caplog.records)  # the SDK's debug log was seen
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -185,6 +188,7 @@ def test_unreachable_service_is_a_provider_error(fake_agentrun: FakeAgentRun, cl
     assert result.error is not None and "cannot reach AgentRun" in result.error.message
     assert endpoint in result.error.message
     assert not health.healthy and "cannot reach AgentRun" in health.message
+    assert result.metadata["failure"]["kind"] == "unavailable"
     assert fake_agentrun.credentials.access_key_secret not in _everything_shown(result)
 
 
@@ -192,6 +196,32 @@ def test_unknown_template_names_the_template(fake_agentrun: FakeAgentRun, client
     result = client_for(fake_agentrun.config(template_name="no-such-template")).execute("print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
     assert result.error is not None and "'no-such-template' was not found" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
+
+
+def test_runtime_maps_to_its_template(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
+    template = fake_agentrun.credentials.template_name
+    client = client_for(fake_agentrun.config(template_name="no-such-template", runtime_templates={"data": template}))
+    result = client.execute("print('mapped')", runtime="data")
+    assert result.ok, result
+    assert result.metadata["template_name"] == template
+    refused = client.execute("print(1)", runtime="pandas")
+    assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
+    assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+    assert refused.metadata["failure"]["kind"] == "bad_config"
+
+
+def test_a_template_without_node_is_a_config_problem(
+    fake_agentrun: FakeAgentRun, client_for: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    environment = fake_agentrun.store._environment
+    monkeypatch.setattr(
+        type(fake_agentrun.store), "_environment", staticmethod(lambda sandbox: {**environment(sandbox), "PATH": str(tmp_path)})
+    )
+    result = client_for(fake_agentrun.config(isolation="strict")).execute("console.log(1)", language="javascript")
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and "no interpreter for javascript" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
 
 
 def test_throttled_requests_are_retried_until_they_succeed(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
@@ -218,6 +248,7 @@ def test_throttling_that_does_not_end_is_a_provider_error(fake_agentrun: FakeAge
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
     assert result.error is not None and "AgentRun is throttling this account" in result.error.message
     assert f"after {THROTTLE_ATTEMPTS} attempts" in result.error.message
+    assert result.metadata["failure"]["kind"] == "throttled"
     assert len(fake_agentrun.store.created) == created_before
 
 
@@ -243,8 +274,9 @@ def test_a_failed_delete_is_reported_not_raised(
     sandbox_id = result.metadata["sandbox_id"]
     assert sandbox_id in fake_agentrun.store.live
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and sandbox_id in r.getMessage()]
-    assert warnings and "reclaims it after 120s idle" in warnings[0]
+    assert warnings and "retrying in the background for up to 120s" in warnings[0]
     assert fake_agentrun.credentials.access_key_secret not in warnings[0]
+    assert sandbox_id in PENDING_DELETES.pending()
     fake_agentrun.store.delete(sandbox_id)  # what the service's idle timeout would do
 
 

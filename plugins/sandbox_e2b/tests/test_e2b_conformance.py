@@ -30,6 +30,11 @@ class TestE2BConformancePooled(ProviderConformance):
         return {**e2b_config, "max_output_bytes": OUTPUT_LIMIT, "isolation": self.isolation}
 
     @pytest.fixture
+    def unreachable_config(self, e2b_config: dict[str, Any]) -> Mapping[str, Any]:
+        """Both E2B APIs on a closed local port: the hooks must report it, not raise."""
+        return {**e2b_config, "api_url": "http://127.0.0.1:1", "sandbox_url": "http://127.0.0.1:1", "isolation": self.isolation}
+
+    @pytest.fixture
     def output_limit_bytes(self) -> int:
         return OUTPUT_LIMIT
 

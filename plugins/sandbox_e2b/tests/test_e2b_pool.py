@@ -113,6 +113,7 @@ def test_pooled_sandbox_that_ended_while_idle_is_replaced(fake_e2b: FakeE2BServe
     second = _run(client, "print(2)")
     assert second.ok, second
     assert second.metadata["sandbox_id"] != first.metadata["sandbox_id"]
+    assert second.metadata["sandbox_replaced"] == first.metadata["sandbox_id"]
 
 
 def test_idle_sandboxes_expire(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:

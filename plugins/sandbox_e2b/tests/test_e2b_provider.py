@@ -25,6 +25,7 @@ from fake_e2b import FakeE2BServer, free_port
 
 from sandbox_core import SandboxClient
 from sandbox_core.errors import ConfigValidationError
+from sandbox_core.failures import FailureKind, failure_of
 from sandbox_core.model import ExecutionResult, ExecutionStatus
 
 WRONG_KEY = "e2b_wrong_0d1e2a3f4b5c6d7e8f9a0b1c2d3e4f5a"
@@ -150,7 +151,54 @@ def test_sandbox_killed_under_the_code_is_a_provider_error(fake_e2b: FakeE2BServ
     result = _execute(e2b_config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=20)
     killer.join()
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
-    assert result.metadata["e2b_error"] == "sandbox_lost", result
+    assert result.metadata["failure"] == {"kind": "lost", "retry_after": None}, result
+    assert result.error is not None and "stopped or became unreachable" in result.error.message
+
+
+def test_python_timeout_is_enforced_at_its_deadline(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any], tmp_path: Path) -> None:
+    """The SDK's streamed request would end only after about twice the timeout; the provider stops
+    the code at the timeout itself. The code marks a step at 1.9 times the timeout: reaching it
+    means the code still ran well past its deadline (a generous bound for a loaded machine)."""
+    timeout = 3.0
+    late = tmp_path / "late"
+    code = (
+        "import time\n"
+        "start = time.monotonic()\n"
+        "print('started', flush=True)\n"
+        f"time.sleep({timeout * 1.9})\n"
+        f"open({str(late)!r}, 'w').write(str(time.monotonic() - start))\n"
+        "time.sleep(60)\n"
+    )
+    result = _execute(e2b_config, code, timeout=timeout)
+    assert result.status is ExecutionStatus.TIMEOUT, result
+    assert result.stdout == "started\n"
+    assert result.execution_time < timeout * 1.9, f"ended after {result.execution_time:.1f}s"
+    assert result.metadata["sandbox_id"] in fake_e2b.cloud.killed
+    time.sleep(max(0.0, timeout * 1.9 + 1.5 - result.execution_time))
+    assert not late.exists(), f"the code was still running {late.read_text()}s after it started"
+
+
+def test_sandbox_killed_under_javascript_is_lost_not_a_timeout(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    cloud = fake_e2b.cloud
+    before = set(cloud.created)
+
+    def kill_the_new_sandbox() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            fresh = [s for s in cloud.running() if s.sandbox_id not in before and s.pids]
+            if fresh:
+                time.sleep(0.3)  # let node start the code
+                cloud.kill(fresh[0].sandbox_id)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_new_sandbox)
+    killer.start()
+    code = "console.log('started');\nsetTimeout(() => console.log('late'), 30000);\n"
+    result = _execute({**e2b_config, "isolation": "strict"}, code, language="javascript", timeout=20)
+    killer.join()
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.metadata["failure"]["kind"] == "lost", result.metadata
     assert result.error is not None and "stopped or became unreachable" in result.error.message
 
 
@@ -174,7 +222,7 @@ def test_sandbox_creation_failure_is_a_provider_error(cloud_log: FakeE2BServer, 
     result = _execute(e2b_config, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR, result
     assert result.error is not None and "creating a sandbox" in result.error.message
-    assert "sandbox_id" not in result.metadata and result.metadata["e2b_error"] == "error"
+    assert "sandbox_id" not in result.metadata and result.metadata["failure"]["kind"] == "internal"
 
 
 def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(
@@ -188,7 +236,8 @@ def test_wrong_api_key_is_a_provider_error_that_never_shows_the_key(
         status = client.health()
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "E2B rejected the API key" in result.error.message
-    assert result.metadata["e2b_error"] == "authentication"
+    assert result.metadata["failure"] == {"kind": "auth", "retry_after": None}
+    assert status.details["failure"]["kind"] == "auth"
     assert not status.healthy and "E2B rejected the API key" in status.message
     assert len(fake_e2b.cloud.created) == before
     shown = json.dumps(result.to_dict()) + json.dumps(status.to_dict()) + caplog.text
@@ -212,7 +261,7 @@ def test_unreachable_e2b_is_a_provider_error(e2b_config: dict[str, Any]) -> None
         status = client.health()
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "E2B could not be reached" in result.error.message
-    assert result.metadata["e2b_error"] == "unreachable"
+    assert result.metadata["failure"]["kind"] == "unavailable"
     assert not status.healthy and "could not be reached" in status.message
 
 
@@ -221,14 +270,28 @@ def test_rate_limit_is_a_provider_error_with_a_retry_hint(cloud_log: FakeE2BServ
     result = _execute(e2b_config, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "rate limiting" in result.error.message and "retry in" in result.error.message
-    assert result.metadata["e2b_error"] == "rate_limited" and result.metadata["retry_after"] > 0
+    failure = failure_of(result)
+    assert failure is not None and failure.kind is FailureKind.THROTTLED and failure.retry_after
 
 
 def test_unknown_template_is_explained(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
     result = _execute({**e2b_config, "template": "no-such-template"}, "print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "template" in result.error.message
-    assert result.metadata["e2b_error"] == "template"
+    assert result.metadata["failure"]["kind"] == "bad_config"
+
+
+def test_runtime_maps_to_its_template(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    config = {**e2b_config, "isolation": "strict", "runtime_templates": {"data": "base"}}
+    result = _execute(config, "def main():\n    return 1\n", runtime="data")
+    assert result.status is ExecutionStatus.SUCCESS, result
+    assert result.metadata["template"] == "base"
+    before = len(fake_e2b.cloud.created)
+    refused = _execute(config, "print(1)", runtime="pandas")
+    assert refused.status is ExecutionStatus.PROVIDER_ERROR and refused.error is not None
+    assert "unknown runtime 'pandas'" in refused.error.message and "data" in refused.error.message
+    assert refused.metadata["failure"]["kind"] == "bad_config"
+    assert len(fake_e2b.cloud.created) == before
 
 
 def test_language_not_enabled_creates_no_sandbox(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
@@ -236,6 +299,7 @@ def test_language_not_enabled_creates_no_sandbox(fake_e2b: FakeE2BServer, e2b_co
     result = _execute({**e2b_config, "languages": ["python"]}, "console.log(1)", language="javascript")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "configured for python only" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
     assert len(fake_e2b.cloud.created) == before
 
 

@@ -2,7 +2,8 @@
 # Install what the sandbox-executor needs from Debian/Ubuntu packages, if it is missing:
 #   runsc                                  gVisor (one static binary; no Docker needed)
 #   python3-minimal, libpython3-stdlib     the interpreter and standard library sandboxes get
-#   nodejs                                 for JavaScript (skipped when a `node` is already on PATH)
+#   nodejs, npm                            for JavaScript and its runtimes (skipped when already on PATH)
+#   fonts-wqy-microhei                     the CJK-capable font of the default Python runtime's matplotlib
 # Idempotent: packages already installed are left alone and apt is not touched at all then.
 # Run as root (or with sudo available). Usage: install-system-deps.sh [--no-node]
 set -euo pipefail
@@ -17,9 +18,12 @@ done
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-packages=(runsc python3-minimal libpython3-stdlib)
+packages=(runsc python3-minimal libpython3-stdlib fonts-wqy-microhei)
 if [ "$want_node" -eq 1 ] && ! command -v node >/dev/null 2>&1; then
   packages+=(nodejs)
+fi
+if [ "$want_node" -eq 1 ] && ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
 fi
 
 missing=()

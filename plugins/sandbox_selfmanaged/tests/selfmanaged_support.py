@@ -104,10 +104,12 @@ def start_executor(
     token: str | None = "auto",
     wait: str = "healthy",
     timeout: float = 90,
+    extra_env: dict[str, str] | None = None,
 ) -> Executor:
     """Start an executor with ``args`` (on a free port, its own state dir under ``tmp_path``).
 
     ``wait``: "healthy" (GET /healthz answers 200), "live" (GET /livez answers) or "none".
+    ``extra_env``: variables added to its environment (the caller's ``SANDBOX_*`` ones never are).
     """
     require_gvisor()
     port = free_port()
@@ -116,6 +118,7 @@ def start_executor(
     if token == "auto":
         token = secrets.token_urlsafe(24)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SANDBOX_")}
+    env.update(extra_env or {})
     if token:
         env["SANDBOX_EXECUTOR_TOKEN"] = token
     command = [EXECUTOR, "serve", "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir), *args]
@@ -140,8 +143,19 @@ def start_executor(
     raise AssertionError(f"executor not {wait} within {timeout}s:\n{executor.log()[-3000:]}")
 
 
+def _command_lines() -> list[tuple[int, bytes]]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((int(entry.name), (entry / "cmdline").read_bytes()))
+            except OSError:
+                continue
+    return lines
+
+
 def assert_clean_shutdown(executor: Executor) -> None:
-    """The executor stopped with 0 and left no file, container or cgroup behind."""
+    """The executor stopped with 0 and left no file, container, process (watchdog included) or cgroup behind."""
     code = executor.stop()
     assert code == 0, executor.log()[-3000:]
     assert executor.state_dir.is_dir()
@@ -149,6 +163,8 @@ def assert_clean_shutdown(executor: Executor) -> None:
     listing = subprocess.run([RUNSC, "--root", str(executor.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False)
     assert listing.stdout.strip() == "", listing.stdout
     assert "engine stopped" in executor.log()
+    survivors = [pid for pid, argv in _command_lines() if str(executor.state_dir).encode() in argv]
+    assert survivors == [], f"processes naming the state dir outlived the executor: {survivors}"
     cgroups = Cgroups()
     parent = EngineConfig(state_dir=executor.state_dir).resolved_cgroup_parent().strip("/")
     leftovers = [p for p in (cgroups.root / c / parent for c in ("", "memory", "pids", "cpu")) if p.exists()] if cgroups.available else []

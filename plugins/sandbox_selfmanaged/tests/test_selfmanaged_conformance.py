@@ -28,6 +28,11 @@ class TestSelfManagedConformance(ProviderConformance):
         return {"endpoints": [executor.url], "token": executor.token, "max_output_bytes": OUTPUT_LIMIT}
 
     @pytest.fixture
+    def unreachable_config(self, executor: Executor) -> Mapping[str, Any]:
+        """The only executor on a closed local port: the hooks must report it, not raise."""
+        return {"endpoints": ["http://127.0.0.1:1"], "token": executor.token, "retries": 0}
+
+    @pytest.fixture
     def output_limit_bytes(self) -> int:
         return OUTPUT_LIMIT
 

@@ -16,6 +16,7 @@ from selfmanaged_support import Executor, free_port, start_executor
 
 from sandbox_core import SandboxClient
 from sandbox_core.errors import ConfigValidationError
+from sandbox_core.failures import FailureKind, failure_of
 from sandbox_core.model import ExecutionStatus
 
 
@@ -83,8 +84,19 @@ def test_everything_down_is_a_provider_error_without_the_token(overloaded: Execu
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "no sandbox-executor could take the execution" in result.error.message
     assert dead in result.error.message and "503" in result.error.message
+    assert result.metadata["failure"]["kind"] == "unavailable" and result.metadata["failure"]["retry_after"] >= 1
     assert token not in json.dumps(result.to_dict()) and token not in status.message
     assert not status.healthy
+
+
+def test_no_executor_answering_is_unavailable() -> None:
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    with closing(_client(endpoints=dead, retries=0, request_timeout=1)) as client:
+        result = client.execute("print(1)", timeout=1)
+    assert result.status is ExecutionStatus.PROVIDER_ERROR, result
+    assert result.error is not None and all(url in result.error.message for url in dead)
+    failure = failure_of(result)
+    assert failure is not None and failure.kind is FailureKind.UNAVAILABLE and failure.retry_after
 
 
 def test_wrong_token_is_explained(executor: Executor) -> None:
@@ -92,6 +104,7 @@ def test_wrong_token_is_explained(executor: Executor) -> None:
         result = client.execute("print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "refused the token (401)" in result.error.message
+    assert result.metadata["failure"] == {"kind": "auth", "retry_after": None}
 
 
 def test_request_limits_from_config(executor: Executor) -> None:
@@ -106,6 +119,7 @@ def test_limits_above_the_executor_maximum_are_a_clear_provider_error(executor: 
         result = client.execute("print(1)")
     assert result.status is ExecutionStatus.PROVIDER_ERROR
     assert result.error is not None and "limits.memory_mb" in result.error.message and "422" in result.error.message
+    assert result.metadata["failure"]["kind"] == "bad_config"
 
 
 def test_offline_validation() -> None:

@@ -192,14 +192,18 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
             assert slow.result()["status"] == "success"
         assert 'sandbox_executor_rejections_total{reason="queue_full"} 1.0' in small.http.get("/metrics").text
         assert small.execute("print('after')")["stdout"] == "after\n"
-        # A slow upload holds most of the body budget: a second big body is refused, not buffered.
+        # An unfinished upload holds most of the body budget with what it has sent: a second big
+        # body is refused, not buffered.
         port = int(small.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as slow_upload:
             slow_upload.sendall(
                 f"POST /v1/execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {small.token}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{\"code\": \"".encode()
+                "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{\"code\": \"".encode() + b"x" * 850_000
             )
-            time.sleep(0.2)
+            deadline = time.monotonic() + 10
+            while "holds too many" not in small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}}).text:
+                assert time.monotonic() < deadline, "the unfinished upload's bytes were not counted"
+                time.sleep(0.05)
             big = small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}})
             assert big.status_code == 503 and big.headers["retry-after"] == "1", big.text
         deadline = time.monotonic() + 10

@@ -243,6 +243,8 @@ function renderForm(schema) {
     } else if (kind === "secret") {
       input = el("input", { id, name, type: "password", autocomplete: "new-password", spellcheck: "false" });
       hints.push(`Secret: never shown again once saved. Leave ${MASK} to keep the saved value.`);
+      const bound = prop["x-bound-to"] || [];
+      if (bound.length) hints.push(`It is kept only while ${bound.join(" and ")} stay the same; change those and enter it again.`);
     } else {
       input = el("input", { id, name, type: kind === "url" ? "url" : "text", spellcheck: "false", minlength: prop.minLength, maxlength: prop.maxLength });
       if (kind === "url") hints.push("An http(s) URL.");

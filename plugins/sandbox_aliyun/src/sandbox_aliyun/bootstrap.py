@@ -4,8 +4,12 @@ The provider sends this module's source, followed by one call of :func:`bootstra
 payload, as a single ``contexts/execute`` request in the interpreter's Python language. It writes
 the runner and the encoded job to a fresh temporary folder, starts the runner as a child process
 (``python3`` or ``node``) with the job on stdin and its output going to files, enforces the wall
-time and an output-flood cap itself, and prints ONE envelope line: a fixed prefix and JSON with the
-exit code, the timeout/flood flags, and the runner's stdout and stderr (base64, already bounded).
+time and an output-flood cap itself, and prints ONE envelope: JSON with the exit code, the
+timeout/flood flags, and the runner's stdout and stderr (base64, already bounded), itself base64
+encoded, between two lines holding only the run's random envelope marker. Nothing in it is touched
+by processing that splits, joins or normalises lines between the kernel and the provider (no
+control characters, no line ends inside, whitespace ignored when read), and user code cannot
+forge it: its output goes to files, and the marker is new for every run.
 
 Why a child process instead of running the code in the interpreter's own kernel: the kernel keeps
 state between requests and cannot be stopped at a deadline without losing the output printed so
@@ -27,7 +31,6 @@ import sys
 import tempfile
 import time
 
-ENVELOPE_PREFIX = "\x1esandbox-aliyun-envelope:"
 POLL_SECONDS = 0.02
 
 
@@ -56,7 +59,7 @@ def _kill(process: "subprocess.Popen[bytes]") -> None:  # noqa: UP037 (remote Py
 
 
 def bootstrap(payload_b64: str) -> None:
-    """Run one job described by the payload and print the envelope line."""
+    """Run one job described by the payload and print the envelope."""
     payload = json.loads(base64.b64decode(payload_b64).decode("utf-8"))
     workdir = tempfile.mkdtemp(prefix="sandbox-job-")
     started = time.monotonic()
@@ -78,6 +81,7 @@ def bootstrap(payload_b64: str) -> None:
             interpreter = shutil.which("node")
         if not interpreter:
             envelope["error"] = f"no interpreter for {payload['language']} in this sandbox template"
+            envelope["missing_interpreter"] = True
             return
         out_path, err_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
         limit, cap = int(payload["max_output_bytes"]), int(payload["flood_bytes"])
@@ -118,5 +122,7 @@ def bootstrap(payload_b64: str) -> None:
     finally:
         envelope["elapsed"] = time.monotonic() - started
         shutil.rmtree(workdir, ignore_errors=True)
-        sys.stdout.write(ENVELOPE_PREFIX + json.dumps(envelope) + "\n")
+        encoded = base64.b64encode(json.dumps(envelope).encode("ascii")).decode("ascii")
+        marker = payload["envelope_marker"]
+        sys.stdout.write("\n" + marker + "\n" + encoded + "\n" + marker + "\n")
         sys.stdout.flush()

@@ -24,7 +24,7 @@ from sandbox_aliyun.limits import (
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import PoolSet, pool_config_fields
+from sandbox_core.pooling import PendingDestroys, PoolSet, pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
 
 if TYPE_CHECKING:
@@ -45,7 +45,13 @@ CREDENTIAL_VARIABLES = {
     "account_id": "AGENTRUN_ACCOUNT_ID",
 }
 """Credential fields that fall back to these environment variables when the config leaves them empty."""
-POOLS: PoolSet[InterpreterSandbox] = PoolSet()
+PENDING_DELETES: PendingDestroys[InterpreterSandbox] = PendingDestroys(
+    lambda sandbox: sandbox.delete(attempts=1), label=lambda sandbox: str(sandbox.sandbox_id), name="aliyun"
+)
+"""Sandboxes whose deletion AgentRun refused (throttling, an outage): retried in the background with
+backoff until gone (or until the service's idle timeout reclaims them), once more at shutdown, and
+listed in the health details meanwhile."""
+POOLS: PoolSet[InterpreterSandbox] = PoolSet(PENDING_DELETES)
 """This process's warm sandboxes, one pool per config (:mod:`sandbox_aliyun.pool` fills it).
 It lives here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK import."""
 FROM_ENV = " Leave it empty to use {variable} from the environment of the process that runs the code; a value here wins."
@@ -67,6 +73,7 @@ SCHEMA = ConfigSchema(
             description="The access key's secret: masked wherever a config is shown (encrypted at rest when "
             "SANDBOX_SECRET_KEY is set)." + FROM_ENV.format(variable="AGENTRUN_ACCESS_KEY_SECRET"),
             env="AGENTRUN_ACCESS_KEY_SECRET",
+            bound_to=("account_id", "region", "endpoint"),
         ),
         ConfigField(
             "account_id",
@@ -93,6 +100,14 @@ SCHEMA = ConfigSchema(
             "the provider's sandboxes are started from it.",
             required=True,
             env="AGENTRUN_TEMPLATE_NAME",
+        ),
+        ConfigField(
+            "runtime_templates",
+            "json",
+            label="Runtime templates",
+            description="Runtime names mapped to AgentRun code-interpreter template names, e.g. {\"python\": \"my-data-template\"}: "
+            "a request naming a runtime runs in its template; a runtime not listed is refused.",
+            default={},
         ),
         ConfigField(
             "endpoint",
@@ -144,6 +159,7 @@ def sandbox_provider_info() -> ProviderInfo:
         description="Alibaba Cloud AgentRun code interpreter: warm serverless sandboxes, a fresh context per execution (30 s limit)",
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
+        runtimes=True,
     )
 
 
@@ -225,7 +241,7 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Delete every pooled sandbox of this process."""
+    """Delete every pooled sandbox of this process, and retry those whose deletion failed earlier."""
     POOLS.shutdown()
 
 

@@ -6,7 +6,7 @@ when an execution or a health check needs it. It uses the SDK's data-plane calls
 - ``SandboxClient.create_sandbox`` — ``POST {data endpoint}/sandboxes`` with the template name;
 - ``Sandbox.connect(..., template_type=CODE_INTERPRETER)`` and ``check_health`` —
   ``GET /sandboxes/{id}`` and ``GET /sandboxes/{id}/health`` until the interpreter is ready;
-- ``context.create`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
+- ``data_api.create_context`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
   ``DELETE /sandboxes/{id}/contexts/{context}``: a fresh interpreter context per execution;
 - ``context.execute`` — ``POST /sandboxes/{id}/contexts/execute`` with Python code;
 - ``Sandbox.delete_by_id`` — ``DELETE /sandboxes/{id}``.
@@ -38,6 +38,7 @@ from sandbox_aliyun.errors import (
     ThrottledError,
 )
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS, THROTTLE_BASE_DELAY
+from sandbox_aliyun.provider import PENDING_DELETES
 from sandbox_core.schema import MASK, Secret
 
 # The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
@@ -115,7 +116,9 @@ class Connection:
         return text.replace(secret, MASK) if secret else text
 
 
-def translate(exc: BaseException, connection: Connection, action: str) -> AliyunProviderError:
+def translate(
+    exc: BaseException, connection: Connection, action: str, attempts: int = THROTTLE_ATTEMPTS
+) -> AliyunProviderError:
     """An SDK (or HTTP) exception as one of this provider's errors, with an actionable message."""
     where = f"{connection.data_endpoint} (region {connection.region})"
     if isinstance(exc, httpx.RequestError) or isinstance(exc.__cause__, httpx.RequestError):
@@ -138,7 +141,8 @@ def translate(exc: BaseException, connection: Connection, action: str) -> Aliyun
             return ThrottledError(
                 connection.scrub(
                     f"AgentRun is throttling this account at {where}{code} while {action}, after "
-                    f"{THROTTLE_ATTEMPTS} attempts: run fewer executions at once, or ask Aliyun for a higher quota"
+                    f"{attempts} attempt{'s' if attempts > 1 else ''}: run fewer executions at once, "
+                    "or ask Aliyun for a higher quota"
                 )
             )
         if exc.status_code == 404 and action == "creating a sandbox":
@@ -162,21 +166,25 @@ def is_throttled(exc: BaseException) -> bool:
 
 
 def with_retries(
-    call: Callable[[], T], connection: Connection, action: str, on_retry: Callable[[], None] | None = None
+    call: Callable[[], T],
+    connection: Connection,
+    action: str,
+    on_retry: Callable[[], None] | None = None,
+    attempts: int = THROTTLE_ATTEMPTS,
 ) -> T:
     """``call()``, retried with exponential backoff and jitter while the service throttles it.
 
-    Any other failure, and throttling after :data:`THROTTLE_ATTEMPTS` attempts, is raised as one of
-    this provider's errors. ``on_retry`` is called before each retry (to count them).
+    Any other failure, and throttling after ``attempts`` attempts, is raised as one of this
+    provider's errors. ``on_retry`` is called before each retry (to count them).
     """
-    for attempt in range(1, THROTTLE_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             return call()
         except Exception as exc:
-            if not is_throttled(exc) or attempt == THROTTLE_ATTEMPTS:
-                raise translate(exc, connection, action) from None
+            if not is_throttled(exc) or attempt == attempts:
+                raise translate(exc, connection, action, attempts) from None
             delay = THROTTLE_BASE_DELAY * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-            log.info("AgentRun throttled %s (attempt %d of %d); retrying in %.2fs", action, attempt, THROTTLE_ATTEMPTS, delay)
+            log.info("AgentRun throttled %s (attempt %d of %d); retrying in %.2fs", action, attempt, attempts, delay)
             if on_retry is not None:
                 on_retry()
             time.sleep(delay)
@@ -204,8 +212,8 @@ class InterpreterSandbox:
     def _retried(self) -> None:
         self.throttle_retries += 1
 
-    def _call(self, call: Callable[[], T], action: str) -> T:
-        return with_retries(call, self.connection, action, on_retry=self._retried)
+    def _call(self, call: Callable[[], T], action: str, attempts: int = THROTTLE_ATTEMPTS) -> T:
+        return with_retries(call, self.connection, action, on_retry=self._retried, attempts=attempts)
 
     @classmethod
     def open(cls, connection: Connection, http_timeout: float, ready_deadline: float) -> InterpreterSandbox:
@@ -255,12 +263,23 @@ class InterpreterSandbox:
             time.sleep(READY_POLL_SECONDS)
 
     def new_context(self) -> str:
-        """A fresh Python interpreter context in this sandbox; its id."""
-        context = self._call(
-            lambda: self._sandbox.context.create(language=CodeLanguage.PYTHON),
+        """A fresh Python interpreter context in this sandbox; its id.
+
+        The reply is read here rather than by the SDK's ``context.create``, which reports a reply
+        of another shape as a made-up "HTTP 500": the error then names the keys that came instead.
+        """
+        reply = self._call(
+            lambda: self._sandbox.data_api.create_context(language=CodeLanguage.PYTHON),
             f"creating a context in sandbox {self.sandbox_id}",
         )
-        return str(context.context_id)
+        context_id = reply.get("id") if isinstance(reply, dict) else None
+        if not context_id or not isinstance(context_id, str):
+            keys = ", ".join(sorted(map(str, reply))) if isinstance(reply, dict) else type(reply).__name__
+            raise BackendRefusedError(
+                f"AgentRun's reply to creating a context in sandbox {self.sandbox_id} has no context 'id' "
+                f"(it held: {keys or 'nothing'}): AgentRun's reply format may have changed"
+            )
+        return context_id
 
     def execute_python(self, code: str, context_id: str, service_timeout: int) -> Any:
         """Run ``code`` in context ``context_id``; the raw reply (``{"results": [...]}``).
@@ -285,23 +304,35 @@ class InterpreterSandbox:
         return True
 
     def release(self) -> None:
-        """Delete the sandbox; a failure is logged, and the service reclaims it after its idle timeout."""
+        """Delete the sandbox; if the service refuses, it goes on the provider's retry list.
+
+        The list (:data:`sandbox_aliyun.provider.PENDING_DELETES`) retries in the background for
+        up to the sandbox's ``sandbox_idle_timeout``, after which the service reclaims it anyway.
+        """
         if self.sandbox_id is None or self.released:
             return
+        try:
+            self.delete()
+        except AliyunProviderError as exc:
+            log.warning(
+                "could not delete AgentRun sandbox %s: %s; retrying in the background for up to %ss "
+                "(after that the service reclaims it as idle)",
+                self.sandbox_id,
+                exc,
+                self.connection.idle_timeout,
+            )
+            PENDING_DELETES.add(self, give_up_after=self.connection.idle_timeout)
+
+    def delete(self, attempts: int = THROTTLE_ATTEMPTS) -> None:
+        """Delete the sandbox now (one already gone counts as deleted); raises when the service refuses."""
+        if self.sandbox_id is None or self.released:
+            return
+
         def delete() -> None:
             try:
                 Sandbox.delete_by_id(self.sandbox_id, config=self.config)
             except ResourceNotExistError:
                 pass  # already gone: nothing of it is left to leak
 
-        try:
-            self._call(delete, f"deleting sandbox {self.sandbox_id}")
-        except AliyunProviderError as exc:
-            log.warning(
-                "could not delete AgentRun sandbox %s (the service reclaims it after %ss idle): %s",
-                self.sandbox_id,
-                self.connection.idle_timeout,
-                exc,
-            )
-        else:
-            self.released = True
+        self._call(delete, f"deleting sandbox {self.sandbox_id}", attempts)
+        self.released = True

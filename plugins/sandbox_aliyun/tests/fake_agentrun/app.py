@@ -2,7 +2,12 @@
 
 Two extra templates inject service faults (see :class:`.state.Credentials`): one whose sandboxes
 fail every execute, one whose sandboxes cannot be deleted. :meth:`.state.SandboxStore.throttle_next`
-makes the next requests answer HTTP 429 ``Throttling.User``, as the service does under flow control.
+makes the next requests answer HTTP 429 ``Throttling.User``, as the service does under flow control;
+``store.deletes_throttled`` does it to every sandbox delete while it is on. Admin hooks act behind
+the client's back: ``store.delete(id)`` removes a sandbox as the service's lifetime or console would,
+:meth:`.state.SandboxStore.fail_next_executes_after_running` loses execute replies after the code
+ran, ``store.reshape_stdout`` re-cuts the stdout items of each execute reply, and
+``store.reshape_reply`` changes the shape of context and execute replies.
 
 Every request must carry a valid signature (see :mod:`.signing`); refusals answer like the service,
 with an HTTP error status and ``{"code", "message", "requestId"}``. Paths, as the SDK builds them
@@ -35,6 +40,10 @@ from starlette.routing import Route
 
 from .signing import verify
 from .state import Credentials, SandboxStore
+
+
+def _same(reply: Any) -> Any:
+    return reply
 
 
 def _answer(status: int, body: Mapping[str, Any]) -> JSONResponse:
@@ -95,7 +104,9 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
             if context is None:
                 return _error(404, "ContextNotFound", f"context {context_id} not found")
             reply = await run_in_threadpool(store.execute_in, sandbox, context, str(body["code"]), body.get("timeout"))
-            return JSONResponse(reply)
+            if store.take_failure_after_executing():
+                return _error(500, "InternalError", "the reply was lost")
+            return JSONResponse(store.reshape_reply.get("execute", _same)(reply))
         if body.get("language", "python") != "python":
             return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
         reply = await run_in_threadpool(store.execute, sandbox, str(body["code"]), body.get("timeout"))
@@ -109,7 +120,7 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         if body.get("language", "python") != "python":
             return _error(400, "UnsupportedLanguage", "the fake interpreter runs python only")
         context = await run_in_threadpool(store.create_context, sandbox, "python", str(body.get("cwd") or "/home/user"))
-        return JSONResponse(context.describe())
+        return JSONResponse(store.reshape_reply.get("create_context", _same)(context.describe()))
 
     async def describe_context(request: Request) -> JSONResponse:
         sandbox = sandbox_or_404(request)
@@ -129,6 +140,9 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
 
     async def delete(request: Request) -> JSONResponse:
         existing = sandbox_or_404(request)
+        if store.deletes_throttled:
+            store.throttled.append(f"{request.method} {request.url.path}")
+            return _error(429, "Throttling.User", "Request was denied due to user flow control.")
         if existing is not None and existing.template_name == credentials.delete_fails_template:
             return _error(500, "InternalError", "deletion failed")
         sandbox = store.delete(request.path_params["sandbox_id"])

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -107,6 +108,15 @@ class SandboxStore:
         self.executed_timeouts: list[Any] = []
         self.contexts_created: list[str] = []
         self.throttled: list[str] = []
+        self.deletes_throttled = False
+        """While True, every sandbox delete answers HTTP 429 ``Throttling.User`` (an admin switch)."""
+        self.reshape_stdout: Callable[[str], list[str]] | None = None
+        """When set, the stdout text of each execute is re-cut into the ``stdout`` items this returns,
+        as a layer that chunks or splits lines between the interpreter and the client would."""
+        self.reshape_reply: dict[str, Callable[[Any], Any]] = {}
+        """Replies of another shape, as a changed service would send: route name (``create_context``,
+        ``execute``) to a function of the normal reply giving the one sent."""
+        self.fail_after_executing = 0
         self._throttle_next = 0
         self._lock = threading.Lock()
 
@@ -122,6 +132,18 @@ class SandboxStore:
                 return False
             self._throttle_next -= 1
             self.throttled.append(what)
+            return True
+
+    def fail_next_executes_after_running(self, count: int) -> None:
+        """The next ``count`` executes run their code, then answer HTTP 500 (a reply lost on its way)."""
+        with self._lock:
+            self.fail_after_executing = count
+
+    def take_failure_after_executing(self) -> bool:
+        with self._lock:
+            if self.fail_after_executing <= 0:
+                return False
+            self.fail_after_executing -= 1
             return True
 
     def live_contexts(self) -> int:
@@ -211,7 +233,9 @@ class SandboxStore:
             return {"contextId": context.context_id, "results": results}
         answer = json.loads(line)
         results = []
-        if answer["stdout"]:
+        if answer["stdout"] and self.reshape_stdout is not None:
+            results.extend({"type": "stdout", "text": text} for text in self.reshape_stdout(answer["stdout"]))
+        elif answer["stdout"]:
             results.append({"type": "stdout", "text": answer["stdout"]})
         if answer["stderr"]:
             results.append({"type": "stderr", "text": answer["stderr"]})

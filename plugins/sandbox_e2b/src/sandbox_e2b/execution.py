@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
 from sandbox_core.pooling import Lease
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
@@ -38,7 +39,8 @@ from sandbox_core.schema import secret_values
 
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
-from sandbox_e2b.pool import get_pool, is_strict, lifetime, sdk_options
+from sandbox_e2b.deadline import Deadline
+from sandbox_e2b.pool import get_pool, is_strict, kill, lifetime, sdk_options
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Result, Sandbox
@@ -85,63 +87,84 @@ class _Unclean(Exception):
 
 
 def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
-    facts = {"runtime": RUNTIME_NAME, **metadata, **problem.metadata()}
-    return ExecutionResult.provider_failure(provider_name, problem.message, **facts)
+    facts = {"runtime": RUNTIME_NAME, **metadata}
+    return provider_failure(provider_name, problem.message, problem.kind, retry_after=problem.retry_after, **facts)
 
 
 def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results."""
     languages = tuple(config.get("languages") or ())
     if request.language not in languages:
-        return ExecutionResult.provider_failure(
+        return provider_failure(
             provider_name,
             f"the e2b provider is configured for {', '.join(languages)} only, not {request.language}: "
             "add it to the e2b config's languages if the template can run it",
+            FailureKind.BAD_CONFIG,
             runtime=RUNTIME_NAME,
         )
+    if request.runtime is not None:
+        templates = config.get("runtime_templates") or {}
+        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
+        if not chosen:
+            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
+            return provider_failure(
+                provider_name,
+                f"unknown runtime {request.runtime!r}: the e2b config's runtime_templates has {known or 'no runtime'}",
+                FailureKind.BAD_CONFIG,
+                runtime=RUNTIME_NAME,
+            )
+        config = {**config, "template": str(chosen)}
     template = str(config.get("template") or "")
     isolation = "strict" if is_strict(config) else "pooled"
     metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
     pool = get_pool(config)
-    # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
-    # that shows when its lifetime is renewed, and the next one is tried.
-    for _attempt in range(pool.max_idle + 2):
-        started = time.monotonic()
+    started = time.monotonic()
+
+    def attempt(lease: Lease[Sandbox]) -> ExecutionResult:
+        nonlocal started
+        metadata["sandbox_id"] = lease.item.sandbox_id
+        metadata["sandbox_reused"] = lease.reused
+        if not lease.reused:
+            metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
+        if lease.replaced is not None:
+            metadata["sandbox_replaced"] = lease.replaced.sandbox_id
         try:
-            with pool.lease() as lease:
-                metadata["sandbox_id"] = lease.item.sandbox_id
-                metadata["sandbox_reused"] = lease.reused
-                if not lease.reused:
-                    metadata["sandbox_create_time"] = round(time.monotonic() - started, 3)
-                else:
-                    metadata.pop("sandbox_create_time", None)
-                if not _renew(lease, request, config):
-                    continue
-                return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
-        except E2BUnavailableError as failed:
-            metadata.pop("sandbox_id", None)
-            metadata.pop("sandbox_reused", None)
-            return _fail(provider_name, failed.problem, **metadata)
-    return _fail(provider_name, Problem("every pooled E2B sandbox had stopped; retry", "sandbox_lost"), **metadata)
+            _renew(lease, request, config)
+        except _Gone:
+            started = time.monotonic()  # the replacement's creation starts now
+            raise
+        lease.mark_started()
+        return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
+
+    # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
+    # that shows when its lifetime is renewed, before the code started, and a new one is taken.
+    try:
+        return pool.run(attempt, retry_if=lambda exc: isinstance(exc, _Gone))
+    except E2BUnavailableError as failed:
+        metadata.pop("sandbox_id", None)
+        metadata.pop("sandbox_reused", None)
+        return _fail(provider_name, failed.problem, **metadata)
 
 
-def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> bool:
-    """Set the sandbox's E2B lifetime for this execution; False (and discarded) when it is gone."""
+class _Gone(E2BUnavailableError):
+    """A pooled sandbox ended while it was idle (found when its lifetime was renewed)."""
+
+
+def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str, Any]) -> None:
+    """Set the sandbox's E2B lifetime for this execution; :class:`_Gone` when a pooled one ended."""
     from e2b import NotFoundException
 
     wanted = lifetime(config, request.timeout)
     if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
-        return True  # just created with that lifetime
+        return  # just created with that lifetime
     try:
         lease.item.set_timeout(wanted)
     except Exception as exc:
         problem = describe(exc, action="renewing the sandbox's lifetime", secrets=secret_values(config))
         if not (lease.reused and isinstance(exc, NotFoundException)):
             raise E2BUnavailableError(problem) from None
-        logger.info("pooled E2B sandbox %s is gone (%s); taking another", lease.item.sandbox_id, problem.message)
-        lease.discard()
-        return False
-    return True
+        logger.info("pooled E2B sandbox %s is gone (%s); taking a new one", lease.item.sandbox_id, problem.message)
+        raise _Gone(problem) from None
 
 
 def _execute_on(
@@ -210,35 +233,39 @@ def _run_python(
     provider_name: str,
     metadata: dict[str, Any],
 ) -> ExecutionResult:
-    from e2b import TimeoutException
+    from e2b import SandboxNotRunningException, SandboxUnreachableException, TimeoutException
     from e2b_code_interpreter import Context
 
     limit = int(config.get("max_output_bytes") or 1 << 20)
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
     rich: list[Result] = []
     kernel_errors: list[str] = []
-    timed_out = False
     code = _DRIVER % (posixpath.join(folder, ".job"), runner_source("python"))
-    started = time.monotonic()
-    try:
+    deadline = _deadline(sandbox, request, config)
+
+    def run() -> None:
         sandbox.run_code(
             code,
             context=Context(context_id, "python", folder),
-            on_stdout=lambda message: stdout.feed(message.line.encode("utf-8")),
-            on_stderr=lambda message: stderr.feed(message.line.encode("utf-8")),
-            on_result=rich.append,
-            on_error=lambda error: kernel_errors.append(error.traceback or f"{error.name}: {error.value}"),
-            timeout=request.timeout,
+            on_stdout=deadline.guard(lambda message: stdout.feed(message.line.encode("utf-8"))),
+            on_stderr=deadline.guard(lambda message: stderr.feed(message.line.encode("utf-8"))),
+            on_result=deadline.guard(rich.append),
+            on_error=deadline.guard(lambda error: kernel_errors.append(error.traceback or f"{error.name}: {error.value}")),
+            timeout=request.timeout,  # a backstop only: it ends the request after about twice that
         )
+
+    try:
+        timed_out = deadline.run(run)
+    except (SandboxNotRunningException, SandboxUnreachableException) as exc:
+        # Subclasses of TimeoutException, but the sandbox ended or vanished: not the code's fault.
+        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     except TimeoutException as exc:
-        # The SDK raises this class for the code's deadline and for a sandbox that ended under
-        # the request (or answered 502); only the first is the code's timeout.
-        if not str(exc).startswith("Execution timed out") and time.monotonic() - started < request.timeout:
+        if not str(exc).startswith("Execution timed out"):
             raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
         timed_out = True
     except Exception as exc:
         raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
-    elapsed = time.monotonic() - started
+    elapsed = deadline.elapsed
     exit_code: int | None = None
     if not timed_out and stdout.frame() is None:
         # The kernel died or was interrupted before the runner reported: its error goes to stderr.
@@ -298,7 +325,7 @@ def _run_javascript(
     provider_name: str,
     metadata: dict[str, Any],
 ) -> ExecutionResult:
-    from e2b import CommandExitException, TimeoutException
+    from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
 
     limit = int(config.get("max_output_bytes") or 1 << 20)
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
@@ -307,33 +334,48 @@ def _run_javascript(
     # The job file is unlinked once the shell has opened it as stdin, before user code starts, so
     # the code cannot read the job's result marker from the file system.
     command = f"cd {shlex.quote(folder)} && {{ rm -f {job_path} && exec node {runner}; }} < {job_path}"
-    exit_code: int | None = None
-    timed_out = False
-    started = time.monotonic()
+    exit_codes: list[int] = []
+    deadline = _deadline(sandbox, request, config)
+
+    def run() -> None:
+        try:
+            outcome = sandbox.commands.run(
+                command,
+                timeout=request.timeout,
+                on_stdout=deadline.guard(lambda text: stdout.feed(text.encode("utf-8"))),
+                on_stderr=deadline.guard(lambda text: stderr.feed(text.encode("utf-8"))),
+            )
+        except CommandExitException as exited:
+            exit_codes.append(exited.exit_code)
+        else:
+            exit_codes.append(outcome.exit_code)
+
     try:
-        outcome = sandbox.commands.run(
-            command,
-            timeout=request.timeout,
-            on_stdout=lambda text: stdout.feed(text.encode("utf-8")),
-            on_stderr=lambda text: stderr.feed(text.encode("utf-8")),
-        )
-        exit_code = outcome.exit_code
-    except CommandExitException as exited:
-        exit_code = exited.exit_code
+        timed_out = deadline.run(run)
+    except (SandboxNotRunningException, SandboxUnreachableException) as exc:
+        # Subclasses of TimeoutException, but the sandbox ended or vanished: not the code's fault.
+        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     except TimeoutException:
         timed_out = True
     except Exception as exc:
         raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+    exit_code = None if timed_out or not exit_codes else exit_codes[0]
     return build_result(
         provider=provider_name,
         stdout=stdout,
         stderr=stderr,
         exit_code=exit_code,
-        execution_time=time.monotonic() - started,
+        execution_time=deadline.elapsed,
         timed_out=timed_out,
         timeout=request.timeout,
         metadata=metadata,
     )
+
+
+def _deadline(sandbox: Sandbox, request: ExecutionRequest, config: Mapping[str, Any]) -> Deadline:
+    """The execution's deadline; when it passes the sandbox is killed, which stops the code at once
+    (a timed-out sandbox is discarded anyway, and killing it needs only the control plane)."""
+    return Deadline(request.timeout, lambda: kill(sandbox, secret_values(config)))
 
 
 def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[str]) -> None:
@@ -357,7 +399,10 @@ def check_health(config: Mapping[str, Any]) -> HealthStatus:
     except Exception as exc:
         problem = describe(exc, action="listing sandboxes", secrets=secret_values(config))
         return HealthStatus(
-            healthy=False, message=problem.message, latency=time.monotonic() - started, details=problem.metadata()
+            healthy=False,
+            message=problem.message,
+            latency=time.monotonic() - started,
+            details={"runtime": RUNTIME_NAME, "failure": problem.failure.to_dict()},
         )
     latency = time.monotonic() - started
     return HealthStatus(

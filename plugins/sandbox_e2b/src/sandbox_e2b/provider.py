@@ -39,6 +39,7 @@ SCHEMA = ConfigSchema(
             description="Your E2B API key (dashboard → API Keys); sent only in the X-API-KEY header.",
             required=True,
             env=API_KEY_ENV,
+            bound_to=("domain", "api_url", "sandbox_url"),
         ),
         ConfigField(
             "template",
@@ -108,6 +109,14 @@ SCHEMA = ConfigSchema(
             multiple=True,
             default=list(LANGUAGES),
         ),
+        ConfigField(
+            "runtime_templates",
+            "json",
+            label="Runtime templates",
+            description="Runtime names mapped to E2B template names or IDs, e.g. {\"python\": \"my-data-template\"}: "
+            "a request naming a runtime runs in its template; a runtime not listed is refused.",
+            default={},
+        ),
     ]
 )
 
@@ -119,6 +128,7 @@ def sandbox_provider_info() -> ProviderInfo:
         "context per execution, or a fresh sandbox per execution (strict)",
         languages=LANGUAGES,
         tags=("saas", "microvm"),
+        runtimes=True,
     )
 
 

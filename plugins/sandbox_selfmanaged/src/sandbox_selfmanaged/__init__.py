@@ -13,6 +13,11 @@ Which module is for whom:
   the minimal root filesystem (:mod:`~sandbox_selfmanaged.rootfs`), cgroups
   (:mod:`~sandbox_selfmanaged.cgroups`) and child processes (:mod:`~sandbox_selfmanaged.procs`).
 - :mod:`sandbox_selfmanaged.limits` — execution limits, their defaults and operator maximums.
+- :mod:`sandbox_selfmanaged.runtimes` — runtimes (package sets) sandboxes can be given: their
+  definitions and builds; :mod:`~sandbox_selfmanaged.runtime_builder` builds one,
+  :mod:`~sandbox_selfmanaged.runtime_store` keeps them in the cache,
+  :mod:`~sandbox_selfmanaged.served_runtimes` is the engine's view of those it serves, and
+  :mod:`~sandbox_selfmanaged.runtime_cli` the ``sandbox-executor runtime`` command.
 """
 
 from __future__ import annotations

@@ -119,15 +119,19 @@ class Cgroups:
             logger.warning("could not set memory limit %d on %s: %s", limit, path, exc)
             return False
 
+    def directories(self, parent: str) -> list[Path]:
+        """Where ``parent`` lives: one directory per mounted v1 controller, or the one v2 directory."""
+        if self.v2:
+            return [self.root / parent.strip("/")]
+        return [self.root / c / parent.strip("/") for c in V1_CONTROLLERS if (self.root / c).is_dir()]
+
     def remove_tree(self, parent: str) -> list[str]:
         """Kill what is left in ``parent``'s child cgroups and remove them and ``parent``.
 
         For start-up after a crash and for shutdown; returns the cgroups that could not be removed.
         """
-        controllers = [""] if self.v2 else [c for c in V1_CONTROLLERS if (self.root / c).is_dir()]
         left: list[str] = []
-        for controller in controllers:
-            base = self.root / controller / parent.strip("/") if controller else self.root / parent.strip("/")
+        for base in self.directories(parent):
             if not base.is_dir():
                 continue
             for directory in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [base]:

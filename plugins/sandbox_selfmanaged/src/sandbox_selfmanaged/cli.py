@@ -4,9 +4,12 @@
 
     sandbox-executor serve [--host 127.0.0.1] [--port 8808] [--pool-size N] ...
 
-The token comes from ``SANDBOX_EXECUTOR_TOKEN`` (or ``--token-file``); it is removed from the
-environment at start so no child process inherits it. Serving on a non-loopback address without
-a token is refused.
+The token comes from ``SANDBOX_EXECUTOR_TOKEN`` (or ``--token-file``). The variable is gone from
+the process before anything else runs: the command re-executes itself without it, handing the
+token over in an anonymous in-memory file (a ``memfd``) that it reads and closes at once, so
+neither ``/proc/<pid>/environ`` nor any child process shows it. Serving on a non-loopback address
+without a token is refused, unless ``--allow-unauthenticated-from`` names the only networks that
+may call without one.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sandbox_selfmanaged import __version__
+from sandbox_selfmanaged import runtime_cli
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
+TOKEN_FD_ENV = "SANDBOX_EXECUTOR_TOKEN_FD"
+"""Set on the re-executed process: the descriptor of the memfd holding the token."""
 DEFAULT_PORT = 8808
 
 
@@ -36,7 +43,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``profile`` replaces some of ``serve``'s defaults (explicit flags still win)."""
     defaults, maximums = Limits(), DEFAULT_MAXIMUMS
     parser = argparse.ArgumentParser(prog="sandbox-executor", description="Run untrusted code in gVisor sandboxes over HTTP.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -46,12 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     net = serve.add_argument_group("network and access")
     net.add_argument("--host", default="127.0.0.1", help="address to listen on; non-loopback needs a token")
     net.add_argument("--port", type=int, default=DEFAULT_PORT)
-    net.add_argument("--token-file", type=Path, help=f"read the bearer token from this file (default: ${TOKEN_ENV})")
+    net.add_argument("--token-file", type=Path, help=f"read the token from this file (default: ${TOKEN_ENV})")
+    net.add_argument(
+        "--allow-unauthenticated-from",
+        metavar="CIDR[,CIDR]",
+        help="serve requests without a token to peers in these networks only (e.g. the Docker bridge, 172.17.0.0/16); "
+        "a token is still required from anywhere else",
+    )
     net.add_argument("--max-concurrency", type=int, default=8, help="executions running at once")
     net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
     net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
     net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
     net.add_argument("--max-held-request-bytes", type=int, help="request bodies held at once, queued ones included [default: 8 x --max-request-bytes]")
+    net.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send a request's headers")
+    net.add_argument(
+        "--body-timeout", type=float, default=10.0,
+        help="longest pause while a request body arrives, and the grace before --min-body-rate applies",
+    )
+    net.add_argument("--min-body-rate", type=int, default=32 * 1024, help="bytes per second a request body must average")
 
     pool = serve.add_argument_group("sandboxes")
     pool.add_argument("--pool-size", type=int, default=2, help="warm sandboxes kept ready per language")
@@ -84,15 +104,53 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-artifact-bytes", type=int, default=maximums.max_artifact_bytes)
     limits.add_argument("--cpus", type=float, default=defaults.cpus, help="CPU quota of each sandbox")
 
+    serve.add_argument(
+        "--ragflow-defaults", action="store_true",
+        help="RAGFlow executor_manager's defaults: --port 9385, --default-timeout 10, --default-memory-mb 256, --pool-size 3",
+    )
+    runtime_cli.add_serve_options(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    if profile:
+        serve.set_defaults(**profile)
+    runtime_cli.add_commands(commands)
     return parser
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
+    """The token, from ``--token-file``, the memfd handed over by the re-exec, or the variable.
+
+    Raises ValueError when the handed-over token cannot be read (never serve without it then).
+    """
     token = os.environ.pop(TOKEN_ENV, None)
+    descriptor = os.environ.pop(TOKEN_FD_ENV, None)
+    if descriptor is not None:
+        try:
+            with os.fdopen(int(descriptor), "rb") as handed_over:
+                token = handed_over.read().decode()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"could not read the token handed over on descriptor {descriptor}: {exc}") from None
     if args.token_file is not None:
         token = args.token_file.read_text().strip()
     return token or None
+
+
+def _reexec_without_token() -> None:
+    """Run this command again with the token in a memfd instead of the environment.
+
+    ``/proc/<pid>/environ`` shows the environment a process was started with, whatever it later
+    removes, so the token can only leave it through a new ``exec``.
+    """
+    token = os.environ.get(TOKEN_ENV)
+    if token is None:
+        return
+    fd = os.memfd_create("sandbox-executor-token", 0)  # without MFD_CLOEXEC: survives the exec
+    os.write(fd, token.encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    environment = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
+    environment[TOKEN_FD_ENV] = str(fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -101,6 +159,8 @@ def serve(args: argparse.Namespace) -> int:
     from sandbox_selfmanaged.engine import EngineConfig, default_state_dir
     from sandbox_selfmanaged.errors import ExecutorError
     from sandbox_selfmanaged.service import ServiceConfig, create_app
+    from sandbox_selfmanaged.service.gate import parse_networks
+    from sandbox_selfmanaged.service.server import protocol_with_header_timeout
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -108,14 +168,31 @@ def serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     log = logging.getLogger("sandbox_selfmanaged.cli")
-    token = _read_token(args)
-    if token is None and not is_loopback(args.host):
+    try:
+        token = _read_token(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    if args.allow_unauthenticated_from is not None:
+        try:
+            trusted = parse_networks(args.allow_unauthenticated_from)
+        except ValueError as exc:
+            log.error("--allow-unauthenticated-from: %s", exc)
+            return 2
+        log.warning(
+            "requests from %s are served WITHOUT a token: anyone who can reach this port from there can run code%s",
+            ", ".join(str(network) for network in trusted),
+            "; a token is required from elsewhere" if token else "; requests from elsewhere are refused (no token is set)",
+        )
+    elif token is None and not is_loopback(args.host):
         log.error(
-            "refusing to serve on %s without a token: set %s (or --token-file), or listen on 127.0.0.1",
+            "refusing to serve on %s without a token: set %s (or --token-file), listen on 127.0.0.1, "
+            "or name the networks that may call without a token (--allow-unauthenticated-from)",
             args.host, TOKEN_ENV,
         )
         return 2
-    if token is None:
+    elif token is None:
         log.warning("no %s set: the API is open to every local user of this machine", TOKEN_ENV)
     languages = tuple(part.strip() for part in args.languages.split(",") if part.strip())
     pool_sizes = {
@@ -156,6 +233,8 @@ def serve(args: argparse.Namespace) -> int:
             acquire_timeout=args.acquire_timeout,
             keep_logs=args.keep_logs,
             debug_runsc=args.debug_runsc,
+            runtimes=runtime_cli.parse_runtimes(args.runtimes),
+            cache_dir=args.cache_dir,
         )
         config = ServiceConfig(
             engine=engine_config,
@@ -165,6 +244,9 @@ def serve(args: argparse.Namespace) -> int:
             queue_timeout=args.queue_timeout,
             max_body_bytes=args.max_request_bytes,
             max_held_bytes=args.max_held_request_bytes,
+            trusted_networks=trusted,
+            body_timeout=args.body_timeout,
+            min_body_rate=args.min_body_rate,
         )
         app = create_app(config)
     except (ExecutorError, ValueError) as exc:
@@ -175,6 +257,8 @@ def serve(args: argparse.Namespace) -> int:
             app,
             host=args.host,
             port=args.port,
+            http=protocol_with_header_timeout(args.header_timeout),
+            proxy_headers=False,  # the gate trusts peers by their TCP address, never X-Forwarded-For
             log_level=args.log_level,
             access_log=args.log_level == "debug",
             timeout_graceful_shutdown=30,
@@ -194,9 +278,19 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``sandbox-executor`` command; ``argv`` None means the process's own command line,
+    which is re-executed without the token in its environment (see the module docstring)."""
+    if argv is None:
+        _reexec_without_token()
     args = _parser().parse_args(argv)
+    if args.command == "serve" and args.ragflow_defaults:
+        from sandbox_selfmanaged.service.ragflow import RAGFLOW_DEFAULTS
+
+        args = _parser(RAGFLOW_DEFAULTS).parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "runtime":
+        return runtime_cli.run(args)
     return 2
 
 

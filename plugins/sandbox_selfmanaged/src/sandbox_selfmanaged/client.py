@@ -2,11 +2,17 @@
 
 One :class:`ExecutorClient` (one pooled, thread-safe ``httpx.Client``) exists per distinct
 (endpoints, token, TLS) configuration. Each execution starts at the next endpoint in turn
-(round-robin), moves on when an endpoint is unreachable, answers 5xx or is overloaded (503), and
-goes round again (``retries`` times, after the ``Retry-After`` the executors asked for) while the
-execution's deadline allows. An endpoint that could not be reached is tried last for a while.
-Requests that may already have run (a response timeout) are never repeated, so code never runs
-twice. The token only ever travels in the ``Authorization`` header; no message includes it.
+(round-robin) and moves on only when the request provably did not reach an execution there: the
+connection could not be made, or the executor refused it before running anything (503 from its
+admission, 401, an unknown route). It goes round again (``retries`` times, after the
+``Retry-After`` the executors asked for) while the execution's deadline allows. An endpoint that
+could not be reached is tried last for a while.
+
+A request that may have run is never repeated, so code never runs twice: when the connection
+breaks after the request was sent (an executor killed mid-execution), no answer comes within the
+deadline, or the executor fails inside (a 5xx other than 503), the result is a ``provider_error``
+that names the endpoint and says the outcome is unknown. The token only ever travels in the
+``Authorization`` header; no message includes it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import attrs
 import httpx
 
+from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import (
     DEFAULT_TIMEOUT,
     ExecutionRequest,
@@ -32,21 +39,35 @@ from sandbox_core.schema import Secret
 from sandbox_selfmanaged import PROVIDER_NAME
 
 CONNECT_TIMEOUT = 5.0
+KEEPALIVE_SECONDS = 2.0
+"""Idle connections are dropped before the executor's own keep-alive limit (uvicorn: 5 s), so a
+request is not sent on a connection the executor is closing: that would fail as a disconnect,
+which cannot be told apart from an executor dying mid-execution and so is never retried."""
 DOWN_SECONDS = 10.0
 HEALTH_TIMEOUT = 10.0
 _CACHE_SIZE = 8
 
 
 class _Refused(Exception):
-    """This endpoint did not take the request; another one may (carries how long to wait)."""
+    """The request provably did not run at this endpoint; another one may take it (carries how
+    long to wait)."""
 
-    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+    def __init__(self, message: str, retry_after: float = 0.0, kind: FailureKind = FailureKind.UNAVAILABLE) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class _Failed(Exception):
-    """The request reached an executor and failed in a way retrying elsewhere would not fix."""
+    """The request reached an executor (or may have): retrying elsewhere could run the code twice,
+    or would fail the same way."""
+
+    def __init__(self, message: str, kind: FailureKind) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_UNKNOWN = "the outcome is unknown (the code may have run), so it was not retried on another executor"
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -75,7 +96,7 @@ class ExecutorClient:
         self._http = httpx.Client(
             headers=headers,
             verify=verify_tls,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_SECONDS),
             trust_env=False,
         )
         self._turn = itertools.count()
@@ -116,6 +137,8 @@ class ExecutorClient:
             "arguments": dict(request.arguments),
             "timeout": timeout,
         }
+        if request.runtime is not None:
+            payload["runtime"] = request.runtime
         limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
         if limits:
             payload["limits"] = limits
@@ -123,6 +146,7 @@ class ExecutorClient:
         deadline = time.monotonic() + timeout + overhead
         rounds = 1 + int(config.get("retries") or 0)
         problems: list[str] = []
+        refusals: set[FailureKind] = set()
         for round_index in range(rounds):
             wait = 0.0
             for url in self._order():
@@ -133,10 +157,14 @@ class ExecutorClient:
                     result = self._post(url, payload, remaining)
                 except _Refused as refused:
                     problems.append(f"{url}: {refused}")
+                    refusals.add(refused.kind)
                     wait = max(wait, refused.retry_after)
                     continue
                 except _Failed as failed:
-                    return ExecutionResult.provider_failure(provider_name, f"{url}: {failed}", endpoint=url)
+                    metadata: dict[str, Any] = {"endpoint": url}
+                    if problems:
+                        metadata["failed_attempts"] = list(problems)
+                    return provider_failure(provider_name, f"{url}: {failed}", failed.kind, **metadata)
                 metadata = {**result.metadata, "endpoint": url}
                 if round_index or problems:
                     metadata["failed_attempts"] = list(problems)
@@ -145,7 +173,10 @@ class ExecutorClient:
             if round_index + 1 < rounds and remaining > 0:
                 time.sleep(min(max(wait, 0.2), remaining))
         message = "no sandbox-executor could take the execution: " + ("; ".join(problems[-2 * len(self.endpoints):]) or "deadline passed")
-        return ExecutionResult.provider_failure(provider_name, message, endpoints=list(self.endpoints))
+        # Every executor refusing the token is the config's problem; anything else may pass.
+        kind = FailureKind.AUTH if refusals == {FailureKind.AUTH} else FailureKind.UNAVAILABLE
+        retry_after = None if kind is FailureKind.AUTH else max(wait, 1.0)
+        return provider_failure(provider_name, message, kind, retry_after=retry_after, endpoints=list(self.endpoints))
 
     def _post(self, url: str, payload: Mapping[str, Any], remaining: float) -> ExecutionResult:
         timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT, remaining))
@@ -154,26 +185,34 @@ class ExecutorClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self._mark_down(url)
             raise _Refused(f"unreachable ({type(exc).__name__}: {exc})") from None
+        except httpx.PoolTimeout:
+            raise _Refused("no free connection in this process's pool for it") from None
         except httpx.TimeoutException:
-            raise _Failed("no answer within the execution's deadline; it was not retried elsewhere, since it may have run") from None
+            raise _Failed(f"no answer within the execution's deadline; {_UNKNOWN}", FailureKind.LOST) from None
         except httpx.HTTPError as exc:
+            # The request was (at least partly) sent: the executor may have started the code
+            # before the connection broke (killed mid-execution), so it must not run elsewhere.
             self._mark_down(url)
-            raise _Refused(f"connection failed ({type(exc).__name__}: {exc})") from None
+            raise _Failed(
+                f"the connection broke after the request was sent ({type(exc).__name__}: {exc}); {_UNKNOWN}", FailureKind.LOST
+            ) from None
         self._mark_up(url)
-        if response.status_code == 200:
+        status = response.status_code
+        if status == 200:
             try:
                 return ExecutionResult.from_dict(response.json())
             except (ValueError, KeyError, TypeError) as exc:
-                raise _Failed(f"answered with something that is not an execution result ({exc})") from None
-        if response.status_code == 503:
+                raise _Failed(f"answered with something that is not an execution result ({exc})", FailureKind.INTERNAL) from None
+        if status == 503:
+            # The executor's admission refuses before anything runs (queue full, no sandbox).
             raise _Refused(f"unavailable (503): {_detail(response)}", _retry_after(response))
-        if response.status_code >= 500:
-            raise _Refused(f"server error {response.status_code}: {_detail(response)}", 1.0)
-        if response.status_code == 401:
-            raise _Refused("refused the token (401): set the executors' token in the self_managed config")
-        if response.status_code in (400, 413, 422):
-            raise _Failed(f"refused the request ({response.status_code}): {_detail(response)}")
-        raise _Refused(f"unexpected HTTP {response.status_code}: {_detail(response)}")
+        if status >= 500:
+            raise _Failed(f"failed inside with HTTP {status}: {_detail(response)}; {_UNKNOWN}", FailureKind.LOST)
+        if status == 401:
+            raise _Refused("refused the token (401): set the executors' token in the self_managed config", kind=FailureKind.AUTH)
+        if status in (400, 413, 422):
+            raise _Failed(f"refused the request ({status}): {_detail(response)}", FailureKind.BAD_CONFIG)
+        raise _Refused(f"unexpected HTTP {status}: {_detail(response)}")
 
     # -- health -------------------------------------------------------------------------------
 
@@ -198,6 +237,10 @@ class ExecutorClient:
             "latency": latency,
             "runtime": body.get("runtime"),
             "languages": {k: {"available": v.get("available"), "pool": v.get("pool")} for k, v in (body.get("languages") or {}).items()},
+            "runtimes": {
+                k: {"available": v.get("available"), "language": v.get("language"), "packages": v.get("packages", {}), "error": v.get("error")}
+                for k, v in (body.get("runtimes") or {}).items()
+            },
         }
 
     def health(self) -> HealthStatus:
@@ -208,7 +251,12 @@ class ExecutorClient:
         bad = [f"{url}: {probe['message']}" for url, probe in probes.items() if not probe["healthy"]]
         summary = f"{len(good)}/{len(self.endpoints)} executors healthy"
         message = summary + (" (" + "; ".join(bad) + ")" if bad else "")
-        return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details={"endpoints": probes})
+        runtimes: dict[str, Any] = {}
+        for probe in probes.values():
+            for name, entry in (probe.get("runtimes") or {}).items():
+                runtimes.setdefault(name, entry)
+        details = {"endpoints": probes, "runtimes": runtimes}
+        return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details=details)
 
 
 _clients: OrderedDict[tuple[tuple[str, ...], str | None, bool], ExecutorClient] = OrderedDict()

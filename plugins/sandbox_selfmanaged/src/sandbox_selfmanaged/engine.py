@@ -8,6 +8,10 @@ cannot work. ``Engine.execute()`` runs one request in a fresh sandbox and return
 :class:`~sandbox_core.model.ExecutionResult`. ``Engine.close()`` destroys every sandbox and
 leaves the state directory empty.
 
+Whatever happens once a sandbox is taken (the code's output cannot be read, the client leaves, a
+bug), the sandbox is destroyed and the pool refills. If the executor itself dies, a watchdog
+process (:mod:`sandbox_selfmanaged.watchdog`) kills its sandboxes.
+
 The engine makes its process a child subreaper and reaps every child of the process (see
 :mod:`sandbox_selfmanaged.procs`): give it a process of its own, as ``sandbox-executor`` does,
 rather than embedding it where other code starts subprocesses.
@@ -20,6 +24,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +43,7 @@ from sandbox_core.runner import Job, build_result, runner_path
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.errors import (
+    ExecutionCancelled,
     ExecutorError,
     RuntimeMissingError,
     SandboxUnavailableError,
@@ -48,13 +54,18 @@ from sandbox_selfmanaged.pool import WarmPool
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import RUNNER_DIR, build_rootfs, find_node, probe_python
 from sandbox_selfmanaged.runsc import Runsc, find_runsc
-from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox, SandboxLayout
+from sandbox_selfmanaged.runtimes import default_cache_dir
+from sandbox_selfmanaged.runtimes import names as runtime_names
+from sandbox_selfmanaged.served_runtimes import ServedRuntimes
+from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcome, Sandbox, SandboxLayout
 
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
 STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners"})
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
+FAILING_BOOTS = 3
+"""Consecutive failed boots of one language after which the engine reports itself unhealthy."""
 PYTHON_FLAGS = ("-I", "-B", "-u")
 """Isolated mode (no PYTHON* variables, no user site), no bytecode writes, unbuffered output
 (so prints made before a timeout kill are not lost in a buffer)."""
@@ -76,6 +87,10 @@ class EngineConfig:
     :param defaults: limits of a request that asks for none; ``maximums`` bound what requests ask.
     :param cgroup_parent: the cgroup all sandboxes live under (default derived from state_dir).
     :param acquire_timeout: how long an execution waits for a sandbox before a 503.
+    :param runtimes: runtimes (package sets) to serve, each with its own warm pool; built at start
+        into ``cache_dir`` unless already there (see :mod:`sandbox_selfmanaged.runtimes`).
+    :param stall_timeout: a language whose requests have waited this long while no sandbox
+        was handed out makes the engine unhealthy (its pool is stuck).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -90,9 +105,12 @@ class EngineConfig:
     maximums: Limits = DEFAULT_MAXIMUMS
     cgroup_parent: str | None = None
     acquire_timeout: float = 30.0
+    stall_timeout: float = 10.0
     boot_timeout: float = 30.0
     keep_logs: bool = False
     debug_runsc: bool = False
+    runtimes: tuple[str, ...] = attrs.field(default=(), converter=runtime_names)
+    cache_dir: Path | None = None
 
     def resolved_cgroup_parent(self) -> str:
         if self.cgroup_parent:
@@ -111,6 +129,8 @@ class Engine:
         self.problem: str | None = None
         self.language_errors: dict[str, str] = {}
         self.runtimes: dict[str, LanguageRuntime] = {}
+        """Per pool key: a language (its bare interpreter) or a served runtime's name."""
+        self.served = ServedRuntimes(config.cache_dir or default_cache_dir(), config.runtimes)
         self.runsc_path: str | None = None
         self.runsc_version: str | None = None
         self.cgroups = Cgroups()
@@ -121,6 +141,8 @@ class Engine:
         self.pool: WarmPool | None = None
         self.layout: SandboxLayout | None = None
         self._lock_fd: int | None = None
+        self._watchdog_pid: int | None = None
+        self._watchdog_fd: int | None = None
         self._active: set[Sandbox] = set()
         self._unreleased: set[Sandbox] = set()
         self._active_lock = threading.Lock()
@@ -171,10 +193,11 @@ class Engine:
         if not self.runtimes:
             self._fail("no language can run: " + "; ".join(self.language_errors.values()))
             return
+        self._start_watchdog()
         self.janitor = Janitor()
         self.pool = WarmPool(
             self._boot,
-            {language: self.config.pool_sizes.get(language, 1) for language in self.runtimes},
+            {key: self.config.pool_sizes.get(runtime.language, 1) for key, runtime in self.runtimes.items()},
             self.config.defaults,
             self.janitor,
             boot_concurrency=self.config.boot_concurrency,
@@ -198,6 +221,39 @@ class Engine:
             os.close(fd)
             raise ExecutorError(f"another sandbox-executor is using the state directory {self.state_dir}") from None
         self._lock_fd = fd
+
+    def _start_watchdog(self) -> None:
+        """Start the process that kills our sandboxes if this one dies (see the watchdog module)."""
+        assert self.supervisor is not None
+        directories = [str(d) for d in self.cgroups.directories(self.cgroup_parent)] if self.cgroup_parent else []
+        read_end, write_end = os.pipe()
+        try:
+            self._watchdog_pid = self.supervisor.spawn(
+                [sys.executable, "-I", "-S", "-B", str(Path(__file__).with_name("watchdog.py")), str(self.state_dir / "runsc"), *directories],
+                stdin=read_end,
+                stderr=2,
+            )
+        except OSError as exc:
+            os.close(write_end)
+            logger.error("could not start the watchdog (sandboxes would outlive a crashed executor): %s", exc)
+            return
+        finally:
+            os.close(read_end)
+        self._watchdog_fd = write_end
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_fd is None or self.supervisor is None:
+            return
+        try:
+            os.write(self._watchdog_fd, b"q")
+        except OSError:
+            pass
+        os.close(self._watchdog_fd)
+        self._watchdog_fd = None
+        if self._watchdog_pid is not None:
+            self.supervisor.wait(self._watchdog_pid, 5.0)
+            self.supervisor.forget(self._watchdog_pid)
+            self._watchdog_pid = None
 
     def _remove_leftovers(self) -> None:
         """Delete what a crashed predecessor left: sandboxes, cgroups, files."""
@@ -255,6 +311,10 @@ class Engine:
             result = self.supervisor.run([self.runtimes["javascript"].argv[0], "--version"], timeout=30)
             version = result.stdout.decode().strip().lstrip("v") if result.ok else ""
             self.runtimes["javascript"] = attrs.evolve(self.runtimes["javascript"], version=version)
+        self.served.prepare(python, node, self.runtimes["javascript"].version if node else "", self.supervisor)
+        for name, build in self.served.builds.items():
+            base = self.runtimes[build.language]
+            self.runtimes[name] = attrs.evolve(base, name=name, mounts=(build.mount(),), native_threads=build.native_threads)
         started = time.monotonic()
         report = build_rootfs(
             self.state_dir / "rootfs",
@@ -262,6 +322,8 @@ class Engine:
             python=python if "python" in self.runtimes else None,
             node=node if "javascript" in self.runtimes else None,
             file_mount_points=mount_points,
+            directory_mount_points=self.served.mount_points(),
+            libraries=self.served.libraries(),
         )
         logger.info(
             "root filesystem ready in %.2fs: %d files hard-linked, %d copied",
@@ -287,6 +349,7 @@ class Engine:
             supervisor=self.supervisor,
             cgroups=self.cgroups,
             timeout=self.config.boot_timeout,
+            dispose=self.janitor.dispose if self.janitor is not None else None,
         )
 
     def wait_ready(self, timeout: float) -> bool:
@@ -309,22 +372,38 @@ class Engine:
         release()
         return result
 
-    def run(self, request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, Callable[[], None]]:
+    def run(
+        self,
+        request: ExecutionRequest,
+        limits: Limits,
+        cancel: Cancellation | None = None,
+        job_options: Mapping[str, Any] | None = None,
+    ) -> tuple[ExecutionResult, Callable[[], None]]:
         """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
+
+        ``job_options`` are further :class:`~sandbox_core.runner.Job` fields (RAGFlow's ``/run``
+        sets the output folder, ``run_name`` and its artifact rules this way).
 
         Releasing destroys the sandbox and lets the pool boot its replacement. Both cost CPU and
         the interpreter lock; a service calls ``release`` after its response has been sent, so
         that work stays off the response's path. ``release`` is idempotent; sandboxes never
         released are destroyed by :meth:`close`.
+
+        When anything fails after the sandbox was taken, it is released here. A result that
+        cannot be built from the sandbox's output becomes a ``provider_error`` result. Raising
+        ``cancel`` (the client left) kills the sandbox and raises :class:`ExecutionCancelled`.
         """
         if self.problem or self.pool is None:
             raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
         if request.language not in self.runtimes:
             reason = self.language_errors.get(request.language, "not enabled on this executor")
             raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
+        if cancel is not None and cancel.is_set():
+            raise ExecutionCancelled("the execution was not started: its client left")
+        kind = self.served.resolve(request.language, request.runtime)
         requested_at = time.monotonic()
         pool = self.pool
-        sandbox = pool.acquire(request.language, limits, self.config.acquire_timeout)
+        sandbox = pool.acquire(kind, limits, self.config.acquire_timeout, cancel)
         queued = time.monotonic() - requested_at
         with self._active_lock:
             if self._closed:
@@ -334,6 +413,7 @@ class Engine:
             self._active.add(sandbox)
             self._busy[request.language] += 1
         released = threading.Event()
+        running = True
 
         def release() -> None:
             with self._active_lock:
@@ -345,35 +425,57 @@ class Engine:
             assert self.janitor is not None
             self.janitor.dispose(sandbox)
             if sandbox.limits.boot_key() == pool.profile.boot_key():
-                pool.give_back(request.language)
+                pool.give_back(kind)
 
-        try:
-            if limits.memory_mb != sandbox.limits.memory_mb:
-                sandbox.set_memory_limit(limits.memory_bytes)
-            job = Job(code=request.code, arguments=request.arguments, max_artifact_bytes=limits.max_artifact_bytes)
-            outcome = sandbox.run(job, limits)
-        except BaseException:
-            with self._active_lock:
-                self._busy[request.language] -= 1
-            release()
-            raise
-        with self._active_lock:
-            self._busy[request.language] -= 1
-            if not released.is_set():
-                self._active.discard(sandbox)
-                self._unreleased.add(sandbox)
         metadata: dict[str, Any] = {
             "runtime": RUNTIME_NAME,
             "runsc_version": self.runsc_version,
             "platform": self.config.platform,
             "sandbox_id": sandbox.id,
             "language_version": sandbox.runtime.version,
+            "sandbox_runtime": sandbox.runtime.name or None,
             "queue_seconds": round(queued, 6),
             "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
             "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
-            "memory_peak_bytes": outcome.memory_peak,
+            "memory_peak_bytes": None,
             "limits": limits.to_dict(),
         }
+        outcome: RunOutcome | None = None
+        try:
+            if limits.memory_mb != sandbox.limits.memory_mb:
+                sandbox.set_memory_limit(limits.memory_bytes)
+            job = Job(
+                code=request.code,
+                arguments=request.arguments,
+                max_artifact_bytes=limits.max_artifact_bytes,
+                **(job_options or {}),
+            )
+            outcome = sandbox.run(job, limits, cancel)
+            with self._active_lock:
+                self._busy[request.language] -= 1
+                running = False
+                if not released.is_set():
+                    self._active.discard(sandbox)
+                    self._unreleased.add(sandbox)
+            if outcome.cancelled:
+                raise ExecutionCancelled(f"the execution in sandbox {sandbox.id} was stopped: its client left")
+            metadata["memory_peak_bytes"] = outcome.memory_peak
+            result = self._result(outcome, limits, metadata)
+        except BaseException as exc:
+            if running:
+                with self._active_lock:
+                    self._busy[request.language] -= 1
+            release()
+            if not isinstance(exc, Exception) or isinstance(exc, ExecutionCancelled):
+                raise
+            # Whatever the code printed (a forged frame included) or whatever failed here, the
+            # caller gets a result that says so, never a crash, and the sandbox is gone.
+            logger.exception("execution in sandbox %s failed inside the executor", sandbox.id)
+            result = _provider_error(exc, outcome, metadata)
+        return result, release
+
+    @staticmethod
+    def _result(outcome: RunOutcome, limits: Limits, metadata: dict[str, Any]) -> ExecutionResult:
         result = build_result(
             provider=PROVIDER_NAME,
             stdout=outcome.stdout,
@@ -384,6 +486,7 @@ class Engine:
             timeout=limits.timeout,
             memory_exceeded=outcome.memory_exceeded,
             metadata=metadata,
+            raw_value=True,
         )
         if outcome.flooded and result.status not in (ExecutionStatus.TIMEOUT, ExecutionStatus.MEMORY_LIMIT):
             result = attrs.evolve(
@@ -394,18 +497,32 @@ class Engine:
                     message=f"the code wrote more than {limits.max_output_bytes} bytes of output and was stopped",
                 ),
             )
-        return result, release
+        return result
 
     # -- observing ----------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Whether the engine can produce sandboxes, and the state of each language's pool."""
+        """Whether the engine can produce sandboxes, and the state of each language's pool.
+
+        Unhealthy when no language can run, or when a language's pool cannot produce sandboxes:
+        its last :data:`FAILING_BOOTS` boots failed, or requests have waited ``stall_timeout``
+        seconds while no sandbox was handed out. A language that is merely not installed
+        leaves the engine ``degraded``, still healthy.
+        """
         pools = self.pool.status() if self.pool is not None else {}
         with self._active_lock:
             busy = dict(self._busy)
         languages: dict[str, Any] = {}
+        stalled: list[str] = []
         for language in self.config.languages:
             pool = pools.get(language)
+            if pool is not None and pool["starved_seconds"] >= self.config.stall_timeout:
+                stalled.append(
+                    f"{language}: requests waited {pool['starved_seconds']:.0f}s and no sandbox became ready "
+                    f"({pool['booting']} booting, {busy.get(language, 0)} busy)"
+                )
+            elif pool is not None and pool["consecutive_failures"] >= FAILING_BOOTS:
+                stalled.append(f"{language}: the last {pool['consecutive_failures']} boots failed: {pool['last_error']}")
             entry: dict[str, Any] = {
                 "available": language in self.runtimes and not (pool or {}).get("failing", False),
                 "version": self.runtimes[language].version if language in self.runtimes else None,
@@ -414,9 +531,15 @@ class Engine:
             if pool is not None:
                 entry["pool"] = {**pool, "busy": busy.get(language, 0)}
             languages[language] = entry
+        runtimes = self.served.describe()
+        for name, entry in runtimes.items():
+            if name in pools:
+                entry["pool"] = pools[name]
         working = [language for language, entry in languages.items() if entry["available"]]
         if self.problem:
             status, message = "unavailable", self.problem
+        elif stalled:
+            status, message = "unavailable", "sandboxes are not being produced: " + "; ".join(stalled)
         elif not working:
             status = "unavailable"
             message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if entry["error"])
@@ -424,6 +547,9 @@ class Engine:
         elif len(working) < len(languages):
             status = "degraded"
             message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if not entry["available"])
+        elif self.served.errors:
+            status = "degraded"
+            message = "; ".join(f"runtime {name}: {error}" for name, error in self.served.errors.items())
         else:
             status, message = "ok", "sandboxes are ready"
         return {
@@ -438,6 +564,7 @@ class Engine:
                 "cgroups": self.cgroups.mode,
             },
             "languages": languages,
+            "runtimes": runtimes,
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 
@@ -481,10 +608,36 @@ class Engine:
             for path in self.cgroups.remove_tree(self.cgroup_parent):
                 logger.error("could not remove cgroup %s at shutdown", path)
         _empty_directory(self.state_dir)
+        self.served.close()
+        self._stop_watchdog()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
         logger.info("engine stopped; state directory %s is empty", self.state_dir)
+
+
+def _provider_error(exc: Exception, outcome: RunOutcome | None, metadata: dict[str, Any]) -> ExecutionResult:
+    """The result of an execution the executor failed to carry out or to read, with what it printed."""
+    if outcome is None:
+        message = f"the executor failed while running the code: {type(exc).__name__}: {exc}"
+        return ExecutionResult(
+            status=ExecutionStatus.PROVIDER_ERROR,
+            error=ErrorInfo(type="ExecutorFailure", message=message),
+            provider=PROVIDER_NAME,
+            metadata=metadata,
+        )
+    return ExecutionResult(
+        status=ExecutionStatus.PROVIDER_ERROR,
+        stdout=outcome.stdout.output.text(),
+        stderr=outcome.stderr.text(),
+        exit_code=outcome.exit_code,
+        error=ErrorInfo(type="ResultUnreadable", message=f"the executor could not read the sandbox's result: {exc}"),
+        stdout_truncated=outcome.stdout.output.truncated,
+        stderr_truncated=outcome.stderr.truncated,
+        execution_time=outcome.elapsed,
+        provider=PROVIDER_NAME,
+        metadata=metadata,
+    )
 
 
 def _empty_directory(directory: Path) -> None:

@@ -29,6 +29,10 @@ class SandboxUnavailableError(ExecutorError, ProviderUnavailableError):
         self.retry_after = retry_after
 
 
+class ExecutionCancelled(ExecutorError):
+    """The execution was stopped before its end because its caller gave up (the client left)."""
+
+
 class LimitError(ExecutorError, ValueError):
     """A requested limit is invalid or above the operator's maximum; names the field."""
 

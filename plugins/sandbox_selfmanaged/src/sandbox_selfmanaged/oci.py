@@ -2,7 +2,8 @@
 
 Everything that makes a sandbox safe is decided here: the read-only minimal root, tmpfs ``/tmp``
 and work folder, the runner mounted read-only, an unprivileged user with no capabilities and
-``no_new_privileges``, an environment of three variables, fresh namespaces, and the resource
+``no_new_privileges``, an environment of three variables (plus native thread-pool sizes in
+sandboxes of a Python runtime), fresh namespaces, and the resource
 limits. ``RLIMIT_NPROC`` is the real process limit (gVisor enforces it inside, ``fork`` fails with
 EAGAIN); the cgroup ``pids`` limit counts the sandbox's *host* threads (about 30 when idle) and is
 only a backstop. ``RLIMIT_FSIZE`` bounds each file; the memory limit bounds everything else,
@@ -29,6 +30,19 @@ def host_pids_limit(limits: Limits) -> int:
     return HOST_THREADS_IDLE + 4 * limits.processes
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_environment(limits: Limits) -> tuple[str, ...]:
+    """Thread counts of native libraries (OpenBLAS, OpenMP, MKL) sized to the CPU quota.
+
+    Left alone they start a thread per host core; each is a host thread counted by the pids
+    backstop, and more threads than the quota allows only contend.
+    """
+    threads = str(max(1, int(limits.cpus)))
+    return tuple(f"{name}={threads}" for name in THREAD_VARIABLES)
+
+
 def build_spec(
     *,
     args: Sequence[str],
@@ -36,11 +50,13 @@ def build_spec(
     cgroups_path: str | None,
     limits: Limits,
     read_only_files: Sequence[tuple[str, str]] = (),
+    native_threads: bool = False,
     hostname: str = "sandbox",
 ) -> dict[str, Any]:
     """The spec for a sandbox running ``args`` under ``limits``.
 
-    :param read_only_files: ``(host path, path inside)`` pairs bind-mounted read-only.
+    :param read_only_files: ``(host path, path inside)`` pairs (files or folders) bind-mounted read-only.
+    :param native_threads: add :func:`thread_environment` (sandboxes with numpy and the like).
     """
     tmpfs_options = ["nosuid", "nodev", "mode=1777"]
     mounts: list[dict[str, Any]] = [
@@ -75,7 +91,7 @@ def build_spec(
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "additionalGids": []},
             "args": list(args),
-            "env": list(ENVIRONMENT),
+            "env": [*ENVIRONMENT, *(thread_environment(limits) if native_threads else ())],
             "cwd": WORK_DIR,
             "capabilities": no_capabilities,
             "rlimits": rlimits,

@@ -3,10 +3,12 @@
 Boots are done by a fixed number of worker threads (``boot_concurrency``), so however many
 requests arrive, gVisor boots never pile up and starve the executions running on the same cores.
 Each language keeps ``target`` sandboxes ready, plus one more for every request waiting for one:
-demand raises the refill rate instead of making requests boot their own. Requests whose limits
-need a differently-booted sandbox (other rlimits or CPU quota) get a dedicated boot, served
-before refills. When boots fail, waiting requests get runsc's own error at once, and retries back
-off, never a generic "pool busy".
+demand raises the refill rate instead of making requests boot their own. A waiting request gets
+its boot however many sandboxes are lent out (long executions never starve short ones); the
+refill towards ``target`` waits for lent sandboxes to be given back, so it does not compete with
+the executions that hold them. Requests whose limits need a differently-booted sandbox (other
+rlimits or CPU quota) get a dedicated boot, served before refills. When boots fail, waiting
+requests get runsc's own error at once, and retries back off, never a generic "pool busy".
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from typing import Any
 
 import attrs
 
-from sandbox_selfmanaged.errors import SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutionCancelled, SandboxUnavailableError
 from sandbox_selfmanaged.janitor import Janitor
 from sandbox_selfmanaged.limits import Limits
-from sandbox_selfmanaged.sandbox import Sandbox
+from sandbox_selfmanaged.sandbox import Cancellation, Sandbox
 
 logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 IDLE_CHECK_SECONDS = 5.0
+CANCEL_CHECK_SECONDS = 0.2
+"""How often a request waiting for a sandbox looks whether its client left."""
 
 BootFunction = Callable[[str, Limits], Sandbox]
 
@@ -40,6 +44,8 @@ class _LanguageState:
     ready: collections.deque[Sandbox] = attrs.field(factory=collections.deque)
     booting: int = 0
     queue: collections.deque[object] = attrs.field(factory=collections.deque)  # requests waiting, oldest first
+    waiting_since: dict[object, float] = attrs.field(factory=dict)
+    last_progress: float = attrs.field(factory=time.monotonic)  # a sandbox was last handed to a request
     lent: int = 0
     boots: int = 0
     boot_failures: int = 0
@@ -100,21 +106,23 @@ class WarmPool:
 
     # -- taking sandboxes ---------------------------------------------------------------------
 
-    def acquire(self, language: str, limits: Limits, timeout: float) -> Sandbox:
+    def acquire(self, language: str, limits: Limits, timeout: float, cancel: Cancellation | None = None) -> Sandbox:
         """A booted sandbox for one execution, waiting up to ``timeout`` seconds for one.
 
         Raises :class:`SandboxUnavailableError` with the boot error when sandboxes cannot be
-        booted, or when none became ready in time.
+        booted, or when none became ready in time, and :class:`ExecutionCancelled` as soon as
+        ``cancel`` is raised while waiting (no sandbox is taken for a client that left).
         """
         deadline = time.monotonic() + timeout
         if language not in self._states:
             raise SandboxUnavailableError(f"language {language!r} is not available on this executor")
         if limits.boot_key() != self.profile.boot_key():
-            return self._acquire_dedicated(language, limits, deadline)
+            return self._acquire_dedicated(language, limits, deadline, cancel)
         turn = object()
         with self._cond:
             state = self._states[language]
             state.queue.append(turn)
+            state.waiting_since[turn] = time.monotonic()
             self._cond.notify_all()
             try:
                 while True:
@@ -125,11 +133,13 @@ class WarmPool:
                         sandbox = state.ready.popleft()
                         if sandbox.alive():
                             state.lent += 1
+                            state.last_progress = time.monotonic()
                             return sandbox
                         logger.warning("warm %s sandbox %s died while idle; discarding it", language, sandbox.id)
                         self._janitor.dispose(sandbox)
                     if state.consecutive_failures and state.booting == 0:
                         raise SandboxUnavailableError(state.last_error or "sandboxes cannot be booted", retry_after=BACKOFF_MAX)
+                    _check_cancel(cancel)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise SandboxUnavailableError(
@@ -137,12 +147,13 @@ class WarmPool:
                             f"({state.booting} booting, {len(state.queue)} requests waiting)",
                             retry_after=1,
                         )
-                    self._cond.wait(remaining)
+                    self._cond.wait(_wait_slice(remaining, cancel))
             finally:
                 state.queue.remove(turn)
+                del state.waiting_since[turn]
                 self._cond.notify_all()
 
-    def _acquire_dedicated(self, language: str, limits: Limits, deadline: float) -> Sandbox:
+    def _acquire_dedicated(self, language: str, limits: Limits, deadline: float, cancel: Cancellation | None) -> Sandbox:
         ticket = _Ticket(language=language, limits=limits)
         with self._cond:
             if self._closed:
@@ -151,12 +162,13 @@ class WarmPool:
             self._cond.notify_all()
             while ticket.sandbox is None and ticket.error is None:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+                if remaining <= 0 or self._closed or (cancel is not None and cancel.is_set()):
                     ticket.abandoned = True
                     if ticket in self._tickets:
                         self._tickets.remove(ticket)
+                    _check_cancel(cancel)
                     raise SandboxUnavailableError(f"no {language} sandbox with the requested limits could be booted in time", retry_after=1)
-                self._cond.wait(remaining)
+                self._cond.wait(_wait_slice(remaining, cancel))
             if ticket.error is not None:
                 raise SandboxUnavailableError(ticket.error, retry_after=BACKOFF_MAX)
             assert ticket.sandbox is not None
@@ -184,8 +196,9 @@ class WarmPool:
                 self._janitor.dispose(sandbox)
             # A sandbox lent to a running execution still counts against the target: refilling
             # waits until it is given back, so a boot does not compete with that execution (and
-            # its response) for the CPU. Waiting requests raise the demand at once.
-            deficit = state.target + len(state.queue) - len(state.ready) - state.booting - state.lent
+            # its response) for the CPU. Waiting requests raise the demand at once, however many
+            # sandboxes are lent (admission bounds how many requests can wait).
+            deficit = max(0, state.target - state.lent) + len(state.queue) - len(state.ready) - state.booting
             if deficit <= 0 or now < state.retry_at:
                 continue
             key = (1 if state.queue else 0, deficit)
@@ -232,6 +245,7 @@ class WarmPool:
                     state.last_boot_seconds = time.monotonic() - started
                     if ticket is not None and not ticket.abandoned:
                         ticket.sandbox = sandbox
+                        state.last_progress = time.monotonic()
                     elif ticket is None and not self._closed:
                         state.ready.append(sandbox)
                     else:
@@ -249,8 +263,14 @@ class WarmPool:
     # -- observing and closing ----------------------------------------------------------------
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """Per language: ready, target, booting, waiting, boot counters and the last boot error."""
+        """Per language: ready, target, booting, waiting, boot counters and the last boot error.
+
+        ``starved_seconds``: how long requests have been waiting while no sandbox was handed
+        out (0 when nobody waits) -- a pool making no progress at all, whether its boots hang,
+        are never started, or give sandboxes that die before use.
+        """
         with self._cond:
+            now = time.monotonic()
             return {
                 language: {
                     "ready": len(state.ready),
@@ -260,8 +280,10 @@ class WarmPool:
                     "boots": state.boots,
                     "boot_failures": state.boot_failures,
                     "failing": bool(state.consecutive_failures),
+                    "consecutive_failures": state.consecutive_failures,
                     "last_error": state.last_error,
                     "last_boot_seconds": state.last_boot_seconds,
+                    "starved_seconds": _starved(state, now),
                 }
                 for language, state in self._states.items()
             }
@@ -296,3 +318,19 @@ class WarmPool:
             for ticket in self._tickets:
                 ticket.abandoned = True
             self._tickets.clear()
+
+
+def _check_cancel(cancel: Cancellation | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ExecutionCancelled("the execution was not started: its client left while it waited for a sandbox")
+
+
+def _wait_slice(remaining: float, cancel: Cancellation | None) -> float:
+    return min(remaining, CANCEL_CHECK_SECONDS) if cancel is not None else remaining
+
+
+def _starved(state: _LanguageState, now: float) -> float:
+    if not state.waiting_since:
+        return 0.0
+    oldest = min(state.waiting_since.values())
+    return round(max(0.0, now - max(oldest, state.last_progress)), 3)

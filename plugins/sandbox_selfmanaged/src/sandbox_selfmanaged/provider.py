@@ -42,6 +42,7 @@ SCHEMA = ConfigSchema(
             description="The bearer token the executors were started with (SANDBOX_EXECUTOR_TOKEN). "
             "Required unless every endpoint is on this machine.",
             env=TOKEN_ENV,
+            bound_to=("endpoints", "verify_tls"),
         ),
         ConfigField(
             "request_timeout",
@@ -57,7 +58,7 @@ SCHEMA = ConfigSchema(
             "retries",
             "integer",
             label="Retries",
-            description="Extra rounds over the endpoints when all refused (unreachable, 5xx, 503), "
+            description="Extra rounds over the endpoints when all refused before running anything (unreachable, 503), "
             "honouring Retry-After, within the execution's deadline.",
             default=2,
             minimum=0,
@@ -89,6 +90,7 @@ def sandbox_provider_info() -> ProviderInfo:
         description="gVisor sandboxes on your own machines, through one or more sandbox-executor services",
         languages=("python", "javascript"),
         tags=("self-hosted", "gvisor", "no-network"),
+        runtimes=True,
     )
 
 

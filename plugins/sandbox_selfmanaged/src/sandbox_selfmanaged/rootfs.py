@@ -45,8 +45,8 @@ ETC_FILES = {
 }
 
 _PYTHON_PROBE = (
-    "import json, sys, sysconfig; print(json.dumps({"
-    "'executable': sys.executable, 'version': '%d.%d.%d' % sys.version_info[:3], "
+    "import json, site, sys, sysconfig; print(json.dumps({"
+    "'executable': sys.executable, 'version': '%d.%d.%d' % sys.version_info[:3], 'site': site.getsitepackages(), "
     "'stdlib': sysconfig.get_path('stdlib'), 'platstdlib': sysconfig.get_path('platstdlib')}))"
 )
 
@@ -59,6 +59,8 @@ class PythonInstall:
     version: str
     stdlib: str
     platstdlib: str
+    site_packages: str = ""
+    """The first folder ``site`` puts on ``sys.path`` (where a runtime's packages are mounted)."""
 
 
 def probe_python(path: str, supervisor: ProcessSupervisor) -> PythonInstall:
@@ -78,7 +80,14 @@ def probe_python(path: str, supervisor: ProcessSupervisor) -> PythonInstall:
                 f"the Python at {path} keeps its standard library in a home folder ({info[key]}), which "
                 "sandboxes must not see: use the system's /usr/bin/python3 (Debian package python3-minimal)"
             )
-    return PythonInstall(executable=path, version=info["version"], stdlib=info["stdlib"], platstdlib=info["platstdlib"])
+    site_dirs = [d for d in info["site"] if not any(d == p or d.startswith(p + "/") for p in HOME_PREFIXES)]
+    return PythonInstall(
+        executable=path,
+        version=info["version"],
+        stdlib=info["stdlib"],
+        platstdlib=info["platstdlib"],
+        site_packages=site_dirs[0] if site_dirs else "",
+    )
 
 
 def _system_path(path: str) -> bool:
@@ -171,11 +180,15 @@ def build_rootfs(
     python: PythonInstall | None,
     node: str | None,
     file_mount_points: Iterable[str] = (),
+    directory_mount_points: Iterable[str] = (),
+    libraries: Iterable[str] = (),
 ) -> RootfsReport:
     """Assemble the read-only root at ``root`` (which must not exist yet).
 
     ``file_mount_points`` are paths inside where single files will be bind-mounted (the runner
-    scripts): they are created empty, because runsc would otherwise create them in our tree.
+    scripts): they are created empty, because runsc would otherwise create them in our tree;
+    ``directory_mount_points`` likewise for folders (runtimes' packages). ``libraries`` are host
+    shared libraries added on top of what the interpreters need (runtimes' native modules').
     """
     root.mkdir(parents=True)
     builder = _TreeBuilder(root)
@@ -196,7 +209,7 @@ def build_rootfs(
     if node is not None:
         builder.add(node)
         elf.append(os.path.realpath(node))
-    for library in sorted(shared_libraries(elf, supervisor)):
+    for library in sorted(shared_libraries(elf, supervisor) | set(libraries)):
         builder.add(library)
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
@@ -204,6 +217,8 @@ def build_rootfs(
         (etc / name).write_text(content)
     for name in MOUNT_POINTS:
         (root / name).mkdir(exist_ok=True)
+    for point in directory_mount_points:
+        (root / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
     for point in file_mount_points:
         target = root / point.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,11 @@ class Runsc:
         """Ids of every container in our state directory (leftovers included)."""
         if not self.root_dir.is_dir():
             return []
-        result = self.run(os.devnull, "list", "--format=json", timeout=30)
+        try:
+            result = self.run(os.devnull, "list", "--format=json", timeout=30)
+        except OSError as exc:  # runsc cannot be run (removed, not executable)
+            logger.warning("runsc list could not be run: %s", exc)
+            return []
         if not result.ok:
             logger.warning("runsc list failed: %s", result.output_text())
             return []

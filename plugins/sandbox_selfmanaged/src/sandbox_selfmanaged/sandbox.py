@@ -14,6 +14,7 @@ import os
 import secrets
 import selectors
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,46 @@ def new_sandbox_id() -> str:
     return ID_PREFIX + secrets.token_hex(ID_RANDOM_BYTES)
 
 
+class Cancellation:
+    """A flag another thread raises to stop an execution (its client left); wakes :meth:`Sandbox.run` at once.
+
+    Backed by a pipe, so the sandbox's ``select`` loop sees it like its own output: no polling.
+    Close it when the execution is over (a context manager does).
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        self._lock = threading.Lock()
+        self._set = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        """Ask the execution to stop; harmless when repeated or after :meth:`close`."""
+        with self._lock:
+            if self._set or self._write < 0:
+                return
+            self._set = True
+            os.write(self._write, b"!")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in (self._read, self._write):
+                if fd >= 0:
+                    os.close(fd)
+            self._read = self._write = -1
+
+    def __enter__(self) -> Cancellation:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 @attrs.frozen
 class LanguageRuntime:
     """How a language runs inside: the command line and the runner file mounted for it."""
@@ -53,6 +94,12 @@ class LanguageRuntime:
     runner_host_path: str
     runner_path: str
     version: str = ""
+    name: str = ""
+    """The runtime (package set) served, or "" for the bare interpreter."""
+    mounts: tuple[tuple[str, str], ...] = ()
+    """``(host folder, path inside)`` bind-mounted read-only (a runtime's packages)."""
+    native_threads: bool = False
+    """Its packages start native thread pools, sized to the CPU quota through the environment."""
 
 
 @attrs.frozen
@@ -83,6 +130,7 @@ class RunOutcome:
     elapsed: float
     timed_out: bool = False
     flooded: bool = False
+    cancelled: bool = False
     memory_exceeded: bool = False
     memory_peak: int | None = None
 
@@ -115,6 +163,7 @@ class Sandbox:
         self.state = State.READY
         self.boot_seconds = 0.0
         self.ready_at = 0.0
+        self.cleanup_error: str | None = None
         self._stdin: int | None = None
         self._stdout: int | None = None
         self._stderr: int | None = None
@@ -136,8 +185,13 @@ class Sandbox:
         supervisor: ProcessSupervisor,
         cgroups: Cgroups,
         timeout: float = 30.0,
+        dispose: Callable[[Sandbox], None] | None = None,
     ) -> Sandbox:
-        """Create and start a sandbox whose runner waits for its job. Raises :class:`SandboxBootError`."""
+        """Create and start a sandbox whose runner waits for its job. Raises :class:`SandboxBootError`.
+
+        What a failed boot left (bundle, runsc state, processes) goes to ``dispose`` (the
+        janitor, which retries until it is gone), or is destroyed here when none is given.
+        """
         sandbox = cls(
             sandbox_id=new_sandbox_id(),
             runtime=runtime,
@@ -150,7 +204,10 @@ class Sandbox:
         try:
             sandbox._boot(timeout)
         except BaseException:
-            sandbox.destroy()
+            if dispose is not None:
+                dispose(sandbox)
+            else:
+                sandbox.destroy()
             raise
         return sandbox
 
@@ -162,7 +219,8 @@ class Sandbox:
             rootfs=str(self.layout.rootfs),
             cgroups_path=self.cgroups_path,
             limits=self.limits,
-            read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path)],
+            read_only_files=[(self.runtime.runner_host_path, self.runtime.runner_path), *self.runtime.mounts],
+            native_threads=self.runtime.native_threads,
         )
         (self.bundle / "config.json").write_text(json.dumps(spec))
         pid_file = self.bundle / "sandbox.pid"
@@ -176,6 +234,8 @@ class Sandbox:
                 stdout=stdout_w,
                 stderr=stderr_w,
             )
+        except OSError as exc:
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc could not be run: {exc}") from None
         finally:
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
@@ -245,11 +305,12 @@ class Sandbox:
 
     # -- one execution ------------------------------------------------------------------------
 
-    def run(self, job: Job, limits: Limits) -> RunOutcome:
+    def run(self, job: Job, limits: Limits, cancel: Cancellation | None = None) -> RunOutcome:
         """Give the runner its job and stream its output back until it ends or is stopped.
 
         Enforces ``limits.timeout`` (wall clock, from the first byte of the job) and the output
-        flood cap. Memory is enforced by the kernel; an OOM kill is read from the cgroup.
+        flood cap. Memory is enforced by the kernel; an OOM kill is read from the cgroup. When
+        ``cancel`` is raised the sandbox is killed at once and the outcome says ``cancelled``.
         """
         if self.state is not State.READY:
             raise RuntimeError(f"sandbox {self.id} is {self.state.value}, not ready")
@@ -258,10 +319,10 @@ class Sandbox:
         stdout = ResultStream(job.marker, limits.max_output_bytes)
         stderr = BoundedCapture(limits.max_output_bytes)
         flood_cap = FLOOD_FACTOR * limits.max_output_bytes
-        payload = memoryview(job.encode())
+        payload = job.parts()
         started = time.monotonic()
         deadline = started + limits.timeout
-        timed_out = flooded = finished = False
+        timed_out = flooded = finished = cancelled = False
         kill_at: float | None = None
 
         for fd in (self._stdin, self._stdout, self._stderr):
@@ -270,6 +331,9 @@ class Sandbox:
         selector.register(self._stdin, selectors.EVENT_WRITE)
         selector.register(self._stdout, selectors.EVENT_READ, stdout.feed)
         selector.register(self._stderr, selectors.EVENT_READ, stderr.feed)
+        cancel_fd = cancel.fileno() if cancel is not None else -1
+        if cancel_fd >= 0:
+            selector.register(cancel_fd, selectors.EVENT_READ)
         reading = 2
         try:
             while reading:
@@ -282,6 +346,12 @@ class Sandbox:
                     break
                 limit = (deadline - now) if kill_at is None else (kill_at + DRAIN_SECONDS - now)
                 for key, _mask in selector.select(max(0.0, limit)):
+                    if key.fd == cancel_fd:
+                        cancelled = True
+                        self.kill()
+                        kill_at = time.monotonic()
+                        reading = 0
+                        break
                     if key.fd == self._stdin:
                         payload = self._write_some(payload, selector)
                         continue
@@ -298,7 +368,7 @@ class Sandbox:
                         flooded = True
                         self.kill()
                         kill_at = time.monotonic()
-                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame() is not None:
+                    elif key.fd == self._stdout and chunk.endswith(b"\n") and stdout.frame(raw_value=True) is not None:
                         # The result frame is the runner's last word (JSON has no raw newline, so
                         # this one ends it): do not wait for the sandbox to wind down.
                         finished = True
@@ -312,7 +382,7 @@ class Sandbox:
             exit_code = None  # the frame carries it; the sandbox is destroyed without waiting
         else:
             exit_code = self._wait_exit(deadline if kill_at is None else time.monotonic() + DRAIN_SECONDS)
-        if exit_code is None and kill_at is None and not finished:
+        if exit_code is None and kill_at is None and not finished and not cancelled:
             # Output closed but the code still runs (it closed stdout/stderr itself): its time is up.
             timed_out = True
             self.kill()
@@ -331,6 +401,7 @@ class Sandbox:
             elapsed=elapsed,
             timed_out=timed_out,
             flooded=flooded,
+            cancelled=cancelled,
             memory_exceeded=memory_exceeded and not timed_out,
             memory_peak=memory_peak,
         )
@@ -349,15 +420,17 @@ class Sandbox:
             total += len(chunk)
             feed(chunk)
 
-    def _write_some(self, payload: memoryview, selector: selectors.BaseSelector) -> memoryview:
+    def _write_some(self, payload: list[memoryview], selector: selectors.BaseSelector) -> list[memoryview]:
         assert self._stdin is not None
         try:
-            written = os.write(self._stdin, payload[:READ_CHUNK])
+            written = os.write(self._stdin, payload[0][:READ_CHUNK])
         except BlockingIOError:
             return payload
         except (BrokenPipeError, OSError):
-            written = len(payload)  # the runner is gone; what it says (or not) tells the rest
-        payload = payload[written:]
+            payload = []  # the runner is gone; what it says (or not) tells the rest
+        else:
+            rest = payload[0][written:]
+            payload = [rest, *payload[1:]] if rest else payload[1:]
         if not payload:
             selector.unregister(self._stdin)
             os.close(self._stdin)
@@ -387,18 +460,23 @@ class Sandbox:
     def destroy(self) -> bool:
         """Kill the sandbox, delete it from runsc and remove its files. Idempotent.
 
-        Returns False when runsc could not delete it (it is then left for the shutdown sweep).
+        Returns False, keeping everything needed to try again, when runsc could not delete it
+        (runsc failed, or could not even be run); :attr:`cleanup_error` then says why.
         """
         if self.state is State.DESTROYED:
             return True
         self._close_stdio()
         self.kill()
-        ok = True
         if self.pid is not None or self.bundle.exists():
-            result = self.runsc.delete(self.id, self.log_file)
+            try:
+                result = self.runsc.delete(self.id, self.log_file)
+            except OSError as exc:  # runsc cannot be run at all (removed, not executable)
+                self.cleanup_error = f"runsc could not be run: {exc}"
+                return False
             if not result.ok and self.pid is not None:
-                ok = False
-                logger.warning("runsc delete %s failed: %s", self.id, result.output_text())
+                self.cleanup_error = f"runsc delete failed: {result.output_text()}"
+                return False
+        self.cleanup_error = None
         if self.pid is not None:
             self.supervisor.wait(self.pid, 5.0)
             self.supervisor.forget(self.pid)
@@ -409,5 +487,5 @@ class Sandbox:
             except FileNotFoundError:
                 pass
         self.state = State.DESTROYED
-        return ok
+        return True
 

@@ -6,13 +6,18 @@
 ``GET /metrics``               token  Prometheus text
 ``POST /v1/execute``           token  run code → ``ExecutionResult.to_dict()``
 ``POST /run``                  token  the same in RAGFlow executor_manager's request/response shape
+``GET /v1/runtimes``           token  the runtimes served: name, language, packages with versions
 ``GET /openapi.json``          token  the OpenAPI document
 =============================  =====  ==========================================================
 
-Request errors get their own status codes: 400 malformed JSON, 401 no/bad token, 413 body too
-large, 422 invalid field or a limit above the operator's maximum, 503 (with ``Retry-After``) when
-the queue is full or sandboxes cannot be booted. What the user's code did, errors included, is a
-200 whose body says so: that is the result contract.
+"token": ``Authorization: Bearer <token>`` or ``X-Sandbox-Token: <token>``, or a peer in a network
+the operator trusts (see :mod:`.gate`). Request errors get their own status codes: 400 malformed
+JSON, 401 no/bad token, 408 a body sent too slowly, 413 body too large, 422 invalid field (strict
+types: ``"64"`` is not an integer) or a limit above the operator's maximum, 503 (with
+``Retry-After``) when the queue is full, request bodies use up their budget or sandboxes cannot be
+booted. What the user's code did, errors included, is a 200 whose body says so: that is the
+result contract. A client that disconnects before its result stops its execution (its sandbox is
+killed and released at once).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,27 +34,37 @@ import attrs
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
+from sandbox_core.errors import ConfigurationError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
+from sandbox_core.policy import POLICY_ENV, CodePolicy, check
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
-from sandbox_selfmanaged.errors import LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.errors import ExecutionCancelled, ExecutorError, LimitError, SandboxUnavailableError
+from sandbox_selfmanaged.runtimes import UnknownRuntimeError
+from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
+from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.admission import Admission, Busy
-from sandbox_selfmanaged.service.gate import Gate
+from sandbox_selfmanaged.service.bodies import parse_body, read_body
+from sandbox_selfmanaged.service.gate import Gate, Network
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
 from sandbox_selfmanaged.service.models import (
     ExecuteIn,
     ExecutionResultOut,
     HealthOut,
     ProblemOut,
+    RuntimeOut,
 )
-from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, to_ragflow
+from sandbox_selfmanaged.service.responses import RelayedJSONResponse
+from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, policy_refusal, to_ragflow
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
 LIVENESS_PATH = "/livez"
+SCHEMA_REF = "#/components/schemas/{model}"
 RELEASE_FALLBACK_SECONDS = 5.0
 
 
@@ -57,18 +72,52 @@ async def _call(function: Callable[[], None]) -> None:
     function()  # cheap (a kill, a queue put, a notify): fine on the event loop
 
 
+async def _cancel_on_disconnect(http: Request, cancel: Cancellation) -> None:
+    """Raise ``cancel`` when the client closes its connection (the body was read already)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+    cancel.set()
+
+
+async def _admit(admission: Admission, watcher: asyncio.Future[None], cancel: Cancellation) -> None:
+    """Take an execution slot, unless the client leaves first: then :class:`ExecutionCancelled`."""
+    slot = asyncio.ensure_future(admission.acquire())
+    await asyncio.wait({slot, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if slot.done() or not cancel.is_set():
+        await slot  # raises Busy when refused
+        return
+    slot.cancel()
+    try:
+        await slot
+    except (asyncio.CancelledError, Busy):
+        pass
+    else:
+        admission.release()  # granted just as the client left: pass it on
+    raise ExecutionCancelled("the execution was not started: its client left while it waited for a slot")
+
+
 @attrs.frozen
 class ServiceConfig:
     """The service around the engine.
 
-    :param token: bearer token required on every route but ``/livez`` (None: no authentication).
+    :param token: token required on every route but ``/livez`` (None: no authentication, or
+        only ``trusted_networks`` may call).
+    :param trusted_networks: peers in these networks are served without a token.
     :param max_concurrency: executions running at once; further requests queue.
     :param queue_size: requests allowed to wait for a slot; beyond, 503 + ``Retry-After``.
     :param queue_timeout: seconds a request may wait for a slot before a 503.
     :param max_body_bytes: largest request body (code plus arguments); beyond, 413.
     :param max_held_bytes: request bodies all requests in progress may hold together (queued
         ones included); beyond, 503 (default: 8 × ``max_body_bytes``).
+    :param body_timeout: longest pause while a request body arrives (then 408), and the grace
+        before ``min_body_rate`` applies.
+    :param min_body_rate: bytes per second a request body must average after the grace.
     :param ready_timeout: how long start-up waits for the warm pool before serving anyway.
+
+    Memory of request handling is bounded by ``max_held_bytes`` (bodies are relayed to the
+    sandbox as received, not copied or decoded); a response costs about the result frame it came
+    in (bounded by the runner protocol) plus its output and artifacts: a ``main()`` value is
+    relayed as its JSON text.
     """
 
     engine: EngineConfig = attrs.field(factory=EngineConfig)
@@ -78,6 +127,9 @@ class ServiceConfig:
     queue_timeout: float = 60.0
     max_body_bytes: int = 32 << 20
     max_held_bytes: int | None = None
+    trusted_networks: tuple[Network, ...] = ()
+    body_timeout: float = 10.0
+    min_body_rate: float = 32 * 1024
     ready_timeout: float = 60.0
 
 
@@ -139,24 +191,49 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def _limit(_request: Request, exc: LimitError) -> JSONResponse:
         return _limit_problem(exc)
 
+    @app.exception_handler(UnknownRuntimeError)
+    @app.exception_handler(RuntimeLanguageError)
+    async def _bad_runtime(_request: Request, exc: Exception) -> JSONResponse:
+        return _problem(422, [{"loc": ["body", "runtime"], "msg": str(exc), "type": "value_error"}])
+
     @app.exception_handler(SandboxUnavailableError)
     async def _unavailable(_request: Request, exc: SandboxUnavailableError) -> JSONResponse:
         metrics.rejections.labels("unavailable").inc()
         return _problem(503, str(exc), exc.retry_after)
+
+    @app.exception_handler(ExecutionCancelled)
+    async def _cancelled(_request: Request, exc: ExecutionCancelled) -> JSONResponse:
+        logger.info("client disconnected: %s", exc)
+        return _problem(499, str(exc))  # nobody reads it: the connection is gone
 
     @app.exception_handler(Busy)
     async def _busy(_request: Request, exc: Busy) -> JSONResponse:
         metrics.rejections.labels("queue_full").inc()
         return _problem(503, str(exc), exc.retry_after)
 
-    async def run(request: ExecutionRequest, limits: Limits) -> tuple[ExecutionResult, BackgroundTask]:
+    async def run(
+        http: Request, request: ExecutionRequest, limits: Limits, job_options: dict[str, Any] | None = None
+    ) -> tuple[ExecutionResult, BackgroundTask]:
         """Execute, and the task that releases the sandbox once the response is out.
 
-        If the response is never sent (the client left), a timer releases it anyway.
+        If the response is never sent (the client left), a timer releases it anyway. If the
+        client leaves while it waits or its code runs, the execution is dropped or stopped:
+        :class:`ExecutionCancelled`.
         """
-        async with admission.slot():
-            started = time.monotonic()
-            result, release = await anyio.to_thread.run_sync(engine.run, request, limits, limiter=limiter)
+        with Cancellation() as cancel:
+            watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
+            try:
+                await _admit(admission, watcher, cancel)
+                try:
+                    started = time.monotonic()
+                    result, release = await anyio.to_thread.run_sync(engine.run, request, limits, cancel, job_options, limiter=limiter)
+                finally:
+                    admission.release()
+            except ExecutionCancelled:
+                metrics.executions.labels(request.language, "cancelled").inc()
+                raise
+            finally:
+                watcher.cancel()
         asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
         elapsed = time.monotonic() - started
         metrics.executions.labels(request.language, result.status.value).inc()
@@ -168,13 +245,21 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         )
         return result, BackgroundTask(_call, release)
 
-    def build(code: str, language: str, arguments: dict[str, Any], timeout: float | None, requested: dict[str, Any] | None) -> tuple[ExecutionRequest, Limits]:
+    def build(
+        code: str,
+        language: str,
+        arguments: Mapping[str, Any],
+        timeout: float | None,
+        requested: dict[str, Any] | None,
+        runtime: str | None = None,
+    ) -> tuple[ExecutionRequest, Limits]:
         limits = resolve(config.engine.defaults, config.engine.maximums, timeout=timeout, requested=requested)
         try:
-            request = ExecutionRequest(code=code, language=language, timeout=limits.timeout, arguments=arguments)
+            request = ExecutionRequest(code=code, language=language, timeout=limits.timeout, arguments=arguments, runtime=runtime)
         except ValueError as exc:
             field, _, reason = str(exc).partition(": ")
             raise LimitError(field if reason else "request", reason or str(exc)) from None
+        engine.served.resolve(request.language, request.runtime)  # unknown runtime: 422 before queueing
         return request, limits
 
     @app.get(LIVENESS_PATH, summary="Liveness probe (no token needed)")
@@ -194,25 +279,60 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     @app.post(
         "/v1/execute",
         response_model=ExecutionResultOut,
-        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 413: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        responses={status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
+        openapi_extra=_json_body(ExecuteIn),
         summary="Run code in a fresh gVisor sandbox",
     )
-    async def execute(body: ExecuteIn) -> JSONResponse:
+    async def execute(http: Request) -> Response:
+        body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
-        request, limits = build(body.code, body.language, body.arguments, body.timeout, requested)
-        result, release = await run(request, limits)
-        return JSONResponse(result.to_dict(), background=release)
+        request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime)
+        result, release = await run(http, request, limits)
+        return RelayedJSONResponse(result.to_dict(), background=release)
+
+    @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
+    async def runtimes() -> list[dict[str, Any]]:
+        return [{"name": name, **entry} for name, entry in engine.served.describe().items()]
+
+    try:
+        run_policy = CodePolicy().rules()
+    except ConfigurationError as exc:
+        raise ExecutorError(str(exc)) from None
+    if run_policy is not None:
+        logger.warning("/run refuses code by the %r code policy (%s)", run_policy[0], POLICY_ENV)
 
     @app.post(
         "/run",
         response_model=RunResponse,
-        responses={400: {"model": ProblemOut}, 401: {"model": ProblemOut}, 422: {"model": ProblemOut}, 503: {"model": ProblemOut}},
+        responses={status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
+        openapi_extra=_json_body(RunRequest),
         summary="RAGFlow executor_manager compatible execution",
     )
-    async def ragflow_run(body: RunRequest) -> JSONResponse:
-        request, limits = build(body.code(), body.core_language(), body.arguments or {}, None, None)
-        result, release = await run(request, limits)
-        return JSONResponse(to_ragflow(result), background=release)
+    async def ragflow_run(http: Request) -> Response:
+        body, arguments = parse_body(await read_body(http), RunRequest)
+        request, limits = build(body.code(), body.core_language(), arguments or {}, None, None)
+        if run_policy is not None:
+            violations = check(request.code, request.language, run_policy[1])
+            if violations:
+                return JSONResponse(policy_refusal(violations))
+        result, release = await run(http, request, limits, job_options())
+        return RelayedJSONResponse(to_ragflow(result), background=release)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the schemas of the bodies the routes read themselves."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original_openapi()  # cached by FastAPI as app.openapi_schema
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ExecuteIn, RunRequest):
+            schema = model.model_json_schema(ref_template=SCHEMA_REF)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     return Gate(
         app,
@@ -220,7 +340,17 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         open_paths={LIVENESS_PATH},
         max_body_bytes=config.max_body_bytes,
         max_held_bytes=config.max_held_bytes,
+        trusted_networks=config.trusted_networks,
+        body_timeout=config.body_timeout,
+        min_body_rate=config.min_body_rate,
+        on_refusal=lambda reason: metrics.rejections.labels(reason).inc(),
     )
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its JSON body itself (see :mod:`.bodies`)."""
+    schema = {"$ref": SCHEMA_REF.format(model=model.__name__)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:

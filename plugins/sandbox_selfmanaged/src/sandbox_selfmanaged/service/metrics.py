@@ -71,7 +71,10 @@ class Metrics:
             registry=self.registry,
         )
         self.rejections = Counter(
-            "sandbox_executor_rejections", "Requests refused with 503, by reason", ["reason"], registry=self.registry
+            "sandbox_executor_rejections",
+            "Requests refused, by reason (queue_full, unavailable: 503; body_budget: 503, body_too_large: 413, slow_body: 408)",
+            ["reason"],
+            registry=self.registry,
         )
         self.registry.register(_PoolCollector(health, queue))
 

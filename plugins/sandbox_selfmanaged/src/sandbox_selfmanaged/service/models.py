@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class LimitsIn(BaseModel):
     """Limits a request may ask for; each must be within the operator's maximums (else 422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     memory_mb: int | None = Field(None, description="Memory of the whole sandbox (files in /tmp included), MiB")
     processes: int | None = Field(None, description="Processes and threads at once (RLIMIT_NPROC)")
@@ -20,15 +20,20 @@ class LimitsIn(BaseModel):
 
 
 class ExecuteIn(BaseModel):
-    """One execution: run ``code`` and call ``main(**arguments)`` (Python) / ``main(arguments)`` (JS)."""
+    """One execution: run ``code`` and call ``main(**arguments)`` (Python) / ``main(arguments)`` (JS).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: a value of the wrong JSON type is refused (``"64"`` is not an integer, ``1`` is not
+    a boolean), never converted.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     code: str = Field(..., description="Source code")
     language: Literal["python", "javascript", "nodejs", "js", "py"] = Field("python", description="python or javascript")
     arguments: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of main(), as JSON data")
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds (default: the operator's)")
     limits: LimitsIn | None = None
+    runtime: str | None = Field(None, description="Runtime (package set) to run with (default: the language's default)")
 
 
 class ErrorOut(BaseModel):
@@ -67,8 +72,21 @@ class HealthOut(BaseModel):
     message: str
     runtime: dict[str, Any]
     languages: dict[str, Any]
+    runtimes: dict[str, Any] = {}
     uptime_seconds: float
     requests: dict[str, int] = {}
+
+
+class RuntimeOut(BaseModel):
+    """One served runtime: what it holds, or why it cannot be used."""
+
+    name: str
+    language: str | None = None
+    available: bool
+    packages: dict[str, str] = {}
+    digest: str | None = None
+    built_at: float | None = None
+    error: str | None = None
 
 
 class ProblemOut(BaseModel):
