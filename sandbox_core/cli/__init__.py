@@ -16,6 +16,7 @@ from sandbox_core.cli.common import EXIT_CODES_HELP, run_guarded
 from sandbox_core.admin.cli import admin
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
+from sandbox_core.cli.isolation import check_isolation_command
 from sandbox_core.cli.plugins import plugins
 from sandbox_core.cli.providers import health, providers
 from sandbox_core.cli.scaffold import provider
@@ -39,6 +40,7 @@ cli.add_command(config)
 cli.add_command(exec_command)
 cli.add_command(admin)
 cli.add_command(provider)
+cli.add_command(check_isolation_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,45 @@ def expect(result: ExecutionResult, field: str, expected: Any) -> None:
     check(result, field, getattr(result, field) == expected, _show(expected))
 
 
-class ProviderConformance:
+class ProviderFixtures:
+    """The fixtures every kit class shares: the provider a test module supplies and a client for it.
+
+    Used by :class:`ProviderConformance` and by the isolation profile
+    (:class:`~sandbox_core.testing.isolation.ProviderIsolation`), so a provider author defines
+    ``provider_name`` and ``provider_config`` the same way for both.
+    """
+
+    @pytest.fixture
+    def provider_name(self) -> str:
+        pytest.fail("define a `provider_name` fixture returning the provider's entry-point name")
+
+    @pytest.fixture
+    def provider_config(self) -> Mapping[str, Any]:
+        pytest.fail("define a `provider_config` fixture returning a working config for the provider")
+
+    @pytest.fixture
+    def provider_plugin(self) -> object | None:
+        """An object to register in process instead of loading the installed entry point."""
+        return None
+
+    @pytest.fixture
+    def provider_registry(self, provider_name: str, provider_plugin: object | None) -> ProviderRegistry:
+        if provider_plugin is None:
+            return ProviderRegistry()
+        registry = ProviderRegistry(discover=False)
+        registry.register(provider_name, provider_plugin)
+        return registry
+
+    @pytest.fixture
+    def sandbox_client(
+        self, provider_name: str, provider_config: Mapping[str, Any], provider_registry: ProviderRegistry
+    ) -> Iterator[SandboxClient]:
+        client = SandboxClient(provider=provider_name, config=provider_config, registry=provider_registry)
+        yield client
+        client.close()
+
+
+class ProviderConformance(ProviderFixtures):
     """Base class of a provider's conformance tests; see the module docstring."""
 
     supports_javascript: bool = False
@@ -106,20 +144,7 @@ class ProviderConformance:
     timeout_seconds: float = 2.0
     """The timeout the timeout test asks for."""
 
-    # -- fixtures the provider supplies ------------------------------------------------------
-
-    @pytest.fixture
-    def provider_name(self) -> str:
-        pytest.fail("define a `provider_name` fixture returning the provider's entry-point name")
-
-    @pytest.fixture
-    def provider_config(self) -> Mapping[str, Any]:
-        pytest.fail("define a `provider_config` fixture returning a working config for the provider")
-
-    @pytest.fixture
-    def provider_plugin(self) -> object | None:
-        """An object to register in process instead of loading the installed entry point."""
-        return None
+    # -- fixtures the provider supplies (besides those of ProviderFixtures) --------------------
 
     @pytest.fixture
     def invalid_configs(self) -> Sequence[tuple[Mapping[str, Any], str]]:
@@ -143,24 +168,6 @@ class ProviderConformance:
         """The stdout limit (bytes) in force with ``provider_config``; needed for the output-limit test."""
         self._require("supports_output_limit")
         pytest.fail("define `output_limit_bytes` when supports_output_limit is on")
-
-    # -- fixtures the kit builds --------------------------------------------------------------
-
-    @pytest.fixture
-    def provider_registry(self, provider_name: str, provider_plugin: object | None) -> ProviderRegistry:
-        if provider_plugin is None:
-            return ProviderRegistry()
-        registry = ProviderRegistry(discover=False)
-        registry.register(provider_name, provider_plugin)
-        return registry
-
-    @pytest.fixture
-    def sandbox_client(
-        self, provider_name: str, provider_config: Mapping[str, Any], provider_registry: ProviderRegistry
-    ) -> Iterator[SandboxClient]:
-        client = SandboxClient(provider=provider_name, config=provider_config, registry=provider_registry)
-        yield client
-        client.close()
 
     @staticmethod
     def run(client: SandboxClient, code: str, **kwargs: Any) -> ExecutionResult:
