@@ -11,7 +11,8 @@ report (a JSON object) to a private pipe and exits. The parent waits for it, sto
 process when it is process 1 of a sandbox (nothing else may write while the frame is written),
 and writes one result frame to stdout after everything the user printed: the marker, the report
 with the child's real exit status added, and a newline. See ``sandbox_core.runner.protocol`` for
-what remains possible.
+what remains possible. With ``--preload=a,b`` the child imports those modules before the job
+arrives and says so on stderr (a runtime's warm sandboxes, see ``_preload``).
 
 This file must stay lean: every import costs dearly inside gVisor, so only what the success path
 needs is imported up front (``io`` is already loaded by the interpreter).
@@ -35,6 +36,7 @@ _MAX_ARTIFACTS = 1000
 _MAX_SKIPPED = 100
 _MAX_NAME = 1024
 _SIGKILL = 9
+PRELOAD_READY = b"sandbox-runner: preloaded\n"
 
 
 class _WholeWrites(io.FileIO):
@@ -268,6 +270,42 @@ def _flush_user_streams() -> None:
             pass
 
 
+def _preload(argv: "list[str]") -> None:
+    """Import the modules named by ``--preload=a,b`` before the job arrives, then say so on stderr.
+
+    Done in the child, the process that will run the code. A runtime's heavy packages (pandas:
+    about a second of CPU in gVisor) are imported while the sandbox is warm, not while the code
+    waits; the executor waits for the ready line (and may checkpoint the sandbox right after it).
+    A module that fails to import ends the child with the error on stderr: the sandbox is
+    unusable and its boot must fail loudly.
+    """
+    modules = [m for a in argv if a.startswith("--preload=") for m in a[len("--preload="):].split(",") if m]
+    if not modules:
+        return
+    for name in modules:
+        try:
+            __import__(name)
+        except BaseException as exc:
+            _write_all(2, f"preload failed: {name}: {type(exc).__name__}: {exc}\n".encode("utf-8", "replace"))
+            os._exit(1)
+    _write_all(2, PRELOAD_READY)
+
+
+def _reseed() -> None:
+    """Give every generator seeded at start-up fresh entropy (the sandbox may be a restored clone).
+
+    Sandboxes restored from one checkpoint share their memory as it was then: ``random``'s state
+    included. ``os.urandom`` asks the kernel each time and needs nothing.
+    """
+    modules = sys.modules
+    if "random" in modules:
+        modules["random"].seed()
+    if "tempfile" in modules:
+        setattr(modules["tempfile"], "_name_sequence", None)  # its generator of names, remade on use
+    if "numpy.random" in modules:
+        modules["numpy.random"].seed()
+
+
 def _child(job_fd: int, report_fd: int) -> None:
     """Run the job's code and write the report; never returns."""
     status = 1
@@ -277,9 +315,11 @@ def _child(job_fd: int, report_fd: int) -> None:
         os.dup2(devnull, 0)  # user code must see an empty stdin, not the job
         os.close(devnull)
         _whole_stdio()
+        _preload(sys.argv[1:])
         sys.argv = [_CODE_FILENAME]
         raw = _read_all(job_fd)
         os.close(job_fd)
+        _reseed()
         job = json.loads(raw)
         del raw
         frame, value_json = _run(job)

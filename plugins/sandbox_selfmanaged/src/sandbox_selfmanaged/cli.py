@@ -87,6 +87,10 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     pool.add_argument("--cgroup-parent", help="cgroup all sandboxes live under [default: /sandbox-executor-<hash of state dir>]")
     pool.add_argument("--acquire-timeout", type=float, default=30.0, help="seconds an execution waits for a sandbox")
     pool.add_argument("--keep-logs", action="store_true", help="keep each sandbox's runsc log in the state dir's logs/")
+    pool.add_argument(
+        "--no-restore", dest="restore", action="store_false",
+        help="boot every sandbox of a preloading runtime instead of restoring it from a checkpoint",
+    )
     pool.add_argument("--debug-runsc", action="store_true", help="runsc --debug logs into the state dir's logs/debug/")
 
     limits = serve.add_argument_group("limits (defaults for requests that ask for none, and the most they may ask)")
@@ -235,6 +239,7 @@ def serve(args: argparse.Namespace) -> int:
             debug_runsc=args.debug_runsc,
             runtimes=runtime_cli.parse_runtimes(args.runtimes),
             cache_dir=args.cache_dir,
+            restore=args.restore,
         )
         config = ServiceConfig(
             engine=engine_config,

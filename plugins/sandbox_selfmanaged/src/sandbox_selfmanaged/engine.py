@@ -42,6 +42,7 @@ from sandbox_core.model import (
 from sandbox_core.runner import Job, build_result, runner_path
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.checkpoint import Checkpoints
 from sandbox_selfmanaged.errors import (
     ExecutionCancelled,
     ExecutorError,
@@ -62,7 +63,7 @@ from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcom
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
-STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners"})
+STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners", "images"})
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
 FAILING_BOOTS = 3
 """Consecutive failed boots of one language after which the engine reports itself unhealthy."""
@@ -111,6 +112,8 @@ class EngineConfig:
     debug_runsc: bool = False
     runtimes: tuple[str, ...] = attrs.field(default=(), converter=runtime_names)
     cache_dir: Path | None = None
+    restore: bool = True
+    """Restore warm sandboxes of preloading runtimes from a checkpoint (see :mod:`~sandbox_selfmanaged.checkpoint`)."""
 
     def resolved_cgroup_parent(self) -> str:
         if self.cgroup_parent:
@@ -139,6 +142,7 @@ class Engine:
         self.runsc: Runsc | None = None
         self.janitor: Janitor | None = None
         self.pool: WarmPool | None = None
+        self.checkpoints: Checkpoints | None = None
         self.layout: SandboxLayout | None = None
         self._lock_fd: int | None = None
         self._watchdog_pid: int | None = None
@@ -195,6 +199,8 @@ class Engine:
             return
         self._start_watchdog()
         self.janitor = Janitor()
+        if self.config.restore:
+            self.checkpoints = Checkpoints(self.state_dir / "images", self.runsc)
         self.pool = WarmPool(
             self._boot,
             {key: self.config.pool_sizes.get(runtime.language, 1) for key, runtime in self.runtimes.items()},
@@ -314,7 +320,15 @@ class Engine:
         self.served.prepare(python, node, self.runtimes["javascript"].version if node else "", self.supervisor)
         for name, build in self.served.builds.items():
             base = self.runtimes[build.language]
-            self.runtimes[name] = attrs.evolve(base, name=name, mounts=(build.mount(),), native_threads=build.native_threads)
+            preload = self.served.preload.get(name, ())
+            self.runtimes[name] = attrs.evolve(
+                base,
+                name=name,
+                mounts=(build.mount(),),
+                native_threads=build.native_threads,
+                argv=(*base.argv, f"--preload={','.join(preload)}") if preload else base.argv,
+                preload=preload,
+            )
         started = time.monotonic()
         report = build_rootfs(
             self.state_dir / "rootfs",
@@ -339,18 +353,28 @@ class Engine:
             keep_logs=self.config.keep_logs,
         )
 
-    def _boot(self, language: str, limits: Limits) -> Sandbox:
+    def _boot(self, key: str, limits: Limits) -> Sandbox:
         assert self.layout is not None and self.runsc is not None and self.supervisor is not None
-        return Sandbox.boot(
-            self.runtimes[language],
-            limits,
-            layout=self.layout,
-            runsc=self.runsc,
-            supervisor=self.supervisor,
-            cgroups=self.cgroups,
-            timeout=self.config.boot_timeout,
-            dispose=self.janitor.dispose if self.janitor is not None else None,
-        )
+        layout, runsc, supervisor = self.layout, self.runsc, self.supervisor
+        runtime = self.runtimes[key]
+
+        def boot(image: Path | None) -> Sandbox:
+            return Sandbox.boot(
+                runtime,
+                limits,
+                layout=layout,
+                runsc=runsc,
+                supervisor=supervisor,
+                cgroups=self.cgroups,
+                timeout=self.config.boot_timeout,
+                dispose=self.janitor.dispose if self.janitor is not None else None,
+                image=image,
+            )
+
+        # An image holds the rlimits it was booted with: only the pool's own limits restore.
+        if runtime.preload and self.checkpoints is not None and limits.boot_key() == self.config.defaults.boot_key():
+            return self.checkpoints.boot(key, boot)
+        return boot(None)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait for the warm pool to fill; False (and the reason in :meth:`health`) if it did not."""
@@ -535,6 +559,9 @@ class Engine:
         for name, entry in runtimes.items():
             if name in pools:
                 entry["pool"] = pools[name]
+            if name in self.runtimes and self.runtimes[name].preload:
+                entry["restore"] = self.checkpoints.status(name) if self.checkpoints is not None else {"state": "off"}
+        not_restoring = self.checkpoints.failing() if self.checkpoints is not None else {}
         working = [language for language, entry in languages.items() if entry["available"]]
         if self.problem:
             status, message = "unavailable", self.problem
@@ -547,9 +574,9 @@ class Engine:
         elif len(working) < len(languages):
             status = "degraded"
             message = "; ".join(f"{language}: {entry['error']}" for language, entry in languages.items() if not entry["available"])
-        elif self.served.errors:
+        elif self.served.errors or not_restoring:
             status = "degraded"
-            message = "; ".join(f"runtime {name}: {error}" for name, error in self.served.errors.items())
+            message = "; ".join(f"runtime {name}: {error}" for name, error in {**self.served.errors, **not_restoring}.items())
         else:
             status, message = "ok", "sandboxes are ready"
         return {

@@ -103,3 +103,13 @@ class Runsc:
 
     def create_argv(self, container_id: str, bundle: Path, pid_file: Path, log_file: Path) -> Sequence[str]:
         return self.argv(log_file, "create", f"--bundle={bundle}", f"--pid-file={pid_file}", container_id)
+
+    def restore_argv(self, container_id: str, bundle: Path, pid_file: Path, log_file: Path, image: Path) -> Sequence[str]:
+        """``runsc restore``: create a sandbox from a checkpoint image and resume it (detached)."""
+        return self.argv(
+            log_file, "restore", f"--image-path={image}", f"--bundle={bundle}", f"--pid-file={pid_file}", "--detach", container_id
+        )
+
+    def checkpoint(self, container_id: str, image: Path, log_file: Path | str, *, timeout: float = 60.0) -> CommandResult:
+        """Save a running sandbox's whole state into ``image`` (the sandbox ends with it)."""
+        return self.run(log_file, "checkpoint", f"--image-path={image}", container_id, timeout=timeout)

@@ -54,6 +54,10 @@ def add_commands(commands: Any) -> None:
     build.add_argument("name")
     build.add_argument("--language", choices=LANGUAGES, help="the runtime's language (needed with --requirements)")
     build.add_argument("--requirements", type=Path, help="requirements.txt (Python) or package.json / one spec a line (JavaScript)")
+    build.add_argument(
+        "--preload", type=parse_runtimes, default=(), metavar="MODULES",
+        help="Python modules its sandboxes import before their job, comma-separated (e.g. pandas,matplotlib.pyplot)",
+    )
     build.add_argument("--python", default="/usr/bin/python3", help="the sandboxes' Python (packages are built for it)")
     build.add_argument("--node", help="the sandboxes' node [default: node on PATH]")
     listing = actions.add_parser("list", parents=[common], help="defined runtimes, their builds and packages")
@@ -102,11 +106,15 @@ def _build(args: argparse.Namespace, store: RuntimeStore) -> int:
             name=args.name,
             language=args.language,
             requirements=read_requirements(args.requirements, args.language),
+            preload=args.preload,
         )
     else:
         definition = store.definition(args.name)
         if args.language and args.language != definition.language:
             print(f"error: runtime {args.name} is a {definition.language} runtime", file=sys.stderr)
+            return 2
+        if args.preload:
+            print("error: --preload goes with --requirements (it is part of the runtime's definition)", file=sys.stderr)
             return 2
     supervisor = ProcessSupervisor()
     try:
@@ -134,6 +142,7 @@ def _list(args: argparse.Namespace, store: RuntimeStore) -> int:
             "language": definition.language,
             "source": "built-in" if definition.builtin else "custom",
             "requirements": list(definition.requirements),
+            "preload": list(definition.preload),
             "built": latest is not None,
             "packages": dict(latest.packages) if latest else {},
             "size_bytes": latest.size_bytes() if latest else 0,

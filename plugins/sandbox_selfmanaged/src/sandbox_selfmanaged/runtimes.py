@@ -30,6 +30,7 @@ LANGUAGES = ("python", "javascript")
 BUILDER_VERSION = 3
 """Part of every digest: bump it when the build steps change, so existing builds are redone."""
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MANIFEST = "manifest.json"
 
 Progress = Callable[[str], None]
@@ -53,6 +54,14 @@ def names(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def check_preload(instance: RuntimeDefinition, _attribute: object, modules: tuple[str, ...]) -> None:
+    for module in modules:
+        if not MODULE_PATTERN.match(module):
+            raise ValueError(f"preload: {module!r} is not a Python module name (like pandas or matplotlib.pyplot)")
+    if modules and instance.language != "python":
+        raise ValueError(f"preload: only Python runtimes preload modules; {instance.name} is a {instance.language} runtime")
+
+
 def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"runtime name {name!r}: use 1-40 lowercase letters, digits, '-' or '_', starting with a letter")
@@ -65,11 +74,15 @@ class RuntimeDefinition:
 
     :param requirements: pip requirement lines (Python) or npm package specs (JavaScript).
         Local paths in them are absolute (made so when read from a file).
+    :param preload: modules every sandbox of the runtime imports before its job (Python only);
+        such sandboxes are restored from a checkpoint (see :mod:`~sandbox_selfmanaged.checkpoint`).
+        Not part of the digest: preloading changes no file of the build.
     """
 
     name: str = attrs.field(validator=lambda _i, _a, v: check_name(v))
     language: str = attrs.field(validator=attrs.validators.in_(LANGUAGES))
     requirements: tuple[str, ...] = attrs.field(converter=names)
+    preload: tuple[str, ...] = attrs.field(default=(), converter=names, validator=check_preload)
     builtin: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -85,7 +98,7 @@ class RuntimeDefinition:
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "language": self.language, "requirements": list(self.requirements)}
+        return {"name": self.name, "language": self.language, "requirements": list(self.requirements), "preload": list(self.preload)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RuntimeDefinition:
@@ -93,6 +106,7 @@ class RuntimeDefinition:
             name=data["name"],
             language=data["language"],
             requirements=tuple(data.get("requirements", ())),
+            preload=tuple(data.get("preload", ())),
         )
 
 
@@ -101,6 +115,7 @@ BUILTIN_DEFINITIONS: Mapping[str, RuntimeDefinition] = {
         name="python",
         language="python",
         requirements=("numpy", "pandas", "matplotlib", "requests"),
+        preload=("numpy", "pandas", "matplotlib.pyplot"),
         builtin=True,
     ),
     "javascript": RuntimeDefinition(name="javascript", language="javascript", requirements=("axios",), builtin=True),

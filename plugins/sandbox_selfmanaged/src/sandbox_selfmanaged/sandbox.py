@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from sandbox_core.runner import BoundedCapture, Job, ResultStream
+from sandbox_core.runner.python_runner import PRELOAD_READY
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.errors import SandboxBootError
 from sandbox_selfmanaged.limits import Limits
@@ -100,6 +101,8 @@ class LanguageRuntime:
     """``(host folder, path inside)`` bind-mounted read-only (a runtime's packages)."""
     native_threads: bool = False
     """Its packages start native thread pools, sized to the CPU quota through the environment."""
+    preload: tuple[str, ...] = ()
+    """Modules the runner imports before its job (named in ``argv``); a boot waits until they are."""
 
 
 @attrs.frozen
@@ -186,11 +189,14 @@ class Sandbox:
         cgroups: Cgroups,
         timeout: float = 30.0,
         dispose: Callable[[Sandbox], None] | None = None,
+        image: Path | None = None,
     ) -> Sandbox:
         """Create and start a sandbox whose runner waits for its job. Raises :class:`SandboxBootError`.
 
         What a failed boot left (bundle, runsc state, processes) goes to ``dispose`` (the
         janitor, which retries until it is gone), or is destroyed here when none is given.
+        With ``image`` (a checkpoint of a sandbox of the same runtime and boot limits, see
+        :mod:`sandbox_selfmanaged.checkpoint`) the sandbox is restored from it instead of booted.
         """
         sandbox = cls(
             sandbox_id=new_sandbox_id(),
@@ -202,7 +208,7 @@ class Sandbox:
             cgroups=cgroups,
         )
         try:
-            sandbox._boot(timeout)
+            sandbox._boot(timeout, image)
         except BaseException:
             if dispose is not None:
                 dispose(sandbox)
@@ -211,7 +217,7 @@ class Sandbox:
             raise
         return sandbox
 
-    def _boot(self, timeout: float) -> None:
+    def _boot(self, timeout: float, image: Path | None) -> None:
         started = time.monotonic()
         self.bundle.mkdir(parents=True)
         spec = build_spec(
@@ -228,8 +234,12 @@ class Sandbox:
         self._stdout, stdout_w = os.pipe()
         self._stderr, stderr_w = os.pipe()
         try:
+            if image is None:
+                argv = self.runsc.create_argv(self.id, self.bundle, pid_file, self.log_file)
+            else:
+                argv = self.runsc.restore_argv(self.id, self.bundle, pid_file, self.log_file, image)
             creator = self.supervisor.spawn(
-                self.runsc.create_argv(self.id, self.bundle, pid_file, self.log_file),
+                argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
@@ -246,18 +256,44 @@ class Sandbox:
         self.supervisor.forget(creator)
         if code != 0:
             reason = f"did not finish within {timeout:g}s" if code is None else f"exited with code {code}"
-            raise SandboxBootError(f"gVisor could not start a sandbox: runsc create {reason}: {self._failure_text()}")
+            step = "create" if image is None else "restore"
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc {step} {reason}: {self._failure_text()}")
         try:
             self.pid = int(pid_file.read_text().strip())
         except (OSError, ValueError) as exc:
             raise SandboxBootError(f"gVisor could not start a sandbox: runsc wrote no sandbox pid ({exc})") from None
         self.supervisor.adopt(self.pid)
-        result = self.runsc.start(self.id, self.log_file, timeout=timeout)
-        if not result.ok:
-            detail = result.output_text() or self._failure_text()
-            raise SandboxBootError(f"gVisor could not start a sandbox: runsc start failed: {detail}")
+        if image is None:
+            result = self.runsc.start(self.id, self.log_file, timeout=timeout)
+            if not result.ok:
+                detail = result.output_text() or self._failure_text()
+                raise SandboxBootError(f"gVisor could not start a sandbox: runsc start failed: {detail}")
+            if self.runtime.preload:
+                self._await_preloaded(started + timeout)
         self.boot_seconds = time.monotonic() - started
         self.ready_at = time.monotonic()
+
+    def _await_preloaded(self, deadline: float) -> None:
+        """Wait for the runner's ready line on stderr (its preloaded imports are done)."""
+        assert self._stderr is not None
+        said = b""
+        selector = selectors.DefaultSelector()
+        selector.register(self._stderr, selectors.EVENT_READ)
+        try:
+            while not said.endswith(PRELOAD_READY):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise SandboxBootError(f"the runner did not finish preloading {', '.join(self.runtime.preload)} in time")
+                chunk = os.read(self._stderr, READ_CHUNK)
+                if not chunk:
+                    detail = said.decode("utf-8", "replace").strip() or "no output"
+                    raise SandboxBootError(f"the runner ended while preloading: {detail}")
+                said += chunk
+                if b"preload failed: " in said and said.endswith(b"\n"):  # the child ended; its parent waits on
+                    detail = said.decode("utf-8", "replace").strip()
+                    raise SandboxBootError(f"the runner could not preload: {detail}")
+        finally:
+            selector.close()
 
     def _failure_text(self) -> str:
         """What runsc said about a failed boot: the sandbox's stderr pipe, else its log's errors."""

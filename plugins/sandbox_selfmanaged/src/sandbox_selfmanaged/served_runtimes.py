@@ -38,6 +38,8 @@ class ServedRuntimes:
         self.store = RuntimeStore(cache_dir)
         self.names = tuple(dict.fromkeys(names))
         self.builds: dict[str, RuntimeBuild] = {}
+        self.preload: dict[str, tuple[str, ...]] = {}
+        """Per built runtime: the modules its sandboxes import before their job."""
         self.errors: dict[str, str] = {}
         self._held: list[int] = []
 
@@ -60,6 +62,7 @@ class ServedRuntimes:
                 self._fail(name, f"build failed: {exc}")
                 continue
             self.builds[name] = build
+            self.preload[name] = definition.preload
             logger.info("runtime %s ready: %s (%d packages) from %s", name, build.language, len(build.packages), build.path)
 
     def _fail(self, name: str, message: str) -> None:
