@@ -460,6 +460,7 @@ class Engine:
             "sandbox_runtime": sandbox.runtime.name or None,
             "queue_seconds": round(queued, 6),
             "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
+            "sandbox_restored": sandbox.restored,
             "sandbox_warm_seconds": round(max(0.0, requested_at + queued - sandbox.ready_at), 6),
             "memory_peak_bytes": None,
             "limits": limits.to_dict(),

@@ -167,6 +167,7 @@ class Sandbox:
         self.boot_seconds = 0.0
         self.ready_at = 0.0
         self.cleanup_error: str | None = None
+        self.restored = False
         self._stdin: int | None = None
         self._stdout: int | None = None
         self._stderr: int | None = None
@@ -270,6 +271,7 @@ class Sandbox:
                 raise SandboxBootError(f"gVisor could not start a sandbox: runsc start failed: {detail}")
             if self.runtime.preload:
                 self._await_preloaded(started + timeout)
+        self.restored = image is not None
         self.boot_seconds = time.monotonic() - started
         self.ready_at = time.monotonic()
 
