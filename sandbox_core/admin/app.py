@@ -35,6 +35,7 @@ from sandbox_core.admin.models import (
     ConfigOut,
     ErrorBody,
     FieldError,
+    HealthOut,
     ProviderList,
     SaveConfigIn,
     SavedConfig,
@@ -176,6 +177,12 @@ def _build_router() -> APIRouter:
             "stderr": result.stderr,
             "language": outcome.language,
         }
+
+    @router.get("/health", response_model=HealthOut, responses=_responses(401, 503), summary="The active provider's health")
+    def health(service: Service) -> dict[str, Any]:
+        """Whether the active provider can execute now, and the runtimes (package sets) it
+        reports: language, packages with versions, preloaded modules and how warm sandboxes are made."""
+        return service.health()
 
     return router
 

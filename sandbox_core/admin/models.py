@@ -82,3 +82,23 @@ class TestConnectionOut(BaseModel):
     stdout: str
     stderr: str
     language: str
+
+
+class RuntimeOut(BaseModel):
+    name: str
+    language: str | None
+    available: bool
+    packages: dict[str, str] = Field(description="Package name → version.")
+    preload: list[str] = Field(description="Modules its sandboxes import before their job.")
+    restore: dict[str, Any] | None = Field(
+        description="How its warm sandboxes are made from a checkpoint (state, counters, last error), when the provider does that."
+    )
+    error: str | None
+
+
+class HealthOut(BaseModel):
+    provider: str | None = Field(description="The active provider, null when none is selected.")
+    healthy: bool
+    message: str
+    latency: float | None = Field(description="Seconds the health check took.")
+    runtimes: list[RuntimeOut] = Field(description="The runtimes (package sets) the provider reports, if any.")

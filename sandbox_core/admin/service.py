@@ -181,6 +181,46 @@ class AdminService:
             problems = [FieldProblem(p.field, _mask_all(p.message, values)) for p in exc.problems]
             raise ConfigValidationError(name, problems) from None
 
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The active provider's health and the runtimes it reports, secrets masked."""
+        name = self.active()
+        if name is None:
+            return {"provider": None, "healthy": False, "message": "no provider is selected: activate one", "latency": None, "runtimes": []}
+        if name not in self.registry.names():
+            return {"provider": name, "healthy": False, "message": f"the active provider {name!r} is not installed", "latency": None, "runtimes": []}
+        schema = self.schema(name)
+        stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
+        values = [v for k in schema.secret_fields if isinstance(v := stored.get(k), str) and v]
+        try:
+            with _provider_failures(name, "report its health"):
+                status = self._client.health()
+        except SandboxError as exc:
+            return {"provider": name, "healthy": False, "message": _mask_all(str(exc), values), "latency": None, "runtimes": []}
+        reported = status.details.get("runtimes") if isinstance(status.details, Mapping) else None
+        runtimes = []
+        for runtime, entry in sorted((reported or {}).items()):
+            if not isinstance(entry, Mapping):
+                continue
+            error = entry.get("error")
+            runtimes.append({
+                "name": str(runtime),
+                "language": entry.get("language"),
+                "available": bool(entry.get("available", True)),
+                "packages": {str(k): str(v) for k, v in (entry.get("packages") or {}).items()},
+                "preload": [str(m) for m in entry.get("preload") or ()],
+                "restore": dict(entry["restore"]) if isinstance(entry.get("restore"), Mapping) else None,
+                "error": _mask_all(str(error), values) if error else None,
+            })
+        return {
+            "provider": name,
+            "healthy": status.healthy,
+            "message": _mask_all(status.message, values),
+            "latency": status.latency,
+            "runtimes": runtimes,
+        }
+
     # -- testing ---------------------------------------------------------------------------
 
     def test_connection(self, name: str, submitted: Mapping[str, Any]) -> ProbeOutcome:

@@ -8,7 +8,7 @@ import attrs
 
 from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.errors import FieldProblem
-from sandbox_core.model import ProviderInfo
+from sandbox_core.model import HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
@@ -50,6 +50,23 @@ class GuardedLocalProvider(UnsandboxedSubprocessProvider):
         if token == REFUSED_TOKEN:
             problems.append(FieldProblem("api_token", f"the backend refuses the token {token}"))
         return problems
+
+    @hookimpl
+    def sandbox_health(self, config: Any) -> HealthStatus:
+        """Healthy, with runtimes as the self-managed provider reports them (a broken one echoes the token when verbose)."""
+        broken = "build failed: no such package" + (f" (token {config['api_token'].reveal()})" if config.get("verbose") else "")
+        runtimes = {
+            "python": {
+                "available": True,
+                "language": "python",
+                "packages": {"numpy": "2.4.6", "pandas": "3.1.1"},
+                "preload": ["numpy", "pandas"],
+                "restore": {"state": "ready", "restores": 5, "plain_boots": 1, "failures": 0, "error": None},
+                "error": None,
+            },
+            "broken": {"available": False, "language": "python", "packages": {}, "error": broken},
+        }
+        return HealthStatus(healthy=True, message="guarded backend answered", latency=0.01, details={"runtimes": runtimes})
 
     @hookimpl
     def sandbox_execute(self, request: ExecutionRequest, config: Any, provider_name: str) -> ExecutionResult:

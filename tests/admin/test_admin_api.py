@@ -101,6 +101,7 @@ def test_openapi_document_is_published_behind_the_token(api: TestClient) -> None
         url("/providers/{name}/schema"),
         url("/providers/{name}/config"),
         url("/providers/{name}/test"),
+        url("/health"),
     }
     put = paths[url("/providers/{name}/config")]["put"]
     assert {"400", "401", "404", "409", "422", "503"} <= set(put["responses"])
@@ -447,3 +448,19 @@ def test_stopping_the_server_shuts_down_the_providers_it_used(
         assert answer.json()["success"] is True
         assert provider.shutdowns == 0
     assert provider.shutdowns == 1
+
+
+def test_health_reports_the_active_providers_runtimes_with_secrets_masked(api: TestClient, sandbox_settings: SettingsStore) -> None:
+    none_installed = api.get(f"{API_PREFIX}/health", headers=AUTH).json()
+    assert none_installed["healthy"] is False and "is not installed" in none_installed["message"]
+    sandbox_settings.save_provider_config("guarded", {"api_token": "health-secret-0123", "verbose": True})
+    sandbox_settings.set_active_provider("guarded")
+    response = api.get(f"{API_PREFIX}/health", headers=AUTH)
+    assert response.status_code == 200, response.text
+    health = response.json()
+    assert health["provider"] == "guarded" and health["healthy"] is True
+    runtimes = {runtime["name"]: runtime for runtime in health["runtimes"]}
+    assert runtimes["python"]["packages"] == {"numpy": "2.4.6", "pandas": "3.1.1"}
+    assert runtimes["python"]["preload"] == ["numpy", "pandas"] and runtimes["python"]["restore"]["restores"] == 5
+    assert runtimes["broken"]["available"] is False and runtimes["broken"]["restore"] is None
+    assert "health-secret-0123" not in response.text and MASK in runtimes["broken"]["error"]

@@ -232,3 +232,26 @@ def test_configure_test_and_save_a_provider_in_the_browser(
     assert any(u.startswith(live_server + "/api/") for u in requested), requested
     network = {u for u in requested if u.startswith(("http:", "https:", "ws:", "wss:"))}
     assert {u for u in network if not u.startswith(live_server + "/")} == set()
+
+
+def test_the_page_shows_the_active_providers_runtimes(browser: Any, live_server: str, sandbox_settings: SettingsStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    sandbox_settings.save_provider_config("guarded", {"api_token": SECRET, "verbose": True})
+    sandbox_settings.set_active_provider("guarded")
+    driver = browser
+    wait = waiter(driver)
+    driver.get(live_server + "/")
+    wait(lambda d: d.find_element(By.ID, "token-input").is_displayed(), "the token prompt")
+    driver.find_element(By.ID, "token-input").send_keys(TOKEN)
+    driver.find_element(By.ID, "token-submit").click()
+    row = wait(lambda d: d.find_element(By.CSS_SELECTOR, "#runtimes tr[data-runtime='python']"), "the runtimes table")
+    assert driver.find_element(By.ID, "health-provider").text == "guarded"
+    assert driver.find_element(By.ID, "health-verdict").text == "healthy"
+    assert "numpy 2.4.6, pandas 3.1.1" in row.text
+    assert "preloads numpy, pandas; restored from a checkpoint (5 restored, 1 booted)" in row.text
+    broken = driver.find_element(By.CSS_SELECTOR, "#runtimes tr[data-runtime='broken']")
+    assert "unavailable" in broken.text and "build failed: no such package" in broken.text
+    assert SECRET not in driver.page_source
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == [], severe

@@ -1,4 +1,4 @@
-// The sandbox-core admin page: provider cards, a config form rendered from each provider's
+// The sandbox-core admin page: the active provider's health and runtimes, provider cards, a config form rendered from each provider's
 // JSON Schema, save and connection test. Every API call carries the admin token, which is kept
 // in sessionStorage (this tab only). Validation is the server's: its 422 answers name the fields.
 "use strict";
@@ -98,6 +98,7 @@ async function openWorkspace() {
   $("token-panel").hidden = true;
   $("workspace").hidden = false;
   $("forget-token").hidden = false;
+  loadHealth();
   if (!listing) return;
   renderProviders(listing);
   const remembered = sessionStorage.getItem(PROVIDER_KEY);
@@ -135,6 +136,56 @@ function renderProviders(listing) {
       provider.error ? el("p", { className: "card-error", text: provider.error }) : null);
     card.addEventListener("click", () => selectProvider(provider.name));
     list.append(card);
+  }
+}
+
+// -- the active provider's health and runtimes ------------------------------------------------
+
+function warmText(runtime) {
+  const restore = runtime.restore;
+  const preload = runtime.preload.length ? `preloads ${runtime.preload.join(", ")}` : "";
+  if (!restore) return preload || "booted";
+  const counts = `${restore.restores} restored, ${restore.plain_boots} booted`;
+  const how = {
+    ready: "restored from a checkpoint",
+    pending: "checkpoint not made yet",
+    failed: "booted: restoring failed",
+    off: "booted (restore off)",
+  }[restore.state] || restore.state;
+  return [preload, `${how} (${counts})`].filter(Boolean).join("; ");
+}
+
+function renderHealth(health) {
+  $("health-provider").textContent = health.provider || "none";
+  const verdict = $("health-verdict");
+  verdict.textContent = health.healthy ? "healthy" : "unhealthy";
+  verdict.className = `badge ${health.healthy ? "status-available" : "status-broken"}`;
+  $("health-message").textContent = health.message;
+  const rows = $("runtime-rows");
+  rows.replaceChildren();
+  for (const runtime of health.runtimes) {
+    const packages = Object.entries(runtime.packages).map(([name, version]) => `${name} ${version}`).join(", ");
+    const problem = runtime.error || (runtime.restore && runtime.restore.error) || "";
+    const name = el("th", { scope: "row" }, el("span", { text: runtime.name }),
+      runtime.available ? null : el("span", { className: "badge status-broken", text: "unavailable" }));
+    const warm = el("td", { className: "warm" }, el("span", { text: warmText(runtime) }),
+      problem ? el("p", { className: "card-error", text: problem }) : null);
+    rows.append(el("tr", { "data-runtime": runtime.name }, name, el("td", { text: runtime.language || "" }),
+      el("td", { className: "packages", text: packages || "(standard library)" }), warm));
+  }
+  $("runtimes").hidden = health.runtimes.length === 0;
+}
+
+async function loadHealth() {
+  const section = $("health");
+  section.setAttribute("aria-busy", "true");
+  try {
+    renderHealth(await api("GET", "/health"));
+  } catch (error) {
+    if (error.status === 401) return;
+    $("health-message").textContent = `Could not check the active provider: ${error.message}`;
+  } finally {
+    section.setAttribute("aria-busy", "false");
   }
 }
 
@@ -363,6 +414,7 @@ async function save(event) {
       fillForm(view);
       $("form-status").textContent = view.changed.length ? `Saved (changed: ${view.changed.join(", ")}).` : "Saved (nothing changed).";
       await refreshProviders();
+      loadHealth(); // the active provider or its config may have changed
     } catch (error) {
       $("form-status").textContent = "";
       if (error.status === 409) error.errors = [];
@@ -404,6 +456,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("forget-token").addEventListener("click", forgetToken);
   $("config-form").addEventListener("submit", save);
   $("test-button").addEventListener("click", testConnection);
+  $("health-refresh").addEventListener("click", loadHealth);
   if (sessionStorage.getItem(TOKEN_KEY)) openWorkspace();
   else showTokenPanel("");
 });
