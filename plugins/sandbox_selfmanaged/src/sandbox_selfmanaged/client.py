@@ -238,7 +238,14 @@ class ExecutorClient:
             "runtime": body.get("runtime"),
             "languages": {k: {"available": v.get("available"), "pool": v.get("pool")} for k, v in (body.get("languages") or {}).items()},
             "runtimes": {
-                k: {"available": v.get("available"), "language": v.get("language"), "packages": v.get("packages", {}), "error": v.get("error")}
+                k: {
+                    "available": v.get("available"),
+                    "language": v.get("language"),
+                    "packages": v.get("packages", {}),
+                    "preload": v.get("preload", []),
+                    "restore": v.get("restore"),
+                    "error": v.get("error"),
+                }
                 for k, v in (body.get("runtimes") or {}).items()
             },
         }

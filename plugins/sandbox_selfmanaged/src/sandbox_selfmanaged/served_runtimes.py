@@ -95,7 +95,7 @@ class ServedRuntimes:
         for name in self.names:
             build = self.builds.get(name)
             if build is not None:
-                described[name] = {"available": True, **build.describe(), "error": None}
+                described[name] = {"available": True, **build.describe(), "preload": list(self.preload.get(name, ())), "error": None}
             else:
                 described[name] = {"available": False, "error": self.errors.get(name)}
         return described
