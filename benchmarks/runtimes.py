@@ -235,7 +235,7 @@ def main() -> int:
             for executor in executors.values():  # warm-up: the image, caches, connections
                 for _ in range(2):
                     one_round(executor, {k: [] for k in ("cpu", "latency", "ready", "restored")})
-            samples = {mode: {k: [] for k in ("cpu", "latency", "ready", "restored")} for mode in executors}
+            samples: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in ("cpu", "latency", "ready", "restored")} for mode in executors}
             for _ in range(args.rounds):
                 for mode, executor in executors.items():
                     one_round(executor, samples[mode])
