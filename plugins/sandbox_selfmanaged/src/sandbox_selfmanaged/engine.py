@@ -318,8 +318,9 @@ class Engine:
             version = result.stdout.decode().strip().lstrip("v") if result.ok else ""
             self.runtimes["javascript"] = attrs.evolve(self.runtimes["javascript"], version=version)
         self.served.prepare(python, node, self.runtimes["javascript"].version if node else "", self.supervisor)
+        bare = dict(self.runtimes)  # a runtime named after its language replaces the bare one
         for name, build in self.served.builds.items():
-            base = self.runtimes[build.language]
+            base = bare[build.language]
             preload = self.served.preload.get(name, ())
             self.runtimes[name] = attrs.evolve(
                 base,
