@@ -8,6 +8,7 @@ The runtime build is shared with ``test_selfmanaged_runtimes`` (pytest's cache f
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
+
+from sandbox_selfmanaged.runtimes import BUILTIN_DEFINITIONS, RuntimeDefinition
 
 RANDOM_STATE = "import os, random\n\ndef main():\n    return [random.random(), os.urandom(16).hex()]\n"
 
@@ -130,3 +133,41 @@ def test_a_broken_image_falls_back_to_booting_and_says_so(runtime_cache: Path, t
         assert health["status"] == "degraded" and "runtime python" in health["message"], health
     finally:
         assert_clean_shutdown(executor)
+
+
+def test_preload_is_part_of_a_definition_and_checked() -> None:
+    assert BUILTIN_DEFINITIONS["python"].preload == ("numpy", "pandas", "matplotlib.pyplot")
+    mine = RuntimeDefinition(name="mine", language="python", requirements=("x",), preload=("pandas", "matplotlib.pyplot"))
+    assert RuntimeDefinition.from_dict(mine.to_dict()) == mine
+    assert mine.digest("py") == RuntimeDefinition(name="mine", language="python", requirements=("x",)).digest("py")
+    with pytest.raises(ValueError, match="preload: 'os; import x' is not a Python module name"):
+        RuntimeDefinition(name="bad", language="python", requirements=("x",), preload=("os; import x",))
+    with pytest.raises(ValueError, match="only Python runtimes preload"):
+        RuntimeDefinition(name="js", language="javascript", requirements=("axios",), preload=("axios",))
+
+
+def test_a_module_that_cannot_be_preloaded_fails_boots_loudly(runtime_cache: Path, tmp_path: Path) -> None:
+    """``--preload`` of a module the runtime lacks: its sandboxes never boot, health and executions say why."""
+    from test_selfmanaged_runtimes import PROBE_PACKAGE, _runtime_cli, _wheel
+
+    _wheel(tmp_path)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"--no-index\n{tmp_path}/{PROBE_PACKAGE}-1.0-py3-none-any.whl\n")
+    built = _runtime_cli(
+        runtime_cache, "build", "misload", "--language", "python", "--requirements", str(requirements),
+        "--preload", f"{PROBE_PACKAGE},no_such_module_xyz",
+    )
+    assert built.returncode == 0, built.stderr
+    listed = {entry["name"]: entry for entry in json.loads(_runtime_cli(runtime_cache, "list", "--json").stdout)}
+    assert listed["misload"]["preload"] == [PROBE_PACKAGE, "no_such_module_xyz"]
+    executor = start_executor(
+        tmp_path, "--runtimes", "misload", "--languages", "python", "--cache-dir", str(runtime_cache), "--pool-size", "1",
+    )
+    try:
+        response = executor.http.post("/v1/execute", json={"code": "print(1)", "runtime": "misload"})
+        assert response.status_code == 503 and "preload failed: no_such_module_xyz: ModuleNotFoundError" in response.text, response.text
+        pool = executor.health().json()["runtimes"]["misload"]["pool"]
+        assert pool["failing"] and "no_such_module_xyz" in pool["last_error"], pool
+    finally:
+        assert_clean_shutdown(executor)
+        _runtime_cli(runtime_cache, "remove", "misload")
