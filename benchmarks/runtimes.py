@@ -16,6 +16,7 @@ the two executors round by round so machine noise hits both alike:
 - **latency** of one execution through the full stack (``SandboxClient`` → ``self_managed`` →
   HTTP → executor → warm sandbox), p50/p95, with the warm sandbox ready;
 - **ready time** of the sandbox that served it (boot or restore, from the result's metadata);
+- **memory of the idle warm sandbox** (its memory cgroup), which holds the preloaded modules;
 - **sustained executions per second** at concurrency 4 (each execution needs a fresh sandbox),
   with the machine's busy CPU per execution;
 
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
 
 from sandbox_core import SandboxClient
 
@@ -120,10 +123,11 @@ class Executor:
         self.url = f"http://127.0.0.1:{port}"
         self.token = secrets.token_urlsafe(24)
         workdir.mkdir(parents=True)
+        self.state_dir = workdir / "state"
         self.log = workdir / "executor.log"
         command = [
             str(Path(sys.executable).with_name("sandbox-executor")), "serve", "--port", str(port),
-            "--state-dir", str(workdir / "state"), "--languages", "python", "--runtimes", "python",
+            "--state-dir", str(self.state_dir), "--languages", "python", "--runtimes", "python",
             "--pool-size", "1", "--boot-concurrency", "1", "--max-concurrency", "8", "--log-level", "warning", *flags,
         ]
         if cache_dir is not None:
@@ -159,6 +163,16 @@ class Executor:
                 time.sleep(0.3)  # the janitor's destroy of the used sandbox runs after the response
                 return
             time.sleep(0.05)
+
+    def warm_memory_mib(self) -> float | None:
+        """Memory cgroup usage of the idle warm sandbox(es), MiB on average."""
+        self.settle()
+        time.sleep(1.0)
+        cgroups = Cgroups()
+        parent = EngineConfig(state_dir=self.state_dir).resolved_cgroup_parent()
+        usages = [cgroups.memory_current(f"{parent}/{bundle.name}") for bundle in (self.state_dir / "bundles").iterdir()]
+        known = [u for u in usages if u is not None]
+        return round(statistics.fmean(known) / 2**20, 1) if known else None
 
     def cpu(self) -> float:
         return tree_cpu_seconds(self.process.pid)
@@ -239,6 +253,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 for mode, executor in executors.items():
                     one_round(executor, samples[mode])
+            memory = {mode: executor.warm_memory_mib() for mode, executor in executors.items()}
             sustained = {mode: throughput(executor, args.duration, args.concurrency) for mode, executor in executors.items()}
             restore_state = executors["restored"].runtime().get("restore")
         finally:
@@ -252,6 +267,7 @@ def main() -> int:
             "latency": summary(sample["latency"]),
             "sandbox_ready": summary(sample["ready"]),
             "share_restored": round(statistics.fmean(sample["restored"]), 3),
+            "warm_sandbox_memory_mib": memory[mode],
             "sustained": sustained[mode],
         }
     restored, booted = per_mode["restored"], per_mode["booted"]
