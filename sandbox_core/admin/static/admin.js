@@ -142,6 +142,7 @@ function renderProviders(listing) {
 // -- the active provider's health and runtimes ------------------------------------------------
 
 function warmText(runtime) {
+  if (!runtime.available) return "";
   const restore = runtime.restore;
   const preload = runtime.preload.length ? `preloads ${runtime.preload.join(", ")}` : "";
   if (!restore) return preload || "booted";
@@ -168,7 +169,7 @@ function renderHealth(health) {
     const problem = runtime.error || (runtime.restore && runtime.restore.error) || "";
     const name = el("th", { scope: "row" }, el("span", { text: runtime.name }),
       runtime.available ? null : el("span", { className: "badge status-broken", text: "unavailable" }));
-    const warm = el("td", { className: "warm" }, el("span", { text: warmText(runtime) }),
+    const warm = el("td", { className: "warm" }, warmText(runtime) ? el("span", { text: warmText(runtime) }) : null,
       problem ? el("p", { className: "card-error", text: problem }) : null);
     rows.append(el("tr", { "data-runtime": runtime.name }, name, el("td", { text: runtime.language || "" }),
       el("td", { className: "packages", text: packages || "(standard library)" }), warm));
