@@ -195,7 +195,9 @@ def main():
         children += 1
     return {"children": children, "failure": failure}
 """
-    result = executor.execute(code, timeout=30, limits={"processes": 16})
+    # Memory enough for 16 processes of the default runtime (pandas preloaded: ≈ 33 MiB per forked
+    # child), so that the process limit is what stops them.
+    result = executor.execute(code, timeout=30, limits={"processes": 16, "memory_mb": 1024})
     seen = _lines(result)
     assert seen["failure"] == "EAGAIN", seen
     assert seen["children"] < 16

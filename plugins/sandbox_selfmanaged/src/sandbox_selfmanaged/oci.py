@@ -27,9 +27,15 @@ room for the Python runner's second process and its watch thread: 64 was crossed
 stopped by ``RLIMIT_NPROC`` of 16)."""
 
 
-def host_pids_limit(limits: Limits) -> int:
+HOST_THREADS_HEAVY = 128
+"""More host threads for sandboxes of a package runtime: importing numpy and pandas drives the
+sentry to ≈ 120 host threads (≈ 40 bare), and a preloaded interpreter that forks crossed the
+bare budget (the sandbox crashed with runsc's exit code 2 instead of ``fork`` failing with EAGAIN)."""
+
+
+def host_pids_limit(limits: Limits, heavy: bool = False) -> int:
     """The cgroup pids backstop: generous, since crossing it crashes the sandbox outright."""
-    return HOST_THREADS_IDLE + 4 * limits.processes
+    return HOST_THREADS_IDLE + (HOST_THREADS_HEAVY if heavy else 0) + 4 * limits.processes
 
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -58,7 +64,8 @@ def build_spec(
     """The spec for a sandbox running ``args`` under ``limits``.
 
     :param read_only_files: ``(host path, path inside)`` pairs (files or folders) bind-mounted read-only.
-    :param native_threads: add :func:`thread_environment` (sandboxes with numpy and the like).
+    :param native_threads: add :func:`thread_environment` and host-thread headroom (sandboxes with
+        numpy and the like).
     """
     tmpfs_options = ["nosuid", "nodev", "mode=1777"]
     mounts: list[dict[str, Any]] = [
@@ -80,7 +87,7 @@ def build_spec(
         "resources": {
             "memory": {"limit": limits.memory_bytes},
             "cpu": {"quota": max(1000, int(limits.cpus * CPU_PERIOD_US)), "period": CPU_PERIOD_US},
-            "pids": {"limit": host_pids_limit(limits)},
+            "pids": {"limit": host_pids_limit(limits, heavy=native_threads)},
         },
         "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
         "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
