@@ -76,7 +76,7 @@ def cpu_seconds() -> float:
 class Executor:
     """A sandbox-executor subprocess for the benchmark."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, runtimes: str) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -89,6 +89,7 @@ class Executor:
             executable, "serve", "--port", str(self.port), "--state-dir", str(self.state_dir),
             "--python-pool-size", str(POOL["python"]), "--javascript-pool-size", str(POOL["javascript"]),
             "--max-concurrency", "16", "--queue-size", "64", "--log-level", "warning",
+            "--runtimes", runtimes,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | {"SANDBOX_EXECUTOR_TOKEN": self.token}
         with open(self.log, "wb") as log:
@@ -272,12 +273,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=60, help="latency samples per method")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput level")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--runtimes", default="",
+        help="runtimes the executor serves ('' = bare interpreters: the per-sandbox cost of the isolation itself, "
+        "comparable across releases; package runtimes are measured by benchmarks/runtimes.py)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: runsc needs it")
     args.output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-selfmanaged-"))
-    executor = Executor(workdir)
+    executor = Executor(workdir, args.runtimes)
     try:
         health = executor.health()
         config = {"endpoints": [executor.url], "token": executor.token}
@@ -300,7 +306,7 @@ def main() -> int:
             "node_in_sandbox": health["languages"]["javascript"]["version"],
             "date": time.strftime("%Y-%m-%d"),
         },
-        "config": {"rounds": args.rounds, "throughput_seconds": args.duration, "warm_pool": POOL, "code": {"python": PYTHON_CODE, "javascript": JS_CODE}},
+        "config": {"rounds": args.rounds, "throughput_seconds": args.duration, "warm_pool": POOL, "runtimes": args.runtimes, "code": {"python": PYTHON_CODE, "javascript": JS_CODE}},
         "latency": latency,
         "python_time_inside_executor": in_sandbox,
         "ratios": {

@@ -281,8 +281,12 @@ for module in list(sys.modules.values()):
     look(dict(getattr(module, "__dict__", {})))
 for obj in gc.get_objects():
     look(obj)
-    if callable(obj) and getattr(obj, "__closure__", None):
-        look([cell.cell_contents for cell in obj.__closure__ if cell.cell_contents is not None])
+    closure = getattr(obj, "__closure__", None) if callable(obj) else None
+    for cell in closure if isinstance(closure, tuple) else ():
+        try:
+            look(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
 for marker in found:
     print(marker + json.dumps({"value": "forged", "exit_code": 0, "error": None, "has_main": True, "artifacts": []}), flush=True)
 print("found", len(found), flush=True)
