@@ -15,6 +15,8 @@ a ``create`` and a ``destroy`` function.
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
 - :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
   named and bounded the same way in every pooled provider's config.
+- :func:`runtime_template` — the backend template a config's ``runtime_templates`` maps a
+  request's runtime to, or the clear refusal every provider gives for an unmapped one.
 
 Rules that keep sandboxes from leaking: an item whose lease ends with an exception is destroyed,
 as is one the provider discards (its execution did not end cleanly), one returned to a full or
@@ -38,8 +40,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -91,6 +93,26 @@ def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16
             maximum=3600,
         ),
     ]
+
+
+class UnknownRuntimeError(ValueError):
+    """A request named a runtime its provider's config maps to no template."""
+
+
+def runtime_template(config: Mapping[str, Any], runtime: str, provider: str) -> str:
+    """The template ``config["runtime_templates"]`` maps ``runtime`` to.
+
+    Raises :class:`UnknownRuntimeError` naming the runtimes the config does map: a runtime that is
+    not listed is refused, never silently run in the default template.
+    """
+    templates = config.get("runtime_templates") or {}
+    chosen = templates.get(runtime) if isinstance(templates, Mapping) else None
+    if not chosen:
+        known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
+        raise UnknownRuntimeError(
+            f"unknown runtime {runtime!r}: the {provider} config's runtime_templates has {known or 'no runtime'}"
+        )
+    return str(chosen)
 
 
 class PoolClosedError(ProviderError):

@@ -425,3 +425,16 @@ def test_pool_set_shutdown_retries_pending_destroys_at_once() -> None:
     pools.shutdown()
 
     assert backend.live == set() and pending.pending() == []
+
+
+def test_runtime_template_maps_a_runtime_or_refuses_naming_the_mapped_ones() -> None:
+    from sandbox_core.pooling import UnknownRuntimeError, runtime_template
+
+    config = {"runtime_templates": {"python": "data-template", "node": "js-template"}}
+    assert runtime_template(config, "python", "acme") == "data-template"
+    with pytest.raises(UnknownRuntimeError, match="unknown runtime 'gpu': the acme config's runtime_templates has node, python"):
+        runtime_template(config, "gpu", "acme")
+    with pytest.raises(UnknownRuntimeError, match="has no runtime"):
+        runtime_template({}, "python", "acme")
+    with pytest.raises(UnknownRuntimeError, match="has no runtime"):
+        runtime_template({"runtime_templates": "not a mapping"}, "python", "acme")

@@ -24,7 +24,7 @@ from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, 
 from sandbox_aliyun.session import Connection, InterpreterSandbox
 from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
-from sandbox_core.pooling import Lease
+from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
 from sandbox_core.schema import Secret
 
 PROBE_CODE = "def main():\n    return 'ok'\n"
@@ -83,17 +83,10 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
     from sandbox_aliyun.pool import pool_for
 
     if request.runtime is not None:
-        templates = config.get("runtime_templates") or {}
-        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
-        if not chosen:
-            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
-            return provider_failure(
-                provider_name,
-                f"unknown runtime {request.runtime!r}: the aliyun config's runtime_templates has {known or 'no runtime'}",
-                FailureKind.BAD_CONFIG,
-                runtime=RUNTIME_NAME,
-            )
-        config = {**config, "template_name": str(chosen)}
+        try:
+            config = {**config, "template_name": runtime_template(config, request.runtime, "aliyun")}
+        except UnknownRuntimeError as exc:
+            return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
     connection = connection_from(config)
     timeout, meta = plan_timeout(request.timeout, float(config["timeout"]))
     meta.update(

@@ -33,7 +33,7 @@ import attrs
 
 from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
-from sandbox_core.pooling import Lease
+from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
 from sandbox_core.schema import secret_values
 
@@ -103,17 +103,10 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             runtime=RUNTIME_NAME,
         )
     if request.runtime is not None:
-        templates = config.get("runtime_templates") or {}
-        chosen = templates.get(request.runtime) if isinstance(templates, Mapping) else None
-        if not chosen:
-            known = ", ".join(sorted(templates)) if isinstance(templates, Mapping) else ""
-            return provider_failure(
-                provider_name,
-                f"unknown runtime {request.runtime!r}: the e2b config's runtime_templates has {known or 'no runtime'}",
-                FailureKind.BAD_CONFIG,
-                runtime=RUNTIME_NAME,
-            )
-        config = {**config, "template": str(chosen)}
+        try:
+            config = {**config, "template": runtime_template(config, request.runtime, "e2b")}
+        except UnknownRuntimeError as exc:
+            return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
     template = str(config.get("template") or "")
     isolation = "strict" if is_strict(config) else "pooled"
     metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
