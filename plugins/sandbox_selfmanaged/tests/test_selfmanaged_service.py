@@ -178,6 +178,7 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
     small = start_executor(
         tmp_path, "--max-concurrency", "1", "--queue-size", "0", "--languages", "python", "--python-pool-size", "1",
         "--max-request-bytes", "1000000", "--max-held-request-bytes", "1500000",
+        "--body-timeout", "60",  # the stalled upload below must not time out on a slow machine
     )
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -200,8 +201,8 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
                 f"POST /v1/execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {small.token}\r\n"
                 "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n{\"code\": \"".encode() + b"x" * 850_000
             )
-            deadline = time.monotonic() + 10
-            while "holds too many" not in small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}}).text:
+            deadline = time.monotonic() + 30
+            while held_body_bytes(small) < 850_000:
                 assert time.monotonic() < deadline, "the unfinished upload's bytes were not counted"
                 time.sleep(0.05)
             big = small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}})
@@ -212,6 +213,14 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
             time.sleep(0.1)
     finally:
         assert_clean_shutdown(small)
+
+
+def held_body_bytes(executor: Executor) -> float:
+    """What the executor's metrics say its requests in progress hold of their bodies."""
+    for line in executor.http.get("/metrics").text.splitlines():
+        if line.startswith("sandbox_executor_requests_body_bytes_held "):
+            return float(line.split()[1])
+    raise AssertionError("no sandbox_executor_requests_body_bytes_held metric")
 
 
 def test_runsc_missing_is_reported_plainly(tmp_path: Path) -> None:

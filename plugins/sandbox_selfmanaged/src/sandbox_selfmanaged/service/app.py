@@ -150,7 +150,12 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     limiter = anyio.CapacityLimiter(admission.max_concurrency)
 
     def queue_state() -> dict[str, int]:
-        return {"running": admission.running, "queued": admission.waiting, "rejected": admission.rejected}
+        return {
+            "running": admission.running,
+            "queued": admission.waiting,
+            "rejected": admission.rejected,
+            "body_bytes_held": gate.held_bytes,  # the gate is made last, before any request is served
+        }
 
     metrics = Metrics(engine.health, queue_state)
 
@@ -334,7 +339,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    return Gate(
+    gate = Gate(
         app,
         token=config.token,
         open_paths={LIVENESS_PATH},
@@ -345,6 +350,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         min_body_rate=config.min_body_rate,
         on_refusal=lambda reason: metrics.rejections.labels(reason).inc(),
     )
+    return gate
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:

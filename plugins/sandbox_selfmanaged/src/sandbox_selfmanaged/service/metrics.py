@@ -49,7 +49,11 @@ class _PoolCollector(Collector):
         yield boots
         yield failures
         queue = self._queue()
-        for key, help_text in (("running", "Executions holding a slot"), ("queued", "Requests waiting for a slot")):
+        for key, help_text in (
+            ("running", "Executions holding a slot"),
+            ("queued", "Requests waiting for a slot"),
+            ("body_bytes_held", "Request body bytes held by the requests in progress (see --max-held-request-bytes)"),
+        ):
             family = GaugeMetricFamily(f"sandbox_executor_requests_{key}", help_text)
             family.add_metric([], float(queue.get(key, 0)))
             yield family
