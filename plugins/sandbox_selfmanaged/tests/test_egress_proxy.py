@@ -8,14 +8,20 @@ them: each refusal is checked both as the proxy's answer and as zero connections
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from egress_support import PUBLIC_ADDRESS, TRAP_ADDRESSES, Listener, make_certificate, owned_namespace
 
+from sandbox_selfmanaged.egress import shim
 from sandbox_selfmanaged.egress.allowlist import Allowlist
 from sandbox_selfmanaged.egress.proxy import Address, Attempt, EgressLimits, EgressProxy, SandboxEgress
 
@@ -41,6 +47,7 @@ class World:
 
     def __init__(self, tmp_path: Path) -> None:
         cert, key = make_certificate(tmp_path, [ALLOWED])
+        self.cert = cert
         server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_context.load_cert_chain(cert, key)
         self.client_context = ssl.create_default_context(cafile=str(cert))
@@ -212,3 +219,46 @@ def test_connection_and_byte_limits(world: World) -> None:
         https_get(world)
     report = world.sandbox.end()
     assert report.bytes_sent + report.bytes_received <= 256
+
+
+SHIM_CLIENT = r"""
+import json, socket, ssl, sys, urllib.request
+cafile, name, mapped = sys.argv[1:4]
+context = ssl.create_default_context(cafile=cafile)
+results = {}
+with urllib.request.urlopen(f"https://{name}/", context=context, timeout=10) as response:
+    results["urllib"] = response.read().decode()
+try:
+    urllib.request.urlopen(f"https://other.example.com/", context=context, timeout=10)
+except OSError as error:
+    results["refused"] = str(error)
+with socket.create_connection((mapped, 443), timeout=10) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
+    tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+    body = b""
+    while chunk := tls.recv(4096):
+        body += chunk
+    results["mapped"] = body.decode().rsplit("\r\n\r\n", 1)[1]
+print(json.dumps(results))
+"""
+
+
+def test_the_shim_forwards_proxy_clients_and_mapped_names(world: World, tmp_path: Path) -> None:
+    world.sandbox.begin(POLICY)
+    environment = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:3128", "NO_PROXY": ""}
+    process = subprocess.Popen(
+        [sys.executable, shim.__file__, str(world.sandbox.path), "3128", f"127.0.0.2:443={ALLOWED}", "--",
+         sys.executable, "-c", SHIM_CLIENT, str(world.cert), ALLOWED, "127.0.0.2"],
+        env=environment, stdout=subprocess.PIPE, stderr=(tmp_path / "stderr").open("wb"), start_new_session=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+    err = (tmp_path / "stderr").read_bytes()
+    report = world.sandbox.end()
+    assert process.returncode == 0, err.decode()
+    results = json.loads(out)
+    assert results["urllib"] == results["mapped"] == "hello from the allowed host\n"
+    assert "Tunnel connection failed: 403" in results["refused"]
+    assert (report.allowed, report.refused) == (2, 1)
+    assert b"other.example.com" not in err  # refused by the proxy, which answered urllib itself
