@@ -282,9 +282,13 @@ class EgressProxy:
             return
         try:
             name, port = parse_destination(target)
-            execution.allowlist.check(name, port)
         except EgressRefused as refused:
             await self._refuse(execution, writer, target[:200], 0, 403, refused.reason)
+            return
+        try:
+            execution.allowlist.check(name, port)
+        except EgressRefused as refused:
+            await self._refuse(execution, writer, name, port, 403, refused.reason)
             return
         if execution.opened >= limits.connections or execution.open >= limits.concurrent:
             await self._refuse(execution, writer, name, port, 429, "connection limit of the execution reached")

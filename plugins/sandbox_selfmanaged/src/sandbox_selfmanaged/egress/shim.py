@@ -2,8 +2,9 @@
 
 Mounted read-only into a sandbox and run with the sandbox's own Python, standard library only.
 It wraps the runner: ``shim.py SOCKET PROXY_PORT [ADDRESS:PORT=NAME ...] -- RUNNER ARGV...``
-forks a child that serves, then the calling process becomes the runner (``exec``), so the runner
-keeps process id 1 and stops the shim with everything else when its job ends.
+forks a child that serves, then the calling process becomes the runner (``exec``, with
+``HTTPS_PROXY`` and ``HTTP_PROXY`` set to the relay), so the runner keeps process id 1 and stops
+the shim with everything else when its job ends.
 
 - ``127.0.0.1:PROXY_PORT`` relays bytes as they come; clients that honour ``HTTPS_PROXY``
   (Python's ``urllib``, ``requests``, pip) speak CONNECT to the host's proxy through it.
@@ -135,7 +136,11 @@ def main(argv: "list[str]") -> None:
         os._exit(0)
     for listener, _ in listeners:  # bound before the runner starts: no connection can come too early
         listener.close()
-    os.execv(runner[0], runner)
+    proxy = "http://127.0.0.1:%d" % proxy_port
+    environment = dict(os.environ)
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        environment[name] = proxy
+    os.execve(runner[0], runner, environment)
 
 
 if __name__ == "__main__":
