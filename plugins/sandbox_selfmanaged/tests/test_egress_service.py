@@ -13,6 +13,8 @@ import pytest
 from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
 
 from sandbox_core import ExecutionRequest
+from sandbox_core.client import SandboxClient
+from sandbox_core.testing.isolation import check_isolation
 from sandbox_selfmanaged import provider
 from sandbox_selfmanaged.errors import EgressPolicyError
 from sandbox_selfmanaged.service.metrics import Metrics
@@ -71,3 +73,10 @@ def test_egress_reports_are_counted_in_metrics() -> None:
     text = metrics.render().decode()
     assert 'sandbox_executor_egress_connections_total{outcome="refused"} 3.0' in text
     assert 'sandbox_executor_egress_bytes_total{direction="received"} 20.0' in text
+
+
+def test_the_isolation_case_passes_through_the_real_proxy(egress_executor: Executor) -> None:
+    client = SandboxClient(provider="self_managed", config={"endpoints": [egress_executor.url], "token": egress_executor.token})
+    (report,) = check_isolation(client.execute, cases=["egress_proxy_refuses_host"])
+    assert report.verdict.value == "pass", report.evidence
+    assert "127.0.0.1:3128" in report.evidence and "403 Forbidden" in report.evidence
