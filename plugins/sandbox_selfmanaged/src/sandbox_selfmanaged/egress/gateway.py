@@ -26,7 +26,6 @@ from pathlib import Path
 
 import attrs
 
-from sandbox_selfmanaged.egress import shim
 from sandbox_selfmanaged.egress.allowlist import Allowlist
 from sandbox_selfmanaged.egress.proxy import (
     SOCKET_NAME,
@@ -45,6 +44,7 @@ from sandbox_selfmanaged.sandbox import LanguageRuntime
 SOCKET_DIR_INSIDE = "/run/egress"
 SHIM_INSIDE = f"{RUNNER_DIR}/egress_shim.py"
 PROXY_PORT = 3128
+SHIM_SOURCE = Path(__file__).with_name("shim.py")
 MAX_MAPPED_NAMES = 250
 """Exact names get 127.0.0.2 and up; wildcard entries work through ``HTTPS_PROXY`` only."""
 
@@ -80,7 +80,7 @@ class EgressGateway:
         self.hosts_file.write_text(ETC_FILES["hosts"] + "".join(f"{self.addresses[name]}\t{name}\n" for name in names))
         self.hosts_file.chmod(0o444)
         self.shim_file = directory / "shim.py"
-        shutil.copyfile(shim.__file__, self.shim_file)
+        shutil.copyfile(SHIM_SOURCE, self.shim_file)
         self.shim_file.chmod(0o444)
         self.proxy = EgressProxy(resolver=resolver, limits=limits, observer=observer)
         self._sockets: dict[str, SandboxEgress] = {}
