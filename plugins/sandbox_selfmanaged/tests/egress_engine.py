@@ -93,6 +93,21 @@ def main():
     return out
 '''
 
+PYTHON_REQUESTS = r'''
+import requests
+
+def main(cert):
+    with open("/tmp/ca.pem", "w") as handle:
+        handle.write(cert)
+    out = {"allowed": requests.get("https://api.example.com/", verify="/tmp/ca.pem", timeout=10).text}
+    try:
+        requests.get("https://private.example.com/", verify="/tmp/ca.pem", timeout=10)
+        out["private"] = "connected"
+    except requests.RequestException as error:
+        out["private"] = "refused: " + type(error).__name__
+    return out
+'''
+
 NODE_FETCH = r'''
 const https = require("https");
 function get(url, ca) {
@@ -124,8 +139,10 @@ def resolve(name: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(NAMES[name])] if name in NAMES else []
 
 
-def run(engine: Engine, code: str, language: str = "python", network: tuple[str, ...] = (), **arguments: Any) -> dict[str, Any]:
-    request = ExecutionRequest(code=code, language=language, arguments=arguments, network=network, timeout=60)
+def run(
+    engine: Engine, code: str, language: str = "python", network: tuple[str, ...] = (), runtime: str | None = None, **arguments: Any
+) -> dict[str, Any]:
+    request = ExecutionRequest(code=code, language=language, arguments=arguments, network=network, timeout=60, runtime=runtime)
     result = engine.execute(request, Limits(timeout=60))
     value = result.value.decode() if isinstance(result.value, RawJSON) else result.value
     return {"status": result.status.value, "value": value, "stderr": result.stderr[-2000:], "egress": result.metadata.get("egress")}
@@ -141,7 +158,7 @@ def main(state_dir: str, cert_dir: str) -> None:
     pem = cert.read_text()
     engine = Engine(EngineConfig(
         state_dir=state_dir, languages=("python", "javascript"), pool_sizes={"python": 1, "javascript": 1},
-        egress=OPERATOR, egress_resolver=resolve,
+        egress=OPERATOR, egress_resolver=resolve, runtimes=("python",), boot_timeout=120, acquire_timeout=120,
     ))
     engine.start()
     report: dict[str, Any] = {}
@@ -156,6 +173,7 @@ def main(state_dir: str, cert_dir: str) -> None:
         report["served_before_next"] = listeners["server"].connections
         report["next"] = run(engine, PYTHON_FETCH, cert=pem, urls=["https://api.example.com/"])
         report["bypass"] = run(engine, BYPASS, network=(f"{ALLOWED}:443",))
+        report["requests"] = run(engine, PYTHON_REQUESTS, network=(f"{ALLOWED}:443", "private.example.com:443"), runtime="python", cert=pem)
         report["node"] = run(engine, NODE_FETCH, language="javascript", network=(f"{ALLOWED}:443",), cert=pem)
         try:
             run(engine, PYTHON_FETCH, network=("beyond.example.com:443",), cert=pem, urls=[])

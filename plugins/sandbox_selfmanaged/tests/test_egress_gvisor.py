@@ -1,4 +1,4 @@
-"""Egress from real gVisor sandboxes: Python urllib and Node https/fetch reach an allowed name;
+"""Egress from real gVisor sandboxes: Python urllib and requests, Node https/fetch reach an allowed name;
 everything else is refused, the sandbox has no other way out, and the next execution has no policy.
 
 Runs ``egress_engine.py`` inside a network namespace made here (loopback only), so not one packet
@@ -66,6 +66,12 @@ def test_python_reaches_the_allowed_name_and_nothing_else(report: dict[str, Any]
     assert {a["name"] for a in egress["attempts"] if a["allowed"]} == {"api.example.com"}
 
 
+def test_python_requests_in_the_python_runtime(report: dict[str, Any]) -> None:
+    result = report["requests"]
+    assert result["status"] == "success", result
+    assert result["value"] == {"allowed": "hello from the allowed host\n", "private": "refused: ProxyError"}
+
+
 def test_the_next_execution_has_no_policy(report: dict[str, Any]) -> None:
     after = report["next"]
     assert after["value"]["https://api.example.com/"].startswith("refused: ")
@@ -95,7 +101,7 @@ def test_a_request_cannot_widen_the_operators_list(report: dict[str, Any]) -> No
 
 def test_no_refused_destination_was_ever_connected(report: dict[str, Any]) -> None:
     connections = report["connections"]
-    assert connections["server"] == report["served_before_next"] + 2  # Python once, Node https and fetch
+    assert connections["server"] == report["served_before_next"] + 3  # then requests, Node https and fetch
     for name, count in connections.items():
         if name != "server":
             assert count == 0, (name, connections)
