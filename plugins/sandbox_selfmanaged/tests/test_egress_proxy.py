@@ -244,16 +244,17 @@ print(json.dumps(results))
 
 def test_the_shim_forwards_proxy_clients_and_mapped_names(world: World, tmp_path: Path) -> None:
     world.sandbox.begin(POLICY)
-    environment = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:3128", "NO_PROXY": ""}
-    process = subprocess.Popen(
-        [sys.executable, shim.__file__, str(world.sandbox.path), "3128", f"127.0.0.2:443={ALLOWED}", "--",
-         sys.executable, "-c", SHIM_CLIENT, str(world.cert), ALLOWED, "127.0.0.2"],
-        env=environment, stdout=subprocess.PIPE, stderr=(tmp_path / "stderr").open("wb"), start_new_session=True,
-    )
-    try:
-        out, _ = process.communicate(timeout=60)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
+    environment = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}  # the shim sets them
+    with (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, shim.__file__, str(world.sandbox.path), "3128", f"127.0.0.2:443={ALLOWED}", "--",
+             sys.executable, "-c", SHIM_CLIENT, str(world.cert), ALLOWED, "127.0.0.2"],
+            env=environment, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+        )
+        try:
+            out, _ = process.communicate(timeout=60)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
     err = (tmp_path / "stderr").read_bytes()
     report = world.sandbox.end()
     assert process.returncode == 0, err.decode()

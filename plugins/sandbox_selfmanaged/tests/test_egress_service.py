@@ -7,7 +7,6 @@ the test owns): these check refusals made before anything runs, and the bookkeep
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
