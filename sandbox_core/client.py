@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -167,6 +167,7 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        network: Sequence[str] = (),
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
@@ -181,12 +182,18 @@ class SandboxClient:
             arguments=dict(arguments or {}),
             requested_by=requested_by,
             runtime=runtime,
+            network=network,
         )
         snapshot = self._current()
         if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
             raise ValueError(
                 f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
                 "leave the runtime unset"
+            )
+        if request.network and not getattr(self.registry.provider_info(snapshot.provider), "egress", False):
+            raise ValueError(
+                f"network: provider {snapshot.provider!r} cannot enforce a network allowlist, so none is sent; "
+                "leave network empty (no network) or use a provider that enforces one"
             )
         self._used.add(snapshot.provider)
         started = time.monotonic()
@@ -229,10 +236,11 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        network: Sequence[str] = (),
     ) -> ExecutionResult:
         """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
         )
 
     def health(self) -> HealthStatus:
@@ -288,15 +296,19 @@ def execute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    network: Sequence[str] = (),
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
-    provider's default for the language.
+    provider's default for the language. ``network`` lists the ``host:port`` entries the code may
+    reach (default: none, no network); a provider that cannot enforce it refuses it.
     """
-    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    return default_client().execute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+    )
 
 
 async def aexecute_code(
@@ -307,6 +319,9 @@ async def aexecute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    network: Sequence[str] = (),
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code`."""
-    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    return await default_client().aexecute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+    )

@@ -61,6 +61,25 @@ def _check_runtime(value: str | None) -> None:
         raise ValueError(f"runtime: must be a runtime name or None, got {value!r}")
 
 
+MAX_NETWORK_ENTRIES = 256
+MAX_NETWORK_ENTRY_LENGTH = 300
+
+
+def _network(value: Any) -> tuple[str, ...]:
+    """The ``network`` allowlist as a tuple; its syntax is checked here, its meaning by the provider."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError("network: must be a list of 'host:port' entries (empty: no network)")
+    entries = tuple(value)
+    if len(entries) > MAX_NETWORK_ENTRIES:
+        raise ValueError(f"network: at most {MAX_NETWORK_ENTRIES} entries, got {len(entries)}")
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.isprintable() or not 0 < len(entry) <= MAX_NETWORK_ENTRY_LENGTH:
+            raise ValueError(f"network: {entry!r} is not a 'host:port' entry")
+    return entries
+
+
 @attrs.frozen
 class ExecutionRequest:
     """What an agent asks for: run ``code`` in ``language`` and call ``main(**arguments)``.
@@ -69,6 +88,9 @@ class ExecutionRequest:
     ``requested_by`` names the caller for the audit log (a user, a service, an agent id).
     ``runtime`` names the package set to run with (None: the provider's default for the
     language); a provider that does not know it fails the request, never substituting another.
+    ``network`` is the egress allowlist of this execution: ``host:port`` entries (exact names, or
+    ``*.example.com:443`` for every name below a domain); empty, the default, means no network. A
+    provider enforces it or refuses it, and only within the operator's own allowlist.
     """
 
     code: str
@@ -77,6 +99,7 @@ class ExecutionRequest:
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
     runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
+    network: tuple[str, ...] = attrs.field(default=(), converter=_network)
 
     @arguments.validator
     def _check_arguments(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -237,6 +260,9 @@ class ProviderInfo:
     runtimes: bool = False
     """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
     False the core refuses requests that name a runtime, so none is silently ignored."""
+    egress: bool = False
+    """The provider enforces ``ExecutionRequest.network`` (or refuses it with an error); when False
+    the core refuses requests with a network allowlist, so none is silently ignored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

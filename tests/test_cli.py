@@ -384,3 +384,9 @@ def test_the_sandbox_console_script(fake_site: FakeSite, tmp_path: Path) -> None
     assert (row["package"], row["version"], row["status"], row["active"]) == ("fake-local", "0.9", "loaded", True)
     done = sandbox("exec", "-c", "raise SystemExit(3)")
     assert done.returncode == 1
+
+
+def test_exec_network_is_refused_by_a_provider_that_cannot_enforce_it(local: SettingsStore, sandbox: Run) -> None:
+    code, out, err = sandbox("exec", "-c", "print('never runs')", "--allow", "api.example.com:443")
+    assert (code, out) == (2, "")
+    assert "network: provider 'local' cannot enforce a network allowlist" in err

@@ -55,6 +55,7 @@ MUST_FAIL: dict[str, set[str]] = {
     | {case for case, routable in ROUTE_CASES.items() if routable},
     "never_truncates": {"output_flood_truncated"},
     "trusts_printed_frames": {"result_frames_unforgeable", "javascript_result_frames_unforgeable"},
+    "open_proxy": {"egress_proxy_refuses_host"},
 }
 
 

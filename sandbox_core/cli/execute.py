@@ -75,6 +75,10 @@ def _exit_code(result: ExecutionResult) -> int:
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
 @click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
 @click.option("--runtime", metavar="NAME", help="Run with this runtime (package set) [default: the provider's default for the language].")
+@click.option(
+    "--allow", "network", multiple=True, metavar="HOST:PORT",
+    help="Let the code reach HOST:PORT over HTTPS (repeat; within what the provider's operator allows) [default: no network].",
+)
 @click.option("--provider", metavar="NAME", help="Use this provider (with its saved config) instead of the active one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
 def exec_command(
@@ -85,6 +89,7 @@ def exec_command(
     args_json: str | None,
     timeout: float,
     runtime: str | None,
+    network: tuple[str, ...],
     provider: str | None,
     as_json: bool,
 ) -> None:
@@ -95,7 +100,7 @@ def exec_command(
     arguments = _collect_arguments(pairs, args_json)
     client = SandboxClient(settings=open_store(), provider=provider)
     try:
-        result = client.execute(text, language=language, timeout=timeout, arguments=arguments, runtime=runtime)
+        result = client.execute(text, language=language, timeout=timeout, arguments=arguments, runtime=runtime, network=network)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     finally:

@@ -327,6 +327,49 @@ def _cloud_metadata_refused(probe: Probe) -> str:
     return "the metadata address is unreachable: " + ", ".join(f"{a}: {seen['routes'][a]}" for a in METADATA_ADDRESSES)
 
 
+EGRESS_PROXY = """
+import os, socket
+from urllib.parse import urlsplit
+def main(port):
+    proxies = {}
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        url = urlsplit(os.environ.get(name) or "")
+        if url.hostname and url.port:
+            proxies[f"{url.hostname}:{url.port}"] = (url.hostname, url.port)
+    targets = [f"127.0.0.1:{port}", f"localhost:{port}", f"2130706433:{port}", f"0x7f.1:{port}", f"[::1]:{port}",
+               f"user@127.0.0.1:{port}", f"127.0.0.1.:{port}"]
+    answers = {}
+    for label, where in proxies.items():
+        requests = [f"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\n\\r\\n" for target in targets]
+        requests.append(f"GET http://127.0.0.1:{port}/ HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\n\\r\\n")
+        for request in requests:
+            try:
+                with socket.create_connection(where, timeout=5) as conn:
+                    conn.sendall(request.encode())
+                    answer = conn.recv(200).split(b"\\r\\n")[0].decode("ascii", "replace")
+            except OSError as exc:
+                answer = f"error {type(exc).__name__}"
+            answers[f"{label} {request.split(chr(13))[0]}"] = answer
+    return {"proxies": sorted(proxies), "answers": answers}
+"""
+
+
+def _egress_proxy_refuses_host(probe: Probe) -> str:
+    bait = probe.bait
+    bait.contacts()
+    seen = probe.value(probe.execute(EGRESS_PROXY, arguments={"port": bait.tcp_port}, timeout=60), "egress proxy")
+    contacts = bait.contacts()
+    if contacts:
+        raise CaseFailed(f"the sandbox's proxy connected to the host's loopback: {'; '.join(contacts)}")
+    opened = [request for request, answer in seen["answers"].items() if answer.split(" ")[1:2] == ["200"]]
+    if opened:
+        raise CaseFailed(f"the sandbox's proxy accepted {opened[0]!r}")
+    if not seen["proxies"]:
+        return "the sandbox advertises no proxy (HTTPS_PROXY and the like are unset)"
+    answers = sorted(set(seen["answers"].values()))
+    return f"the proxy ({', '.join(seen['proxies'])}) refused every host address form ({'; '.join(answers)}); nothing reached the host"
+
+
 # -- resource limits ------------------------------------------------------------------------------
 
 FORK_BOMB = """
@@ -729,6 +772,11 @@ CASES: tuple[IsolationCase, ...] = (
     ),
     IsolationCase("no_outside_network", "no route out of the machine, and no name resolution (DNS)", _no_outside_network),
     IsolationCase("cloud_metadata_refused", "the cloud metadata address 169.254.169.254 is unreachable", _cloud_metadata_refused),
+    IsolationCase(
+        "egress_proxy_refuses_host",
+        "an egress proxy the sandbox is given (HTTPS_PROXY) reaches no host address, however written",
+        _egress_proxy_refuses_host,
+    ),
     IsolationCase("fork_bomb_contained", "a fork bomb hits a process limit; the next execution is fine", _fork_bomb_contained),
     IsolationCase("memory_bomb_contained", "a memory bomb is stopped; the next execution is fine", _memory_bomb_contained),
     IsolationCase("disk_fill_stopped", "filling the disk with many files is stopped", _disk_fill_stopped),

@@ -61,6 +61,11 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
         help="serve requests without a token to peers in these networks only (e.g. the Docker bridge, 172.17.0.0/16); "
         "a token is still required from anywhere else",
     )
+    net.add_argument(
+        "--egress-allow", action="append", default=[], metavar="HOST:PORT",
+        help="let sandboxes reach HOST:PORT over HTTPS (repeat; *.example.com:443 for every name below a domain); "
+        "requests may only narrow this list [default: no network at all]",
+    )
     net.add_argument("--max-concurrency", type=int, default=8, help="executions running at once")
     net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
     net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
@@ -240,6 +245,7 @@ def serve(args: argparse.Namespace) -> int:
             runtimes=runtime_cli.parse_runtimes(args.runtimes),
             cache_dir=args.cache_dir,
             restore=args.restore,
+            egress=tuple(args.egress_allow),
         )
         config = ServiceConfig(
             engine=engine_config,

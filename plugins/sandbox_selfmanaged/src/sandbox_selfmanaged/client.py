@@ -139,6 +139,8 @@ class ExecutorClient:
         }
         if request.runtime is not None:
             payload["runtime"] = request.runtime
+        if request.network:
+            payload["network"] = list(request.network)
         limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
         if limits:
             payload["limits"] = limits

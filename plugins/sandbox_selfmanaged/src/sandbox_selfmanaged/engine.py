@@ -42,8 +42,12 @@ from sandbox_core.model import (
 from sandbox_core.runner import Job, build_result, runner_path
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.egress.allowlist import Allowlist
+from sandbox_selfmanaged.egress.gateway import EgressGateway
+from sandbox_selfmanaged.egress.proxy import Resolver, system_resolver
 from sandbox_selfmanaged.checkpoint import Checkpoints
 from sandbox_selfmanaged.errors import (
+    EgressPolicyError,
     ExecutionCancelled,
     ExecutorError,
     RuntimeMissingError,
@@ -63,7 +67,7 @@ from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcom
 logger = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "javascript")
-STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners", "images"})
+STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners", "images", "egress"})
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
 FAILING_BOOTS = 3
 """Consecutive failed boots of one language after which the engine reports itself unhealthy."""
@@ -92,6 +96,9 @@ class EngineConfig:
         into ``cache_dir`` unless already there (see :mod:`sandbox_selfmanaged.runtimes`).
     :param stall_timeout: a language whose requests have waited this long while no sandbox
         was handed out makes the engine unhealthy (its pool is stuck).
+    :param egress: the operator's egress allowlist (``host:port`` entries); requests may only
+        narrow it. Empty (the default): sandboxes have no network at all and boot as ever.
+    :param egress_resolver: resolves allowed names for the egress proxy (the host's by default).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -114,6 +121,8 @@ class EngineConfig:
     cache_dir: Path | None = None
     restore: bool = True
     """Restore warm sandboxes of preloading runtimes from a checkpoint (see :mod:`~sandbox_selfmanaged.checkpoint`)."""
+    egress: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    egress_resolver: Resolver = system_resolver
 
     def resolved_cgroup_parent(self) -> str:
         if self.cgroup_parent:
@@ -144,6 +153,8 @@ class Engine:
         self.pool: WarmPool | None = None
         self.checkpoints: Checkpoints | None = None
         self.layout: SandboxLayout | None = None
+        self.egress_allowlist = Allowlist.parse(config.egress)
+        self.egress: EgressGateway | None = None
         self._lock_fd: int | None = None
         self._watchdog_pid: int | None = None
         self._watchdog_fd: int | None = None
@@ -177,6 +188,7 @@ class Engine:
             self.supervisor,
             platform=self.config.platform,
             debug_log_dir=self.state_dir / "logs" / "debug" if self.config.debug_runsc else None,
+            host_uds=bool(self.egress_allowlist.rules),
         )
         self._remove_leftovers()
         if self.problem:
@@ -197,6 +209,8 @@ class Engine:
         if not self.runtimes:
             self._fail("no language can run: " + "; ".join(self.language_errors.values()))
             return
+        if self.egress_allowlist.rules:
+            self._start_egress()
         self._start_watchdog()
         self.janitor = Janitor()
         if self.config.restore:
@@ -214,6 +228,15 @@ class Engine:
             self.runsc_version, self.config.platform, self.cgroups.describe(),
             ", ".join(f"{r.language} {r.version}" for r in self.runtimes.values()), self.state_dir,
         )
+
+    def _start_egress(self) -> None:
+        """The proxy and the sandboxes' egress files; the shim runs on the sandbox's Python."""
+        assert self.layout is not None
+        self.egress = EgressGateway(
+            self.egress_allowlist, self.state_dir / "egress", self.config.python, resolver=self.config.egress_resolver
+        )
+        self.egress.prepare_rootfs(self.layout.rootfs)
+        logger.info("egress allowed to %s", ", ".join(self.egress_allowlist.entries))
 
     def _fail(self, message: str) -> None:
         self.problem = message
@@ -358,6 +381,8 @@ class Engine:
         assert self.layout is not None and self.runsc is not None and self.supervisor is not None
         layout, runsc, supervisor = self.layout, self.runsc, self.supervisor
         runtime = self.runtimes[key]
+        if self.egress is not None:
+            return self._boot_with_egress(self.egress, runtime, limits)
 
         def boot(image: Path | None) -> Sandbox:
             return Sandbox.boot(
@@ -377,6 +402,28 @@ class Engine:
             return self.checkpoints.boot(key, boot)
         return boot(None)
 
+    def _boot_with_egress(self, egress: EgressGateway, runtime: LanguageRuntime, limits: Limits) -> Sandbox:
+        """A sandbox wrapped by the egress shim, with its own proxy socket (never from a checkpoint:
+        an image knows nothing of the socket)."""
+        assert self.layout is not None and self.runsc is not None and self.supervisor is not None
+        wrapped, socket = egress.prepare(runtime)
+        try:
+            sandbox = Sandbox.boot(
+                wrapped,
+                limits,
+                layout=self.layout,
+                runsc=self.runsc,
+                supervisor=self.supervisor,
+                cgroups=self.cgroups,
+                timeout=self.config.boot_timeout,
+                dispose=self.janitor.dispose if self.janitor is not None else None,
+            )
+        except BaseException:
+            egress.discard(socket)
+            raise
+        egress.attach(sandbox.id, socket)
+        return sandbox
+
     def wait_ready(self, timeout: float) -> bool:
         """Wait for the warm pool to fill; False (and the reason in :meth:`health`) if it did not."""
         return self.pool is not None and self.pool.wait_ready(timeout)
@@ -386,6 +433,18 @@ class Engine:
     @property
     def languages(self) -> tuple[str, ...]:
         return tuple(self.runtimes)
+
+    def egress_policy(self, network: tuple[str, ...]) -> Allowlist:
+        """The allowlist an execution asking for ``network`` gets; :class:`EgressPolicyError`
+        when it asks for more than the operator allows."""
+        if self.egress is None:
+            if network:
+                raise EgressPolicyError("network: this executor allows no egress (its operator set no --egress-allow)")
+            return Allowlist()
+        try:
+            return self.egress.narrow(network)
+        except EgressPolicyError as error:
+            raise EgressPolicyError(f"network: {error}") from None
 
     def execute(self, request: ExecutionRequest, limits: Limits) -> ExecutionResult:
         """Run ``request`` in a fresh sandbox under ``limits`` (already checked against the maximums).
@@ -425,6 +484,8 @@ class Engine:
             raise SandboxUnavailableError(f"{request.language} is unavailable: {reason}", retry_after=30)
         if cancel is not None and cancel.is_set():
             raise ExecutionCancelled("the execution was not started: its client left")
+        egress = self.egress
+        allowlist = self.egress_policy(request.network)
         kind = self.served.resolve(request.language, request.runtime)
         requested_at = time.monotonic()
         pool = self.pool
@@ -447,6 +508,8 @@ class Engine:
                 released.set()
                 self._active.discard(sandbox)
                 self._unreleased.discard(sandbox)
+            if egress is not None:
+                egress.forget(sandbox.id)
             assert self.janitor is not None
             self.janitor.dispose(sandbox)
             if sandbox.limits.boot_key() == pool.profile.boot_key():
@@ -476,7 +539,13 @@ class Engine:
                 max_artifact_bytes=limits.max_artifact_bytes,
                 **(job_options or {}),
             )
-            outcome = sandbox.run(job, limits, cancel)
+            if egress is not None:
+                egress.begin(sandbox.id, allowlist)
+            try:
+                outcome = sandbox.run(job, limits, cancel)
+            finally:
+                if egress is not None:
+                    metadata["egress"] = egress.end(sandbox.id).metadata()
             with self._active_lock:
                 self._busy[request.language] -= 1
                 running = False
@@ -636,6 +705,8 @@ class Engine:
         if self.cgroup_parent:
             for path in self.cgroups.remove_tree(self.cgroup_parent):
                 logger.error("could not remove cgroup %s at shutdown", path)
+        if self.egress is not None:
+            self.egress.close()
         _empty_directory(self.state_dir)
         self.served.close()
         self._stop_watchdog()

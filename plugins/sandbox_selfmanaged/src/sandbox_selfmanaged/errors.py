@@ -40,3 +40,15 @@ class LimitError(ExecutorError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+
+
+class EgressPolicyError(ExecutorError, ValueError):
+    """An egress allowlist is malformed, or a request asked for more than the operator's maximum."""
+
+
+class EgressRefused(ExecutorError):
+    """One connection attempt from a sandbox was refused; ``reason`` says why, for logs and metadata."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

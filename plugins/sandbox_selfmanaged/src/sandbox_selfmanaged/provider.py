@@ -77,6 +77,15 @@ SCHEMA = ConfigSchema(
         ConfigField("processes", "integer", label="Processes", description="Processes and threads at once (executor default if empty).", minimum=4, maximum=4096),
         ConfigField("max_output_bytes", "integer", label="Output limit (bytes)", description="Bytes of stdout and of stderr kept (executor default if empty).", minimum=1024, maximum=1 << 30),
         ConfigField("max_file_bytes", "integer", label="File size limit (bytes)", description="Largest file code may write (executor default if empty).", minimum=4096, maximum=1 << 40),
+        ConfigField(
+            "network_allowlist",
+            "string",
+            label="Network allowlist",
+            description="host:port entries executions may ask to reach over HTTPS (*.example.com:443 for every name "
+            "below a domain: weaker). Each execution asks for its own subset (none by default); the executors "
+            "enforce their own --egress-allow as well.",
+            multiple=True,
+        ),
         ConfigField("verify_tls", "boolean", label="Verify TLS certificates", description="For https:// endpoints.", default=True),
     ]
 )
@@ -91,6 +100,7 @@ def sandbox_provider_info() -> ProviderInfo:
         languages=("python", "javascript"),
         tags=("self-hosted", "gvisor", "no-network"),
         runtimes=True,
+        egress=True,
     )
 
 
@@ -115,6 +125,13 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
         seen.add(url)
         if urlsplit(url).path not in ("", "/"):
             problems.append(FieldProblem(f"endpoints.{index}", f"{url}: give the executor's base URL, without a path"))
+    from sandbox_selfmanaged.egress.allowlist import Allowlist
+    from sandbox_selfmanaged.errors import EgressPolicyError
+
+    try:
+        Allowlist.parse(config.get("network_allowlist") or [])
+    except EgressPolicyError as error:
+        problems.append(FieldProblem("network_allowlist", str(error)))
     remote = [url for url in endpoints if not _is_local(url)]
     if remote and not config.get("token"):
         problems.append(
@@ -133,6 +150,15 @@ def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
 @hookimpl
 def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     from sandbox_selfmanaged.client import client_for
+
+    if request.network:
+        from sandbox_selfmanaged.egress.allowlist import Allowlist
+        from sandbox_selfmanaged.errors import EgressPolicyError
+
+        try:
+            Allowlist.parse(config.get("network_allowlist") or []).narrow(request.network)
+        except EgressPolicyError as error:
+            raise EgressPolicyError(f"network: {error} (config field network_allowlist)") from None
 
     return client_for(config).execute(request, config, provider_name)
 

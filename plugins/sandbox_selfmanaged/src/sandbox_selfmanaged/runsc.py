@@ -46,12 +46,15 @@ class Runsc:
         *,
         platform: str = "ptrace",
         debug_log_dir: Path | None = None,
+        host_uds: bool = False,
     ) -> None:
         self.binary = binary
         self.root_dir = root_dir
         self.supervisor = supervisor
         self.platform = platform
         self.debug_log_dir = debug_log_dir
+        self.host_uds = host_uds
+        """Let sandboxes connect to host Unix sockets bound into them (only egress binds one)."""
 
     def argv(self, log_file: Path | str, *args: str) -> list[str]:
         """The full command line of one subcommand, global flags first."""
@@ -63,6 +66,8 @@ class Runsc:
             f"--platform={self.platform}",
             "--rootless=false",
         ]
+        if self.host_uds:
+            command.append("--host-uds=open")
         if self.debug_log_dir is not None:
             command += ["--debug", f"--debug-log={self.debug_log_dir}/"]
         return command + list(args)

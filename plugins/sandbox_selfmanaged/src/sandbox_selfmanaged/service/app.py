@@ -243,6 +243,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         elapsed = time.monotonic() - started
         metrics.executions.labels(request.language, result.status.value).inc()
         metrics.latency.labels(request.language).observe(elapsed)
+        metrics.count_egress(result.metadata.get("egress"))
         logger.info(
             "execution sandbox=%s language=%s status=%s exit_code=%s seconds=%.4f queue=%.4f",
             result.metadata.get("sandbox_id"), request.language, result.status.value, result.exit_code,
@@ -257,10 +258,14 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         timeout: float | None,
         requested: dict[str, Any] | None,
         runtime: str | None = None,
+        network: list[str] | None = None,
     ) -> tuple[ExecutionRequest, Limits]:
         limits = resolve(config.engine.defaults, config.engine.maximums, timeout=timeout, requested=requested)
         try:
-            request = ExecutionRequest(code=code, language=language, timeout=limits.timeout, arguments=arguments, runtime=runtime)
+            request = ExecutionRequest(
+                code=code, language=language, timeout=limits.timeout, arguments=arguments, runtime=runtime, network=network
+            )
+            engine.egress_policy(request.network)  # beyond the operator's allowlist: 422 before queueing
         except ValueError as exc:
             field, _, reason = str(exc).partition(": ")
             raise LimitError(field if reason else "request", reason or str(exc)) from None
@@ -291,7 +296,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     async def execute(http: Request) -> Response:
         body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
-        request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime)
+        request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime, body.network)
         result, release = await run(http, request, limits)
         return RelayedJSONResponse(result.to_dict(), background=release)
 

@@ -80,7 +80,28 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.egress_connections = Counter(
+            "sandbox_executor_egress_connections",
+            "Connection attempts of sandboxes through the egress proxy, by outcome (allowed, refused)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.egress_bytes = Counter(
+            "sandbox_executor_egress_bytes",
+            "Bytes through egress tunnels, by direction (sent, received)",
+            ["direction"],
+            registry=self.registry,
+        )
         self.registry.register(_PoolCollector(health, queue))
+
+    def count_egress(self, report: Any) -> None:
+        """Add one execution's egress report (its result's ``metadata["egress"]``, if any)."""
+        if not isinstance(report, Mapping):
+            return
+        for outcome in ("allowed", "refused"):
+            self.egress_connections.labels(outcome).inc(report.get(outcome, 0))
+        for direction in ("sent", "received"):
+            self.egress_bytes.labels(direction).inc(report.get(f"bytes_{direction}", 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

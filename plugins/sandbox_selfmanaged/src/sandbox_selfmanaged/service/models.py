@@ -34,6 +34,9 @@ class ExecuteIn(BaseModel):
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds (default: the operator's)")
     limits: LimitsIn | None = None
     runtime: str | None = Field(None, description="Runtime (package set) to run with (default: the language's default)")
+    network: list[str] | None = Field(
+        None, description="Egress allowlist of this execution, 'host:port' entries within the executor's (default: no network)"
+    )
 
 
 class ErrorOut(BaseModel):
