@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
-DEFAULT_TIMEOUT = 30.0
-"""Seconds of wall-clock time an execution gets when the caller does not say."""
+from sandbox_core.timeouts import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT  # re-exported where it always was
+from sandbox_core.timeouts import TimeoutSettings
 
 LANGUAGES = ("python", "javascript")
 """The languages of the result contract; providers declare which of them they run."""
@@ -51,8 +51,12 @@ def _check_language(_instance: object, _attribute: attrs.Attribute[str], value: 
         raise ValueError(f"language: {value!r} is not supported; choose one of: {', '.join(LANGUAGES)}")
 
 
-def _check_timeout(_instance: object, _attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
+def _optional_seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _check_timeout(_instance: object, _attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
         raise ValueError(f"timeout: must be a finite, positive number of seconds, got {value!r}")
 
 
@@ -69,11 +73,13 @@ class ExecutionRequest:
     ``requested_by`` names the caller for the audit log (a user, a service, an agent id).
     ``runtime`` names the package set to run with (None: the provider's default for the
     language); a provider that does not know it fails the request, never substituting another.
+    ``timeout`` is in seconds; None means the provider's default. The client applies the rule of
+    :mod:`sandbox_core.timeouts` first, so a provider it calls always gets a number.
     """
 
     code: str
     language: str = attrs.field(default="python", converter=_normalize_language, validator=_check_language)
-    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=float, validator=_check_timeout)
+    timeout: float | None = attrs.field(default=None, converter=_optional_seconds, validator=_check_timeout)
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
     runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
@@ -237,6 +243,8 @@ class ProviderInfo:
     runtimes: bool = False
     """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
     False the core refuses requests that name a runtime, so none is silently ignored."""
+    timeouts: TimeoutSettings = TimeoutSettings()
+    """The provider's default and maximum timeout (see :mod:`sandbox_core.timeouts`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}
