@@ -214,6 +214,14 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
         assert_clean_shutdown(small)
 
 
+def test_the_runsc_comes_from_RUNSC_when_no_flag_names_one(tmp_path: Path) -> None:
+    named = start_executor(tmp_path, wait="live", extra_env={"RUNSC": "/nonexistent/from-env/runsc"})
+    try:
+        assert "runsc not found at /nonexistent/from-env/runsc" in named.health().json()["message"]
+    finally:
+        assert named.stop() == 0
+
+
 def test_runsc_missing_is_reported_plainly(tmp_path: Path) -> None:
     broken = start_executor(tmp_path, "--runsc", "/nonexistent/runsc", wait="live")
     try:
