@@ -47,7 +47,12 @@ def client(settings: TimeoutSettings, config: Mapping[str, Any] | None = None) -
     return SandboxClient(provider="timed", config=dict(config or {}), registry=registry)
 
 
-CONFIGURED = TimeoutSettings(default_setting="default_timeout", maximum_setting="limit", maximum=60, maximum_reason="the backend stops every execution after 60s")
+CONFIGURED = TimeoutSettings(
+    default_setting="default_timeout",
+    maximum_setting="limit",
+    maximum=60,
+    maximum_reason="the backend stops every execution after 60s",
+)
 
 
 def test_an_explicit_timeout_equal_to_the_core_default_is_honoured() -> None:

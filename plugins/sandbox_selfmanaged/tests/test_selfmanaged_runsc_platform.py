@@ -134,7 +134,9 @@ def test_the_reason_is_printed_in_the_pytest_summary(tmp_path: Path) -> None:
     """Where gVisor cannot run, its tests are skipped with the reason, repeated once at the end."""
     tests_dir = Path(__file__).parent
     (tmp_path / "conftest.py").write_text((tests_dir / "conftest.py").read_text())
-    (tmp_path / "test_needs_gvisor.py").write_text("from selfmanaged_support import require_gvisor\n\ndef test_it():\n    require_gvisor()\n")
+    (tmp_path / "test_needs_gvisor.py").write_text(
+        "from selfmanaged_support import require_gvisor\n\n\ndef test_it():\n    require_gvisor()\n"
+    )
     missing = tmp_path / "no-runsc"
     env = {**os.environ, "PYTHONPATH": str(tests_dir), "RUNSC": str(missing)}
     done = subprocess.run(
