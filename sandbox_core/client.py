@@ -22,9 +22,10 @@ import attrs
 from sandbox_core.audit import AuditLog
 from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
 from sandbox_core.failures import FailureKind, provider_failure
-from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
+from sandbox_core.timeouts import effective_timeout
 
 if TYPE_CHECKING:
     from sandbox_core.settings import SettingsStore
@@ -162,7 +163,7 @@ class SandboxClient:
         self,
         code: str,
         language: str = "python",
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
@@ -171,6 +172,9 @@ class SandboxClient:
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
+        ``timeout`` in seconds; None takes the provider's default. A timeout over the provider's
+        maximum is capped, and every result says the seconds applied in ``metadata["timeout"]``
+        (see :mod:`sandbox_core.timeouts`).
         Invalid requests raise ``ValueError`` naming the field; configuration problems raise
         :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
         comes back as a result with status ``provider_error`` and a message free of secrets.
@@ -185,16 +189,19 @@ class SandboxClient:
             network=network,
         )
         snapshot = self._current()
-        if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
+        info = self.registry.provider_info(snapshot.provider)
+        if runtime is not None and not info.runtimes:
             raise ValueError(
                 f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
                 "leave the runtime unset"
             )
-        if request.network and not getattr(self.registry.provider_info(snapshot.provider), "egress", False):
+        if request.network and not info.egress:
             raise ValueError(
                 f"network: provider {snapshot.provider!r} cannot enforce a network allowlist, so none is sent; "
                 "leave network empty (no network) or use a provider that enforces one"
             )
+        effective = effective_timeout(request.timeout, info.timeouts, snapshot.config)
+        request = attrs.evolve(request, timeout=effective.seconds)
         self._used.add(snapshot.provider)
         started = time.monotonic()
         try:
@@ -206,13 +213,12 @@ class SandboxClient:
             result = provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config), kind)
         except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
             result = self._provider_bug(snapshot, exc)
-        if not result.provider or not result.execution_time:
-            result = attrs.evolve(
-                result,
-                provider=result.provider or snapshot.provider,
-                execution_time=result.execution_time or time.monotonic() - started,
-            )
-        return result
+        return attrs.evolve(
+            result,
+            provider=result.provider or snapshot.provider,
+            execution_time=result.execution_time or time.monotonic() - started,
+            metadata={**result.metadata, **effective.metadata()},
+        )
 
     @staticmethod
     def _provider_bug(snapshot: _Snapshot, exc: Exception) -> ExecutionResult:
@@ -231,7 +237,7 @@ class SandboxClient:
         self,
         code: str,
         language: str = "python",
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         arguments: Mapping[str, Any] | None = None,
         *,
         requested_by: str | None = None,
@@ -291,7 +297,7 @@ def default_client() -> SandboxClient:
 def execute_code(
     code: str,
     language: str = "python",
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,
@@ -303,8 +309,9 @@ def execute_code(
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
-    provider's default for the language. ``network`` lists the ``host:port`` entries the code may
-    reach (default: none, no network); a provider that cannot enforce it refuses it.
+    provider's default for the language. ``timeout`` (seconds) None takes the provider's default.
+    ``network`` lists the ``host:port`` entries the code may reach (default: none, no network); a
+    provider that cannot enforce it refuses it.
     """
     return default_client().execute(
         code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
@@ -314,7 +321,7 @@ def execute_code(
 async def aexecute_code(
     code: str,
     language: str = "python",
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     arguments: Mapping[str, Any] | None = None,
     *,
     requested_by: str | None = None,

@@ -79,7 +79,8 @@ REQUIRED_HOOKS = ("sandbox_config_schema", "sandbox_execute")
 def sandbox_provider_info() -> ProviderInfo:
     """Describe the provider for listings and the admin page.
 
-    :return: a :class:`~sandbox_core.model.ProviderInfo` (description, languages, tags).
+    :return: a :class:`~sandbox_core.model.ProviderInfo` (description, languages, tags; ``timeouts``
+        declares the default and maximum timeout, see :mod:`sandbox_core.timeouts`).
         Optional: without it the package summary is used and both languages are assumed.
 
     Example::
@@ -174,7 +175,10 @@ def sandbox_execute(
     Called from several threads at once (one client serves many callers; async calls run in worker
     threads): keep per-execution state local and guard what executions share with a lock.
 
-    :param request: what to run (code, language, timeout, arguments).
+    :param request: what to run (code, language, timeout, arguments). Through the client the
+        timeout is the effective one (the core's rule, :mod:`sandbox_core.timeouts`, has applied
+        your default and maximum); read it with ``request_seconds(request)``, which also covers a
+        direct call without one.
     :param config: the validated config.
     :param provider_name: the name this provider is installed under.
     :return: an :class:`~sandbox_core.model.ExecutionResult`.

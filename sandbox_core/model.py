@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
-DEFAULT_TIMEOUT = 30.0
-"""Seconds of wall-clock time an execution gets when the caller does not say."""
+from sandbox_core.timeouts import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT  # re-exported where it always was
+from sandbox_core.timeouts import TimeoutSettings
 
 LANGUAGES = ("python", "javascript")
 """The languages of the result contract; providers declare which of them they run."""
@@ -51,8 +51,12 @@ def _check_language(_instance: object, _attribute: attrs.Attribute[str], value: 
         raise ValueError(f"language: {value!r} is not supported; choose one of: {', '.join(LANGUAGES)}")
 
 
-def _check_timeout(_instance: object, _attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
+def _optional_seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _check_timeout(_instance: object, _attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
         raise ValueError(f"timeout: must be a finite, positive number of seconds, got {value!r}")
 
 
@@ -91,11 +95,13 @@ class ExecutionRequest:
     ``network`` is the egress allowlist of this execution: ``host:port`` entries (exact names, or
     ``*.example.com:443`` for every name below a domain); empty, the default, means no network. A
     provider enforces it or refuses it, and only within the operator's own allowlist.
+    ``timeout`` is in seconds; None means the provider's default. The client applies the rule of
+    :mod:`sandbox_core.timeouts` first, so a provider it calls always gets a number.
     """
 
     code: str
     language: str = attrs.field(default="python", converter=_normalize_language, validator=_check_language)
-    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=float, validator=_check_timeout)
+    timeout: float | None = attrs.field(default=None, converter=_optional_seconds, validator=_check_timeout)
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
     runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
@@ -263,6 +269,8 @@ class ProviderInfo:
     egress: bool = False
     """The provider enforces ``ExecutionRequest.network`` (or refuses it with an error); when False
     the core refuses requests with a network allowlist, so none is silently ignored."""
+    timeouts: TimeoutSettings = TimeoutSettings()
+    """The provider's default and maximum timeout (see :mod:`sandbox_core.timeouts`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

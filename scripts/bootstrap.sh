@@ -6,7 +6,9 @@
 #
 # It installs what it needs itself: Debian packages when run as root (runsc for gVisor, Node.js,
 # and for `test` PostgreSQL and MariaDB), uv, and the Python environment in .venv. Re-running it
-# is cheap: every step checks first.
+# is cheap: every step checks first. gVisor: RUNSC=/path/to/runsc, or a runsc already on PATH, is
+# used as it is (Debian's package is then not installed); where the archive has no runsc package
+# it says what to do, `run` stops and `test` runs everything else (the gVisor tests are skipped).
 set -euo pipefail
 
 job=${1:-}
@@ -19,32 +21,64 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+sudo=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+fi
+can_apt() { [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ]; }
+
 apt_updated=0
+apt_update() {
+  [ $apt_updated -eq 1 ] && return 0
+  log "apt-get update"
+  "${sudo[@]}" apt-get update -qq
+  apt_updated=1
+}
+
 apt_install() {
   local missing=()
   for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if ! command -v sudo >/dev/null 2>&1; then
-      log "please install these Debian packages as root: ${missing[*]}"
-      return 1
-    fi
-    sudo=(sudo)
+  if ! can_apt; then
+    log "please install these Debian packages as root: ${missing[*]}"
+    return 1
   fi
-  if [ $apt_updated -eq 0 ]; then
-    log "apt-get update"
-    "${sudo[@]}" apt-get update -qq
-    apt_updated=1
-  fi
+  apt_update
   log "installing ${missing[*]}"
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# gVisor: a runsc already there ($RUNSC, or on PATH, e.g. a newer upstream release) is used as it
+# is; else Debian's runsc package if the archive has one; else the job says what to do (see
+# find-runsc.sh) and `test` goes on with the gVisor tests skipped.
+find_runsc() {  # sets runsc_decision
+  local status=0
+  runsc_decision=$(bash plugins/sandbox_selfmanaged/scripts/find-runsc.sh) || status=$?
+  if [ "$runsc_decision" = none ] && [ $apt_updated -eq 0 ] && can_apt; then
+    apt_update  # the archive's package lists may just be missing
+    status=0
+    runsc_decision=$(bash plugins/sandbox_selfmanaged/scripts/find-runsc.sh) || status=$?
+  fi
+  if [ $status -gt 1 ]; then
+    exit "$status"  # RUNSC names no executable (find-runsc.sh said so), or the script could not run
+  fi
+}
+find_runsc
+
 # fonts-wqy-microhei: the CJK-capable font the default Python runtime gives matplotlib.
-system_packages=(runsc nodejs python3 python3-venv ca-certificates fonts-wqy-microhei)
+system_packages=(nodejs python3 python3-venv ca-certificates fonts-wqy-microhei)
+case "$runsc_decision" in
+  "use "*) export RUNSC="${runsc_decision#use }" ;;  # the executor and the tests take it from there
+  install) system_packages+=(runsc) ;;
+  *)
+    if [ "$job" = run ]; then
+      log "the run job executes in gVisor: install runsc first (see above)"
+      exit 1
+    fi
+    ;;
+esac
 if [ "$job" = test ]; then
   system_packages+=(postgresql mariadb-server chromium chromium-driver fonts-dejavu-core)
 fi

@@ -13,6 +13,15 @@ from core_support import STANDARD_PROVIDERS, FakeSite, forget_fake_modules, prov
 pytest_plugins = ["pytester"]
 
 
+def pytest_report_header() -> str | None:
+    """Whether the self-managed provider's gVisor tests can run here (decided by its runsc_platform)."""
+    try:
+        from sandbox_selfmanaged.runsc_platform import check_gvisor
+    except ImportError:
+        return None
+    return f"gVisor: {check_gvisor().describe()}"
+
+
 @pytest.fixture
 def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
     """An empty fake site-packages folder on ``sys.path`` (add distributions with ``.add``)."""

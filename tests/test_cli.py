@@ -136,6 +136,16 @@ def test_exec_timeout_exits_1(local: SettingsStore, sandbox: Run) -> None:
     assert "started" in out and "[timeout in" in err
 
 
+def test_exec_without_timeout_takes_the_providers_default(local: SettingsStore, sandbox: Run) -> None:
+    assert sandbox("config", "set", "local", "max_timeout=20")[0] == 0
+    code, out, _ = sandbox("exec", "-c", "print(1)", "--json")
+    assert code == 0
+    assert json.loads(out)["metadata"]["timeout"] == 20  # the local provider's default, lowered to its maximum
+    code, out, _ = sandbox("exec", "-c", "print(1)", "--timeout", "25", "--json")
+    assert json.loads(out)["metadata"]["timeout_clamped"] == {"requested": 25, "applied": 20, "reason": "the provider's max_timeout setting is 20s"}
+    assert "default: the provider's" in sandbox("exec", "--help")[1]
+
+
 @pytest.mark.parametrize(
     "args",
     [

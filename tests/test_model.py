@@ -55,6 +55,8 @@ def test_language_aliases(given: str, language: str) -> None:
 
 def test_request_checks() -> None:
     assert ExecutionRequest(code="", timeout="2.5").timeout == 2.5
+    assert ExecutionRequest(code="").timeout is None  # no timeout given: the provider's default applies
+    assert ExecutionRequest(code="", timeout=None).timeout is None
     with pytest.raises(ValueError, match="^language: 'ruby' is not supported; choose one of: python, javascript"):
         ExecutionRequest(code="", language="ruby")
     with pytest.raises(ValueError, match="^timeout:"):

@@ -40,10 +40,10 @@ class CommandFailed(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def finite_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
-    """Option callback: a finite, positive number of seconds (``inf``, ``nan``, ``1e400`` and
-    ``0`` are usage errors, which click's float type alone lets through)."""
-    if not (math.isfinite(value) and value > 0):
+def finite_seconds(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    """Option callback: a finite, positive number of seconds, or None when the option is not given
+    (``inf``, ``nan``, ``1e400`` and ``0`` are usage errors, which click's float type alone lets through)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value!r} is not a finite, positive number of seconds")
     return value
 

@@ -20,7 +20,7 @@ from sandbox_core.cli.common import (
     print_json,
     set_exit_code,
 )
-from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionResult, ExecutionStatus
+from sandbox_core.model import ExecutionResult, ExecutionStatus
 
 
 def _argument_value(text: str) -> Any:
@@ -73,7 +73,10 @@ def _exit_code(result: ExecutionResult) -> int:
 @click.option("--language", "-l", type=click.Choice(["python", "javascript"]), default="python", show_default=True)
 @click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
-@click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds before the execution is stopped.")
+@click.option(
+    "--timeout", type=float, callback=finite_seconds,
+    help="Seconds before the execution is stopped [default: the provider's; more than its maximum is capped].",
+)
 @click.option("--runtime", metavar="NAME", help="Run with this runtime (package set) [default: the provider's default for the language].")
 @click.option(
     "--allow", "network", multiple=True, metavar="HOST:PORT",
@@ -87,7 +90,7 @@ def exec_command(
     language: str,
     pairs: tuple[str, ...],
     args_json: str | None,
-    timeout: float,
+    timeout: float | None,
     runtime: str | None,
     network: tuple[str, ...],
     provider: str | None,

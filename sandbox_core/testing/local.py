@@ -24,6 +24,7 @@ from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.timeouts import TimeoutSettings, request_seconds
 
 FLOOD_FACTOR = 8
 """Output beyond this many times the limit stops the process: it is a flood, not output."""
@@ -44,7 +45,11 @@ class UnsandboxedSubprocessProvider:
 
     @hookimpl
     def sandbox_provider_info(self) -> ProviderInfo:
-        return ProviderInfo(description="Local subprocess, no isolation: for tests only", tags=("testing", "unsafe"))
+        return ProviderInfo(
+            description="Local subprocess, no isolation: for tests only",
+            tags=("testing", "unsafe"),
+            timeouts=TimeoutSettings(maximum_setting="max_timeout"),
+        )
 
     @hookimpl
     def sandbox_config_schema(self) -> ConfigSchema:
@@ -87,7 +92,7 @@ class UnsandboxedSubprocessProvider:
 
     def _run(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
         interpreter = config["python"] if request.language == "python" else config["node"]
-        timeout = min(request.timeout, float(config["max_timeout"]))
+        timeout = min(request_seconds(request), float(config["max_timeout"]))
         limit = int(config["max_output_bytes"])
         workdir = self._workdir()
         job = Job(code=request.code, arguments=request.arguments, output_dir=os.path.join(workdir, "output"))

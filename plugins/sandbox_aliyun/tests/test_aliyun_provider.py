@@ -405,6 +405,11 @@ def test_timeouts_above_the_configured_limit_name_the_setting(fake_agentrun: Fak
     assert "setting is 5s" in result.metadata["timeout_clamped"]["reason"]
 
 
+def test_no_timeout_gets_the_configured_limit_without_a_note(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
+    result = client_for(fake_agentrun.config(timeout=5)).execute("print('quick')")
+    assert result.metadata["timeout"] == 5 and "timeout_clamped" not in result.metadata
+
+
 def test_health_runs_a_real_probe(fake_agentrun: FakeAgentRun, client_for: Any) -> None:
     executed_before = len(fake_agentrun.store.executed_timeouts)
     status = client_for(fake_agentrun.config()).health()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
+from selfmanaged_support import GVISOR, Executor, assert_clean_shutdown, start_executor
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +24,10 @@ def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     )
     yield running
     assert_clean_shutdown(running)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say once, at the end, why the gVisor tests were skipped (the same reason each skip gives)."""
+    if GVISOR.problem is not None:
+        terminalreporter.write_sep("-", "gVisor")
+        terminalreporter.write_line(f"the self-managed gVisor tests were skipped: gVisor {GVISOR.describe()}")

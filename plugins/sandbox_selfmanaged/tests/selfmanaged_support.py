@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,19 +22,18 @@ import httpx
 import pytest
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
+from sandbox_selfmanaged.runsc_platform import check_gvisor
 
-RUNSC = shutil.which("runsc") or "/usr/bin/runsc"
+GVISOR = check_gvisor()
+"""Whether real gVisor sandboxes can run here (``$RUNSC`` or runsc on PATH, root, cgroups), decided once."""
+RUNSC = GVISOR.binary or "/usr/bin/runsc"
 EXECUTOR = str(Path(sys.executable).with_name("sandbox-executor"))
 
 
-
 def require_gvisor() -> None:
-    """Skip (saying how to fix it) where real gVisor sandboxes cannot run."""
-    if os.geteuid() != 0 or not os.path.exists(RUNSC):
-        pytest.skip(
-            "the self-managed executor tests need root and runsc "
-            "(run plugins/sandbox_selfmanaged/scripts/install-system-deps.sh as root)"
-        )
+    """Skip, with the reason and what to do, where real gVisor sandboxes cannot run."""
+    if GVISOR.problem is not None:
+        pytest.skip(f"gVisor {GVISOR.describe()}")
 
 
 def child_pids(pid: int) -> list[int]:

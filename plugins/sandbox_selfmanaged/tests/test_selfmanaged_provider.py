@@ -122,6 +122,22 @@ def test_limits_above_the_executor_maximum_are_a_clear_provider_error(executor: 
     assert result.metadata["failure"]["kind"] == "bad_config"
 
 
+def test_an_explicit_30s_timeout_is_honoured_when_the_default_differs(executor: Executor) -> None:
+    with closing(_client(endpoints=[executor.url], token=executor.token, default_timeout=5)) as client:
+        explicit = client.execute("print(1)", timeout=30)
+        unset = client.execute("print(1)")
+    assert explicit.metadata["limits"]["timeout"] == 30 and explicit.metadata["timeout"] == 30
+    assert unset.metadata["limits"]["timeout"] == 5 and unset.metadata["timeout"] == 5
+
+
+def test_a_timeout_above_the_executor_maximum_is_a_clear_provider_error(executor: Executor) -> None:
+    with closing(_client(endpoints=[executor.url], token=executor.token)) as client:
+        result = client.execute("print(1)", timeout=100000)
+    assert result.status is ExecutionStatus.PROVIDER_ERROR and result.metadata["failure"]["kind"] == "bad_config"
+    assert result.error is not None and "timeout" in result.error.message and "422" in result.error.message
+    assert result.metadata["timeout"] == 100000
+
+
 def test_offline_validation() -> None:
     client = SandboxClient(provider="self_managed", config={"endpoints": ["http://127.0.0.1:8808"]})
     converted = client.validate_config("self_managed", {"endpoints": "http://127.0.0.1:8808,http://localhost:8809", "token": "tok-123"})

@@ -223,6 +223,14 @@ def held_body_bytes(executor: Executor) -> float:
     raise AssertionError("no sandbox_executor_requests_body_bytes_held metric")
 
 
+def test_the_runsc_comes_from_RUNSC_when_no_flag_names_one(tmp_path: Path) -> None:
+    named = start_executor(tmp_path, wait="live", extra_env={"RUNSC": "/nonexistent/from-env/runsc"})
+    try:
+        assert "runsc not found at /nonexistent/from-env/runsc" in named.health().json()["message"]
+    finally:
+        assert named.stop() == 0
+
+
 def test_runsc_missing_is_reported_plainly(tmp_path: Path) -> None:
     broken = start_executor(tmp_path, "--runsc", "/nonexistent/runsc", wait="live")
     try:
@@ -298,3 +306,41 @@ def test_boot_failure_reports_what_runsc_said(tmp_path: Path) -> None:
         assert "gVisor could not start a sandbox" in failing.log()
     finally:
         assert_clean_shutdown(failing)
+
+
+def _runsc_listing_systrap(folder: Path) -> Path:
+    """The real runsc behind a wrapper whose ``flags`` lists systrap, as releases since 2023 do."""
+    folder.mkdir(parents=True)
+    wrapper = folder / "runsc"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = flags ]; then\n'
+        "  printf '  -platform string\\n    \\tspecifies which platform to use: systrap (default), ptrace, kvm. (default \"systrap\")\\n'\n"
+        "  exit 0\n"
+        "fi\n"
+        f'exec {RUNSC} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_the_platform_is_detected_from_the_runsc_and_can_be_forced(tmp_path: Path) -> None:
+    """This machine's runsc has no systrap, so a wrapper lists it: ``auto`` then puts systrap on the
+    command line (which the real runsc refuses at boot, saying so), and ``--platform ptrace`` wins."""
+    wrapper = _runsc_listing_systrap(tmp_path / "bin")
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "forced").mkdir()
+    detected = start_executor(tmp_path / "auto", "--runsc", str(wrapper), "--languages", "python", "--python-pool-size", "1", wait="live")
+    try:
+        health = detected.health().json()
+        assert health["runtime"]["platform"] == "systrap"
+        assert "unknown platform: systrap" in health["message"]
+    finally:
+        assert_clean_shutdown(detected)
+    forced = start_executor(
+        tmp_path / "forced", "--runsc", str(wrapper), "--platform", "ptrace", "--languages", "python", "--python-pool-size", "1"
+    )
+    try:
+        assert forced.execute("print(1)")["metadata"]["platform"] == "ptrace"
+    finally:
+        assert_clean_shutdown(forced)

@@ -26,6 +26,7 @@ from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
 from sandbox_core.schema import Secret
+from sandbox_core.timeouts import request_seconds
 
 PROBE_CODE = "def main():\n    return 'ok'\n"
 PROBE_TIMEOUT = 10.0
@@ -58,21 +59,6 @@ def connection_from(config: Mapping[str, Any]) -> Connection:
     )
 
 
-def plan_timeout(requested: float, configured: float) -> tuple[float, dict[str, Any]]:
-    """The seconds the code gets, and metadata saying so (and why, when it is less than asked)."""
-    ceiling = min(configured, HARD_TIMEOUT)
-    applied = min(requested, ceiling)
-    meta: dict[str, Any] = {"timeout": applied}
-    if requested > applied:
-        reason = (
-            f"AgentRun stops every execution after {HARD_TIMEOUT:g}s"
-            if ceiling >= HARD_TIMEOUT
-            else f"the provider's timeout setting is {ceiling:g}s"
-        )
-        meta["timeout_clamped"] = {"requested": requested, "applied": applied, "reason": reason}
-    return applied, meta
-
-
 def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     """Execute ``request`` in a pooled (or, when strict, fresh) sandbox; backend failures become ``provider_error``.
 
@@ -88,14 +74,16 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         except UnknownRuntimeError as exc:
             return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
     connection = connection_from(config)
-    timeout, meta = plan_timeout(request.timeout, float(config["timeout"]))
-    meta.update(
-        runtime=RUNTIME_NAME,
-        region=connection.region,
-        template_name=connection.template_name,
-        isolation=config["isolation"],
-        throttle_retries=0,
-    )
+    # The client has applied the core's timeout rule (capped at TIMEOUTS); this guards direct calls.
+    ceiling = min(float(config["timeout"]), HARD_TIMEOUT)
+    timeout = min(request_seconds(request, ceiling), ceiling)
+    meta: dict[str, Any] = {
+        "runtime": RUNTIME_NAME,
+        "region": connection.region,
+        "template_name": connection.template_name,
+        "isolation": config["isolation"],
+        "throttle_retries": 0,
+    }
     remote = RemoteRun.create(request.code, request.arguments, request.language, timeout, int(config["max_output_bytes"]))
     started = time.monotonic()
     service_timeout = min(int(HARD_TIMEOUT), math.ceil(timeout + SERVICE_MARGIN))

@@ -26,6 +26,7 @@ from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.pooling import PendingDestroys, PoolSet, pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.timeouts import TimeoutSettings
 
 if TYPE_CHECKING:
     from sandbox_aliyun.session import InterpreterSandbox
@@ -55,6 +56,13 @@ POOLS: PoolSet[InterpreterSandbox] = PoolSet(PENDING_DELETES)
 """This process's warm sandboxes, one pool per config (:mod:`sandbox_aliyun.pool` fills it).
 It lives here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK import."""
 FROM_ENV = " Leave it empty to use {variable} from the environment of the process that runs the code; a value here wins."
+
+TIMEOUTS = TimeoutSettings(
+    maximum=HARD_TIMEOUT,
+    maximum_reason=f"AgentRun stops every execution after {HARD_TIMEOUT:g}s",
+    maximum_setting="timeout",
+)
+"""The core caps timeouts at AgentRun's limit and the config's ``timeout`` (the result says so)."""
 
 SCHEMA = ConfigSchema(
     [
@@ -160,6 +168,7 @@ def sandbox_provider_info() -> ProviderInfo:
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
         runtimes=True,
+        timeouts=TIMEOUTS,
     )
 
 

@@ -36,6 +36,7 @@ from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, Exec
 from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
 from sandbox_core.schema import secret_values
+from sandbox_core.timeouts import request_seconds
 
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
@@ -147,7 +148,7 @@ def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str
     """Set the sandbox's E2B lifetime for this execution; :class:`_Gone` when a pooled one ended."""
     from e2b import NotFoundException
 
-    wanted = lifetime(config, request.timeout)
+    wanted = lifetime(config, request_seconds(request))
     if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
         return  # just created with that lifetime
     try:
@@ -244,7 +245,7 @@ def _run_python(
             on_stderr=deadline.guard(lambda message: stderr.feed(message.line.encode("utf-8"))),
             on_result=deadline.guard(rich.append),
             on_error=deadline.guard(lambda error: kernel_errors.append(error.traceback or f"{error.name}: {error.value}")),
-            timeout=request.timeout,  # a backstop only: it ends the request after about twice that
+            timeout=request_seconds(request),  # a backstop only: it ends the request after about twice that
         )
 
     try:
@@ -273,7 +274,7 @@ def _run_python(
         exit_code=exit_code,
         execution_time=elapsed,
         timed_out=timed_out,
-        timeout=request.timeout,
+        timeout=request_seconds(request),
         metadata=metadata,
     )
     return _with_rich_results(result, rich, job.max_artifact_bytes)
@@ -334,7 +335,7 @@ def _run_javascript(
         try:
             outcome = sandbox.commands.run(
                 command,
-                timeout=request.timeout,
+                timeout=request_seconds(request),
                 on_stdout=deadline.guard(lambda text: stdout.feed(text.encode("utf-8"))),
                 on_stderr=deadline.guard(lambda text: stderr.feed(text.encode("utf-8"))),
             )
@@ -360,7 +361,7 @@ def _run_javascript(
         exit_code=exit_code,
         execution_time=deadline.elapsed,
         timed_out=timed_out,
-        timeout=request.timeout,
+        timeout=request_seconds(request),
         metadata=metadata,
     )
 
@@ -368,7 +369,7 @@ def _run_javascript(
 def _deadline(sandbox: Sandbox, request: ExecutionRequest, config: Mapping[str, Any]) -> Deadline:
     """The execution's deadline; when it passes the sandbox is killed, which stops the code at once
     (a timed-out sandbox is discarded anyway, and killing it needs only the control plane)."""
-    return Deadline(request.timeout, lambda: kill(sandbox, secret_values(config)))
+    return Deadline(request_seconds(request), lambda: kill(sandbox, secret_values(config)))
 
 
 def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[str]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from sandbox_selfmanaged import __version__
 from sandbox_selfmanaged import runtime_cli
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
+from sandbox_selfmanaged.runsc_platform import AUTO, RUNSC_ENV
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
 TOKEN_FD_ENV = "SANDBOX_EXECUTOR_TOKEN_FD"
@@ -85,8 +86,15 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     pool.add_argument("--boot-concurrency", type=int, default=max(1, os.cpu_count() or 1), help="sandbox boots in flight")
     pool.add_argument("--languages", default="python,javascript", help="comma-separated languages to serve")
     pool.add_argument("--state-dir", type=Path, help="the executor's own directory (emptied on shutdown) [default: /var/lib/sandbox-executor]")
-    pool.add_argument("--runsc", help="path of runsc [default: runsc on PATH, else /usr/bin/runsc]")
-    pool.add_argument("--platform", default="ptrace", help="gVisor platform (ptrace works everywhere; kvm needs /dev/kvm)")
+    pool.add_argument(
+        "--runsc", default=os.environ.get(RUNSC_ENV) or None,
+        help=f"path of runsc [default: ${RUNSC_ENV}, else runsc on PATH, else /usr/bin/runsc]",
+    )
+    pool.add_argument(
+        "--platform", default=AUTO,
+        help="gVisor platform: auto (systrap when this runsc has it, else ptrace), systrap, ptrace, or kvm (needs /dev/kvm; "
+        "hangs on nested virtualisation)",
+    )
     pool.add_argument("--python", default="/usr/bin/python3", help="host Python whose interpreter and stdlib sandboxes get")
     pool.add_argument("--node", help="host Node.js binary [default: node on PATH]")
     pool.add_argument("--cgroup-parent", help="cgroup all sandboxes live under [default: /sandbox-executor-<hash of state dir>]")

@@ -36,6 +36,7 @@ from sandbox_core.model import (
     HealthStatus,
 )
 from sandbox_core.schema import Secret
+from sandbox_core.timeouts import request_seconds
 from sandbox_selfmanaged import PROVIDER_NAME
 
 CONNECT_TIMEOUT = 5.0
@@ -128,9 +129,7 @@ class ExecutorClient:
     # -- executing ----------------------------------------------------------------------------
 
     def execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str = PROVIDER_NAME) -> ExecutionResult:
-        timeout = request.timeout
-        if timeout == DEFAULT_TIMEOUT and config.get("default_timeout"):
-            timeout = float(config["default_timeout"])
+        timeout = request_seconds(request, float(config.get("default_timeout") or DEFAULT_TIMEOUT))
         payload: dict[str, Any] = {
             "code": request.code,
             "language": request.language,

@@ -59,6 +59,7 @@ from sandbox_selfmanaged.pool import WarmPool
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import RUNNER_DIR, build_rootfs, find_node, probe_python
 from sandbox_selfmanaged.runsc import Runsc, find_runsc
+from sandbox_selfmanaged.runsc_platform import AUTO, choose_platform
 from sandbox_selfmanaged.runtimes import default_cache_dir
 from sandbox_selfmanaged.runtimes import names as runtime_names
 from sandbox_selfmanaged.served_runtimes import ServedRuntimes
@@ -87,6 +88,8 @@ class EngineConfig:
     :param state_dir: ours alone: runsc state, bundles, logs and the root filesystem live here,
         and it is emptied on shutdown. Keep it on the same filesystem as ``/usr`` so the root
         filesystem can be hard-linked instead of copied.
+    :param platform: gVisor platform; ``auto`` takes systrap when the runsc has it, else ptrace
+        (see :mod:`~sandbox_selfmanaged.runsc_platform`); results report it in ``metadata.platform``.
     :param pool_sizes: warm sandboxes kept ready per language (0 boots on demand only).
     :param boot_concurrency: sandbox boots in flight at most (each takes ~0.2 CPU-seconds).
     :param defaults: limits of a request that asks for none; ``maximums`` bound what requests ask.
@@ -103,7 +106,7 @@ class EngineConfig:
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
     runsc: str | None = None
-    platform: str = "ptrace"
+    platform: str = AUTO
     python: str = "/usr/bin/python3"
     node: str | None = None
     languages: tuple[str, ...] = attrs.field(default=LANGUAGES, converter=tuple)
@@ -186,7 +189,7 @@ class Engine:
             self.runsc_path or (self.config.runsc or "runsc"),
             self.state_dir / "runsc",
             self.supervisor,
-            platform=self.config.platform,
+            platform=choose_platform(self.runsc_path, self.config.platform),  # "auto": systrap when this runsc has it
             debug_log_dir=self.state_dir / "logs" / "debug" if self.config.debug_runsc else None,
             host_uds=bool(self.egress_allowlist.rules),
         )
@@ -225,7 +228,7 @@ class Engine:
         self.pool.start()
         logger.info(
             "engine started: %s, platform %s, %s, languages %s, state dir %s",
-            self.runsc_version, self.config.platform, self.cgroups.describe(),
+            self.runsc_version, self.runsc.platform, self.cgroups.describe(),
             ", ".join(f"{r.language} {r.version}" for r in self.runtimes.values()), self.state_dir,
         )
 
@@ -518,7 +521,7 @@ class Engine:
         metadata: dict[str, Any] = {
             "runtime": RUNTIME_NAME,
             "runsc_version": self.runsc_version,
-            "platform": self.config.platform,
+            "platform": sandbox.runsc.platform,
             "sandbox_id": sandbox.id,
             "language_version": sandbox.runtime.version,
             "sandbox_runtime": sandbox.runtime.name or None,
@@ -658,7 +661,7 @@ class Engine:
                 "name": RUNTIME_NAME,
                 "runsc": self.runsc_path or self.config.runsc,
                 "version": self.runsc_version,
-                "platform": self.config.platform,
+                "platform": self.runsc.platform if self.runsc else self.config.platform,
                 "cgroups": self.cgroups.mode,
             },
             "languages": languages,

@@ -20,6 +20,7 @@ from sandbox_core.model import (
     ProviderInfo,
 )
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.timeouts import TimeoutSettings
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -68,7 +69,7 @@ SCHEMA = ConfigSchema(
             "default_timeout",
             "number",
             label="Default timeout (s)",
-            description="Wall-clock limit of an execution whose caller did not choose one.",
+            description="Wall-clock limit of an execution whose caller did not choose one (the executor refuses more than its --max-timeout).",
             default=30.0,
             minimum=0.1,
             maximum=3600,
@@ -101,6 +102,7 @@ def sandbox_provider_info() -> ProviderInfo:
         tags=("self-hosted", "gvisor", "no-network"),
         runtimes=True,
         egress=True,
+        timeouts=TimeoutSettings(default_setting="default_timeout"),
     )
 
 

@@ -2,8 +2,8 @@
 
 Every call passes ``--root`` (our own state directory, never the default shared one), ``--log``
 to a file (the default is stdout, which would be the sandbox's stdout when we pass pipes),
-``--network=none``, the platform (``ptrace`` is the one that works on common VMs; ``kvm`` hangs
-on nested virtualisation) and ``--rootless=false``.
+``--network=none``, the platform (chosen by :mod:`~sandbox_selfmanaged.runsc_platform`: systrap
+when the binary has it, else ptrace; ``kvm`` hangs on nested virtualisation) and ``--rootless=false``.
 """
 
 from __future__ import annotations
