@@ -237,6 +237,9 @@ class ProviderInfo:
     runtimes: bool = False
     """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
     False the core refuses requests that name a runtime, so none is silently ignored."""
+    streaming: bool = False
+    """The provider calls ``sandbox_execute``'s ``on_output`` as output arrives; when False the core
+    passes ``None`` there and emits the result's output as events once the execution is over."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}
