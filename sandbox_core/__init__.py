@@ -1,11 +1,13 @@
 """sandbox-core: run untrusted code through pluggable, secure sandbox providers.
 
-For agents and applications: :func:`execute_code` / :func:`aexecute_code` and
-:class:`SandboxClient` (module :mod:`sandbox_core.client`), returning :class:`ExecutionResult`
-(:mod:`sandbox_core.model`), output events while code runs in :mod:`sandbox_core.streaming`. For provider authors: :data:`hookimpl` and the hook specifications in
-:mod:`sandbox_core.hookspecs`, config schemas in :mod:`sandbox_core.schema`, the runner protocol in
-:mod:`sandbox_core.runner` and the conformance kit in :mod:`sandbox_core.testing`. Errors derive
-from :class:`SandboxError` (:mod:`sandbox_core.errors`).
+For agents and applications: :func:`execute_code` / :func:`aexecute_code`, :func:`stream_code` /
+:func:`astream_code` (output events while the code runs) and :class:`SandboxClient` (module
+:mod:`sandbox_core.client`), returning :class:`ExecutionResult` (:mod:`sandbox_core.model`) and
+:class:`OutputEvent` (:mod:`sandbox_core.streaming`). For provider authors: :data:`hookimpl` and
+the hook specifications in :mod:`sandbox_core.hookspecs`, config schemas in
+:mod:`sandbox_core.schema`, the runner protocol in :mod:`sandbox_core.runner` and the conformance
+kit in :mod:`sandbox_core.testing`. Errors derive from :class:`SandboxError`
+(:mod:`sandbox_core.errors`).
 
 Importing this package loads no provider, no SDK and no database driver: the client and the
 settings store are imported when first used.
@@ -38,7 +40,7 @@ from sandbox_core.model import (
 from sandbox_core.streaming import OutputEvent
 
 if TYPE_CHECKING:
-    from sandbox_core.client import SandboxClient, aexecute_code, execute_code
+    from sandbox_core.client import SandboxClient, aexecute_code, astream_code, execute_code, stream_code
 
 __all__ = [
     "Artifact",
@@ -59,11 +61,13 @@ __all__ = [
     "SandboxClient",
     "SandboxError",
     "aexecute_code",
+    "astream_code",
     "execute_code",
     "hookimpl",
+    "stream_code",
 ]
 
-_LAZY = {"SandboxClient", "execute_code", "aexecute_code"}
+_LAZY = {"SandboxClient", "execute_code", "aexecute_code", "stream_code", "astream_code"}
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -25,7 +25,13 @@ from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
-from sandbox_core.streaming import OutputCallback, OutputRelay
+from sandbox_core.streaming import (
+    OutputCallback,
+    OutputEvent,
+    OutputRelay,
+    aevents_then_result,
+    events_then_result,
+)
 
 if TYPE_CHECKING:
     from sandbox_core.settings import SettingsStore
@@ -241,10 +247,57 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
+        """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop.
+
+        ``on_output`` is called in that worker thread; use :meth:`astream` to get events in the loop.
+        """
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime,
+            on_output=on_output,
+        )
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float = DEFAULT_TIMEOUT,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+        runtime: str | None = None,
+    ) -> Iterator[OutputEvent | ExecutionResult]:
+        """Run ``code``, yielding :class:`~sandbox_core.streaming.OutputEvent` as output arrives, then the result.
+
+        The last item is the :class:`ExecutionResult` :meth:`execute` would have returned; the
+        events before it, joined per stream, equal its ``stdout``/``stderr``. Errors
+        :meth:`execute` raises are raised by the iteration. The execution runs in a worker
+        thread; leaving the loop early does not stop it.
+        """
+        return events_then_result(
+            lambda on_output: self.execute(
+                code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, on_output=on_output
+            )
+        )
+
+    def astream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float = DEFAULT_TIMEOUT,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+        runtime: str | None = None,
+    ) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """The async twin of :meth:`stream` (``async for item in client.astream(code): ...``)."""
+        return aevents_then_result(
+            lambda on_output: self.execute(
+                code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, on_output=on_output
+            )
         )
 
     def health(self) -> HealthStatus:
@@ -322,3 +375,35 @@ async def aexecute_code(
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code`."""
     return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+
+
+def stream_code(
+    code: str,
+    language: str = "python",
+    timeout: float = DEFAULT_TIMEOUT,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+    runtime: str | None = None,
+) -> Iterator[OutputEvent | ExecutionResult]:
+    """Like :func:`execute_code`, yielding output events as they arrive and then the result
+    (see :meth:`SandboxClient.stream`)::
+
+        for item in stream_code("for i in range(3): print(i, flush=True)"):
+            if isinstance(item, OutputEvent):
+                print(item.text, end="")
+    """
+    return default_client().stream(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+
+
+def astream_code(
+    code: str,
+    language: str = "python",
+    timeout: float = DEFAULT_TIMEOUT,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+    runtime: str | None = None,
+) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    """The async twin of :func:`stream_code`."""
+    return default_client().astream(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)

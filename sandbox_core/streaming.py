@@ -13,10 +13,13 @@ streaming provider's events are completed the same way if it delivered less than
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -54,6 +57,57 @@ class OutputEvent:
 
 OutputCallback = Callable[[OutputEvent], None]
 """Called with each :class:`OutputEvent`, in order within a stream; may be called from any thread."""
+
+
+def coalesce(events: Iterable[OutputEvent]) -> list[OutputEvent]:
+    """``events`` with each run of consecutive events of one stream merged into one.
+
+    For consumers that fall behind (a slow reader, a busy connection): what is waiting goes out
+    in as few pieces as the order of the streams allows, stamped with its first piece's time.
+    """
+    merged: list[OutputEvent] = []
+    pending: list[str] = []
+    first: OutputEvent | None = None
+    for event in events:
+        if first is not None and event.stream != first.stream:
+            merged.append(OutputEvent(first.stream, "".join(pending), first.at))
+            first, pending = None, []
+        if first is None:
+            first = event
+        pending.append(event.text)
+    if first is not None:
+        merged.append(OutputEvent(first.stream, "".join(pending), first.at))
+    return merged
+
+
+class StreamDecoder:
+    """Turns one stream's bytes, as they arrive, into :class:`OutputEvent` for ``callback``.
+
+    Feed it what :class:`~sandbox_core.runner.BoundedCapture` keeps (its ``on_kept``): the events
+    then stop at the output limit and, joined, decode exactly as the result's text does. A UTF-8
+    sequence split between two pieces is held back until it is whole.
+    """
+
+    def __init__(self, stream: str, callback: OutputCallback) -> None:
+        if stream not in STREAMS:
+            raise ValueError(f"stream: must be one of {', '.join(STREAMS)}, got {stream!r}")
+        self.stream = stream
+        self._callback = callback
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def __call__(self, data: bytes) -> None:
+        text = self._decoder.decode(data)
+        if text:
+            self._callback(OutputEvent(self.stream, text))
+
+    def close(self, *, cut: bool) -> None:
+        """The stream ended; ``cut``: at the output limit, where an unfinished sequence is dropped
+        (as the result drops it) instead of becoming a replacement character."""
+        if not cut:
+            text = self._decoder.decode(b"", final=True)
+            if text:
+                self._callback(OutputEvent(self.stream, text))
+        self._decoder.reset()
 
 
 class OutputRelay:
@@ -109,3 +163,79 @@ class OutputRelay:
                         "provider %r streamed %s text that differs from its result's %s; the stream is left as sent",
                         self._provider or result.provider, stream, stream,
                     )
+
+
+_DONE = object()
+
+
+def events_then_result(run: Callable[[OutputCallback], ExecutionResult]) -> Iterator[OutputEvent | ExecutionResult]:
+    """Call ``run(on_output)`` in a worker thread; yield its events as they come, then its result.
+
+    Events waiting when the consumer asks are :func:`coalesced <coalesce>`. An exception of
+    ``run`` is raised here after the events before it. Leaving the loop early does not stop the
+    execution (providers have no way to cancel one): it runs to its end, its events dropped.
+    """
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append(run(inbox.put))
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            outcome.append(exc)
+        finally:
+            inbox.put(_DONE)
+
+    threading.Thread(target=work, name="sandbox-stream", daemon=True).start()
+    done = False
+    while not done:
+        batch = [inbox.get()]
+        while True:
+            try:
+                batch.append(inbox.get_nowait())
+            except queue.Empty:
+                break
+        done = batch[-1] is _DONE
+        yield from coalesce(item for item in batch if item is not _DONE)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    yield outcome[0]
+
+
+async def aevents_then_result(run: Callable[[OutputCallback], ExecutionResult]) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    """The async twin of :func:`events_then_result`: ``run`` goes to a worker thread, the loop never blocks."""
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+    def post(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is left to read it
+            pass
+
+    def work() -> ExecutionResult:
+        try:
+            return run(post)
+        finally:
+            post(_DONE)
+
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        done = False
+        while not done:
+            batch = [await inbox.get()]
+            while not inbox.empty():
+                batch.append(inbox.get_nowait())
+            done = batch[-1] is _DONE
+            for event in coalesce(item for item in batch if item is not _DONE):
+                yield event
+        yield await task
+    finally:
+        if not task.done():
+            task.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned execution's outcome, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

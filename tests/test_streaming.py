@@ -3,7 +3,9 @@ completing the events of those that do, and a callback that raises."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +15,7 @@ from sandbox_core import ExecutionRequest, ExecutionResult, ProviderInfo, hookim
 from sandbox_core.client import SandboxClient
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigSchema
-from sandbox_core.streaming import OutputCallback, OutputEvent
+from sandbox_core.streaming import OutputCallback, OutputEvent, coalesce
 
 
 class Plain:
@@ -141,3 +143,83 @@ def test_events_are_checked_and_have_a_json_form() -> None:
     data: Mapping[str, Any] = event.to_dict()
     assert data == {"type": "output", "stream": "stderr", "text": "oops\n", "at": 12.5}
     assert OutputEvent.from_dict(data) == event
+
+
+def test_stream_yields_the_events_then_the_result(registry: ProviderRegistry) -> None:
+    items = list(client(registry, "streamer").stream("0"))
+    result = items[-1]
+    assert isinstance(result, ExecutionResult) and result.stdout == "a\nb\nc\n"
+    events = items[:-1]
+    assert all(isinstance(e, OutputEvent) for e in events)
+    assert joined(events, "stdout") == result.stdout and joined(events, "stderr") == result.stderr  # type: ignore[arg-type]
+
+
+def test_stream_of_a_provider_that_does_not_stream(registry: ProviderRegistry) -> None:
+    *events, result = client(registry, "plain").stream("x")
+    assert isinstance(result, ExecutionResult)
+    assert joined(events, "stdout") == "one\ntwo\n" and joined(events, "stderr") == "warn\n"  # type: ignore[arg-type]
+
+
+def test_stream_raises_what_execute_raises(registry: ProviderRegistry) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        list(client(registry, "plain").stream("x", timeout=-1))
+
+
+def test_astream_from_asyncio(registry: ProviderRegistry) -> None:
+    async def main() -> list[Any]:
+        return [item async for item in client(registry, "streamer").astream("1")]
+
+    *events, result = asyncio.run(main())
+    assert isinstance(result, ExecutionResult) and result.ok
+    assert joined(events, "stdout") == result.stdout == "a\nb\nc\n"
+
+
+def test_coalesce_merges_runs_of_one_stream_keeping_the_order() -> None:
+    events = [OutputEvent("stdout", "a", 1), OutputEvent("stdout", "b", 2), OutputEvent("stderr", "c", 3), OutputEvent("stdout", "d", 4)]
+    assert coalesce(events) == [OutputEvent("stdout", "ab", 1), OutputEvent("stderr", "c", 3), OutputEvent("stdout", "d", 4)]
+    assert coalesce([]) == []
+
+
+class Handshake:
+    """Streams "first", then waits until the consumer has seen it before it goes on."""
+
+    def __init__(self) -> None:
+        self.seen = threading.Event()
+
+    @hookimpl
+    def sandbox_provider_info(self) -> ProviderInfo:
+        return ProviderInfo(streaming=True)
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        return ConfigSchema([])
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest, on_output: OutputCallback | None) -> ExecutionResult:
+        assert on_output is not None
+        on_output(OutputEvent("stdout", "first\n"))
+        live = self.seen.wait(timeout=10)
+        on_output(OutputEvent("stdout", "second\n"))
+        return ExecutionResult(status="success", stdout="first\nsecond\n", exit_code=0, value=live)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_stream_delivers_events_while_the_execution_runs(asynchronous: bool) -> None:
+    registry = ProviderRegistry(discover=False)
+    provider = Handshake()
+    registry.register("handshake", provider)
+    sandbox = client(registry, "handshake")
+
+    def look(item: Any) -> Any:
+        if isinstance(item, OutputEvent) and item.text == "first\n":
+            provider.seen.set()
+        return item
+
+    if asynchronous:
+        async def main() -> list[Any]:
+            return [look(item) async for item in sandbox.astream("x")]
+
+        items = asyncio.run(main())
+    else:
+        items = [look(item) for item in sandbox.stream("x")]
+    assert items[-1].value is True, "the first event reached the consumer only after the execution ended"
