@@ -40,6 +40,7 @@ from sandbox_core.model import (
     ExecutionStatus,
 )
 from sandbox_core.runner import Job, build_result, runner_path
+from sandbox_core.streaming import OutputCallback
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.checkpoint import Checkpoints
@@ -403,6 +404,7 @@ class Engine:
         limits: Limits,
         cancel: Cancellation | None = None,
         job_options: Mapping[str, Any] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> tuple[ExecutionResult, Callable[[], None]]:
         """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
 
@@ -417,6 +419,7 @@ class Engine:
         When anything fails after the sandbox was taken, it is released here. A result that
         cannot be built from the sandbox's output becomes a ``provider_error`` result. Raising
         ``cancel`` (the client left) kills the sandbox and raises :class:`ExecutionCancelled`.
+        ``on_output`` receives the output as it is read (see :meth:`Sandbox.run`).
         """
         if self.problem or self.pool is None:
             raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
@@ -476,7 +479,7 @@ class Engine:
                 max_artifact_bytes=limits.max_artifact_bytes,
                 **(job_options or {}),
             )
-            outcome = sandbox.run(job, limits, cancel)
+            outcome = sandbox.run(job, limits, cancel, on_output)
             with self._active_lock:
                 self._busy[request.language] -= 1
                 running = False

@@ -20,6 +20,7 @@ from sandbox_core.model import (
     ProviderInfo,
 )
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.streaming import OutputCallback
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -91,6 +92,7 @@ def sandbox_provider_info() -> ProviderInfo:
         languages=("python", "javascript"),
         tags=("self-hosted", "gvisor", "no-network"),
         runtimes=True,
+        streaming=True,
     )
 
 
@@ -131,10 +133,12 @@ def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
 
 
 @hookimpl
-def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+def sandbox_execute(
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+) -> ExecutionResult:
     from sandbox_selfmanaged.client import client_for
 
-    return client_for(config).execute(request, config, provider_name)
+    return client_for(config).execute(request, config, provider_name, on_output)
 
 
 @hookimpl
