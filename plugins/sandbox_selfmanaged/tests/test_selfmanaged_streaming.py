@@ -3,6 +3,7 @@ runs, the NDJSON route, floods, and clients that leave mid-stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -15,6 +16,7 @@ from selfmanaged_support import Executor
 
 from sandbox_core import ExecutionResult, OutputEvent
 from sandbox_core.client import SandboxClient
+from sandbox_selfmanaged.service.events import EventInbox
 
 NDJSON = "application/x-ndjson"
 LIMIT = 64 * 1024
@@ -44,6 +46,24 @@ def wait_for(condition: Any, seconds: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not within {seconds:g}s: {what}"
         time.sleep(0.1)
+
+
+def test_events_that_arrive_together_keep_their_order() -> None:
+    async def written() -> list[str]:
+        inbox = EventInbox()
+        for text in ("42", "\n", "7"):
+            inbox.post(OutputEvent("stdout", text))
+        await asyncio.sleep(0)  # the posts land in the queue before the response looks at it
+        await inbox.first()
+        inbox.done()
+        texts: list[str] = []
+        ended = False
+        while not ended:
+            events, ended = await inbox.batch()
+            texts.extend(e.text for e in events)
+        return texts
+
+    assert "".join(asyncio.run(written())) == "42\n7"
 
 
 def test_a_line_printed_a_second_earlier_arrives_a_second_earlier(client: SandboxClient) -> None:

@@ -55,6 +55,7 @@ class EventInbox:
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._taken: list[Any] = []  # what first() took off the queue, still to be written
 
     def post(self, event: OutputEvent) -> None:
         """Called in the sandbox's thread for each event: hands it to the loop, never blocks."""
@@ -68,9 +69,9 @@ class EventInbox:
         self._queue.put_nowait(_DONE)
 
     async def first(self) -> None:
-        """Wait until an event or the end is there, without taking it."""
-        item = await self._queue.get()
-        self._queue.put_nowait(item)  # the queue is empty: put back, it stays first
+        """Wait until an event or the end is there (the next :meth:`batch` starts with it)."""
+        if not self._taken:
+            self._taken.append(await self._queue.get())
 
     async def batch(self) -> tuple[list[OutputEvent], bool]:
         """The events waiting (at least one, or the end), merged; and whether the end came.
@@ -79,7 +80,8 @@ class EventInbox:
         (an unbuffered ``print`` writes its text and its newline separately), so lines mostly
         arrive whole while a progress bar without newlines still shows within that delay.
         """
-        items = [await self._queue.get()]
+        items = self._taken or [await self._queue.get()]
+        self._taken = []
         deadline = time.monotonic() + LINE_WAIT_SECONDS
         while True:
             while not self._queue.empty():
