@@ -353,15 +353,19 @@ def execute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
-    provider's default for the language.
+    provider's default for the language. ``on_output`` gets the output as events while the code
+    runs (see :meth:`SandboxClient.execute`).
     """
-    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    return default_client().execute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, on_output=on_output
+    )
 
 
 async def aexecute_code(
@@ -372,9 +376,12 @@ async def aexecute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
-    """The async twin of :func:`execute_code`."""
-    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    """The async twin of :func:`execute_code` (``on_output`` is called in a worker thread)."""
+    return await default_client().aexecute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, on_output=on_output
+    )
 
 
 def stream_code(

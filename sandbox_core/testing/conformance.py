@@ -17,7 +17,9 @@ the capabilities it has::
             return {"endpoint": "http://127.0.0.1:9000"}
 
 Optional capability flags default to off: a test for a capability the provider does not claim is
-skipped with a reason, never silently passed. Timeouts are not optional: ``supports_timeout`` is
+skipped with a reason, never silently passed. Output streaming is checked for every provider
+(events joined equal the result's output, and stop at the output limit); that events arrive while
+the code runs is checked for providers whose ``ProviderInfo.streaming`` is on. Timeouts are not optional: ``supports_timeout`` is
 on unless the provider opts out with a ``no_timeout_reason``. The "never raise for an unreachable
 backend" clauses are checked directly against the hooks with an ``unreachable_config`` fixture.
 Without a ``provider_plugin`` fixture the provider is loaded from its installed entry point,
