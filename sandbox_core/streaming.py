@@ -13,7 +13,6 @@ streaming provider's events are completed the same way if it delivered less than
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import logging
 import queue
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sandbox_core.model import ExecutionResult
 
 STREAMS = ("stdout", "stderr")
@@ -142,11 +143,6 @@ class OutputRelay:
             log.warning("the on_output callback raised; it is not called again for this execution", exc_info=True)
             self._callback = None
 
-    def sent(self, stream: str) -> str:
-        """The text emitted so far on ``stream``."""
-        with self._lock:
-            return "".join(self._sent[stream])
-
     def finish(self, result: ExecutionResult) -> None:
         """Emit what ``result`` holds beyond the events already sent, stream by stream."""
         with self._lock:
@@ -204,6 +200,8 @@ def events_then_result(run: Callable[[OutputCallback], ExecutionResult]) -> Iter
 
 async def aevents_then_result(run: Callable[[OutputCallback], ExecutionResult]) -> AsyncIterator[OutputEvent | ExecutionResult]:
     """The async twin of :func:`events_then_result`: ``run`` goes to a worker thread, the loop never blocks."""
+    import asyncio  # here: importing sandbox_core stays light for callers that never use asyncio
+
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
 
