@@ -1,12 +1,13 @@
 """sandbox-core: run untrusted code through pluggable, secure sandbox providers.
 
-For agents and applications: :func:`execute_code` / :func:`aexecute_code` and
-:class:`SandboxClient` (module :mod:`sandbox_core.client`), returning :class:`ExecutionResult`
-(:mod:`sandbox_core.model`). For provider authors: :data:`hookimpl` and the hook specifications in
-:mod:`sandbox_core.hookspecs`, config schemas in :mod:`sandbox_core.schema`, the runner protocol in
-:mod:`sandbox_core.runner`, the timeout rule in :mod:`sandbox_core.timeouts` and the conformance kit
-in :mod:`sandbox_core.testing`. Errors derive
-from :class:`SandboxError` (:mod:`sandbox_core.errors`).
+For agents and applications: :func:`execute_code` / :func:`aexecute_code`, :func:`stream_code` /
+:func:`astream_code` (output events while the code runs) and :class:`SandboxClient` (module
+:mod:`sandbox_core.client`), returning :class:`ExecutionResult` (:mod:`sandbox_core.model`) and
+:class:`OutputEvent` (:mod:`sandbox_core.streaming`). For provider authors: :data:`hookimpl` and
+the hook specifications in :mod:`sandbox_core.hookspecs`, config schemas in
+:mod:`sandbox_core.schema`, the runner protocol in :mod:`sandbox_core.runner`, the timeout rule in
+:mod:`sandbox_core.timeouts` and the conformance kit in :mod:`sandbox_core.testing`. Errors derive from :class:`SandboxError`
+(:mod:`sandbox_core.errors`).
 
 Importing this package loads no provider, no SDK and no database driver: the client and the
 settings store are imported when first used.
@@ -36,9 +37,10 @@ from sandbox_core.model import (
     HealthStatus,
     ProviderInfo,
 )
+from sandbox_core.streaming import OutputEvent
 
 if TYPE_CHECKING:
-    from sandbox_core.client import SandboxClient, aexecute_code, execute_code
+    from sandbox_core.client import SandboxClient, aexecute_code, astream_code, execute_code, stream_code
 
 __all__ = [
     "Artifact",
@@ -51,6 +53,7 @@ __all__ = [
     "FieldProblem",
     "HealthStatus",
     "NoProviderSelectedError",
+    "OutputEvent",
     "ProviderError",
     "ProviderInfo",
     "ProviderNotFoundError",
@@ -58,11 +61,13 @@ __all__ = [
     "SandboxClient",
     "SandboxError",
     "aexecute_code",
+    "astream_code",
     "execute_code",
     "hookimpl",
+    "stream_code",
 ]
 
-_LAZY = {"SandboxClient", "execute_code", "aexecute_code"}
+_LAZY = {"SandboxClient", "execute_code", "aexecute_code", "stream_code", "astream_code"}
 
 
 def __getattr__(name: str) -> Any:

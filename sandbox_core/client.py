@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -25,6 +25,13 @@ from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
+from sandbox_core.streaming import (
+    OutputCallback,
+    OutputEvent,
+    OutputRelay,
+    aevents_then_result,
+    events_then_result,
+)
 from sandbox_core.timeouts import effective_timeout
 
 if TYPE_CHECKING:
@@ -169,6 +176,7 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
@@ -178,6 +186,12 @@ class SandboxClient:
         Invalid requests raise ``ValueError`` naming the field; configuration problems raise
         :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
         comes back as a result with status ``provider_error`` and a message free of secrets.
+
+        ``on_output`` is called with each :class:`~sandbox_core.streaming.OutputEvent` while the
+        code runs (providers that stream) or after it ended (the others); either way, once this
+        returns, the events of each stream joined equal the result's ``stdout``/``stderr``. A
+        callback that raises is logged and not called again; the execution and its result are
+        not affected (see :class:`~sandbox_core.streaming.OutputRelay`).
         """
         request = ExecutionRequest(
             code=code,
@@ -203,9 +217,11 @@ class SandboxClient:
         effective = effective_timeout(request.timeout, info.timeouts, snapshot.config)
         request = attrs.evolve(request, timeout=effective.seconds)
         self._used.add(snapshot.provider)
+        relay = OutputRelay(on_output, snapshot.provider) if on_output is not None else None
+        forward = relay if relay is not None and info.streaming else None
         started = time.monotonic()
         try:
-            result = self.registry.execute(snapshot.provider, request, snapshot.config)
+            result = self.registry.execute(snapshot.provider, request, snapshot.config, forward)
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
@@ -213,12 +229,15 @@ class SandboxClient:
             result = provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config), kind)
         except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
             result = self._provider_bug(snapshot, exc)
-        return attrs.evolve(
+        result = attrs.evolve(
             result,
             provider=result.provider or snapshot.provider,
             execution_time=result.execution_time or time.monotonic() - started,
             metadata={**result.metadata, **effective.metadata()},
         )
+        if relay is not None:
+            relay.finish(result)
+        return result
 
     @staticmethod
     def _provider_bug(snapshot: _Snapshot, exc: Exception) -> ExecutionResult:
@@ -243,10 +262,61 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
-        """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
+        """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop.
+
+        ``on_output`` is called in that worker thread; use :meth:`astream` to get events in the loop.
+        """
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
+            on_output=on_output,
+        )
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+        runtime: str | None = None,
+        network: Sequence[str] = (),
+    ) -> Iterator[OutputEvent | ExecutionResult]:
+        """Run ``code``, yielding :class:`~sandbox_core.streaming.OutputEvent` as output arrives, then the result.
+
+        The last item is the :class:`ExecutionResult` :meth:`execute` would have returned; the
+        events before it, joined per stream, equal its ``stdout``/``stderr``. Errors
+        :meth:`execute` raises are raised by the iteration. The execution runs in a worker
+        thread; leaving the loop early does not stop it.
+        """
+        return events_then_result(
+            lambda on_output: self.execute(
+                code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
+                on_output=on_output,
+            )
+        )
+
+    def astream(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        requested_by: str | None = None,
+        runtime: str | None = None,
+        network: Sequence[str] = (),
+    ) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """The async twin of :meth:`stream` (``async for item in client.astream(code): ...``)."""
+        return aevents_then_result(
+            lambda on_output: self.execute(
+                code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
+                on_output=on_output,
+            )
         )
 
     def health(self) -> HealthStatus:
@@ -303,6 +373,7 @@ def execute_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
@@ -311,10 +382,12 @@ def execute_code(
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
     provider's default for the language. ``timeout`` (seconds) None takes the provider's default.
     ``network`` lists the ``host:port`` entries the code may reach (default: none, no network); a
-    provider that cannot enforce it refuses it.
+    provider that cannot enforce it refuses it. ``on_output`` gets the output as events while the
+    code runs (see :meth:`SandboxClient.execute`).
     """
     return default_client().execute(
-        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
+        on_output=on_output,
     )
 
 
@@ -327,8 +400,48 @@ async def aexecute_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
-    """The async twin of :func:`execute_code`."""
+    """The async twin of :func:`execute_code` (``on_output`` is called in a worker thread)."""
     return await default_client().aexecute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
+        on_output=on_output,
+    )
+
+
+def stream_code(
+    code: str,
+    language: str = "python",
+    timeout: float | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+    runtime: str | None = None,
+    network: Sequence[str] = (),
+) -> Iterator[OutputEvent | ExecutionResult]:
+    """Like :func:`execute_code`, yielding output events as they arrive and then the result
+    (see :meth:`SandboxClient.stream`)::
+
+        for item in stream_code("for i in range(3): print(i, flush=True)"):
+            if isinstance(item, OutputEvent):
+                print(item.text, end="")
+    """
+    return default_client().stream(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+    )
+
+
+def astream_code(
+    code: str,
+    language: str = "python",
+    timeout: float | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    requested_by: str | None = None,
+    runtime: str | None = None,
+    network: Sequence[str] = (),
+) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    """The async twin of :func:`stream_code`."""
+    return default_client().astream(
         code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
     )

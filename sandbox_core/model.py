@@ -271,6 +271,9 @@ class ProviderInfo:
     the core refuses requests with a network allowlist, so none is silently ignored."""
     timeouts: TimeoutSettings = TimeoutSettings()
     """The provider's default and maximum timeout (see :mod:`sandbox_core.timeouts`)."""
+    streaming: bool = False
+    """The provider calls ``sandbox_execute``'s ``on_output`` as output arrives; when False the core
+    passes ``None`` there and emits the result's output as events once the execution is over."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}

@@ -18,6 +18,7 @@ import attrs
 from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo, hookimpl
 from sandbox_core.model import ErrorInfo, ExecutionStatus
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.streaming import OutputCallback, OutputEvent
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
 WATCHDOG_SECONDS = 3.0
@@ -56,12 +57,17 @@ class Mutant(UnsandboxedSubprocessProvider):
     def bend_result(self, result: ExecutionResult, request: ExecutionRequest) -> ExecutionResult:
         return result
 
+    def bend_events(self, on_output: OutputCallback | None) -> OutputCallback | None:
+        return on_output
+
     @hookimpl
-    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+    def sandbox_execute(
+        self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+    ) -> ExecutionResult:
         if config["backend"] == "down":
             return self.backend_down("execute")
         bent = self.bend_request(request)
-        return self.bend_result(self._run(bent, self.bend_config(config), provider_name), bent)
+        return self.bend_result(self._run(bent, self.bend_config(config), provider_name, self.bend_events(on_output)), bent)
 
 
 def _result(result: ExecutionResult, **changes: Any) -> ExecutionResult:
@@ -313,6 +319,50 @@ class Buggy(Mutant):
         return _result(result, value=reply["missing_key"])
 
 
+class StreamsTwice(Mutant):
+    """Sends every piece of output twice, as a provider that relays both a chunk and its line might."""
+
+    def bend_events(self, on_output: OutputCallback | None) -> OutputCallback | None:
+        if on_output is None:
+            return None
+
+        def twice(event: OutputEvent) -> None:
+            on_output(event)
+            on_output(event)
+
+        return twice
+
+
+class StreamsAtTheEnd(Mutant):
+    """Claims to stream, but holds every event back until the execution is over."""
+
+    @hookimpl
+    def sandbox_execute(
+        self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+    ) -> ExecutionResult:
+        held: list[OutputEvent] = []
+        result = super().sandbox_execute(request, config, provider_name, held.append)
+        for event in held:
+            if on_output is not None:
+                on_output(event)
+        return result
+
+
+class StreamsPastTheLimit(Mutant):
+    """Streams what its output limit cut off as well (the raw pipe, not what the result keeps)."""
+
+    current: OutputCallback | None = None
+
+    def bend_result(self, result: ExecutionResult, request: ExecutionRequest) -> ExecutionResult:
+        if result.stdout_truncated and self.current is not None:
+            self.current(OutputEvent("stdout", "y" * 999 + "\n"))
+        return result
+
+    def bend_events(self, on_output: OutputCallback | None) -> OutputCallback | None:
+        self.current = on_output
+        return on_output
+
+
 MUTANTS: dict[str, type[Mutant]] = {
     "drops_arguments": DropsArguments,
     "ignores_runtimes": IgnoresRuntimes,
@@ -343,6 +393,9 @@ MUTANTS: dict[str, type[Mutant]] = {
     "healthy_when_unreachable": HealthyWhenUnreachable,
     "runs_when_unreachable": RunsWhenUnreachable,
     "buggy": Buggy,
+    "streams_twice": StreamsTwice,
+    "streams_at_the_end": StreamsAtTheEnd,
+    "streams_past_the_limit": StreamsPastTheLimit,
 }
 
 

@@ -81,12 +81,20 @@ MUST_FAIL: dict[str, set[str]] = {
     "raises_when_unreachable": {"test_unreachable_backend_health_reports_it", "test_unreachable_backend_execute_reports_it"},
     "healthy_when_unreachable": {"test_unreachable_backend_health_reports_it"},
     "runs_when_unreachable": {"test_unreachable_backend_execute_reports_it"},
+    "streams_twice": {
+        "test_streamed_output_equals_the_result",
+        "test_events_arrive_while_the_code_runs",
+        "test_streaming_stops_at_the_output_limit",
+    },
+    "streams_at_the_end": {"test_events_arrive_while_the_code_runs"},
+    "streams_past_the_limit": {"test_streaming_stops_at_the_output_limit"},
 }
 
 FLAGS = ("supports_javascript", "supports_timeout", "supports_output_limit", "supports_artifacts")
 CAPABILITY_TESTS = {
     "test_timeout_keeps_partial_output": "supports_timeout",
     "test_output_truncated_and_flagged": "supports_output_limit",
+    "test_streaming_stops_at_the_output_limit": "supports_output_limit",
     "test_artifacts": "supports_artifacts",
     "test_javascript_sync_main": "supports_javascript",
     "test_javascript_async_main": "supports_javascript",

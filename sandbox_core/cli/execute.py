@@ -1,4 +1,10 @@
-"""``sandbox exec``: run code through the active (or a named) provider."""
+"""``sandbox exec``: run code through the active (or a named) provider.
+
+What the code prints is shown as it arrives (stdout to stdout, stderr to stderr), then ``main()``'s
+value and a one-line summary on stderr. ``--json`` prints the whole result as one JSON document
+at the end instead; ``--events`` prints NDJSON for scripts: one ``{"type": "output", ...}`` line
+per output event as it arrives, then ``{"type": "result", "result": {...}}``.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from sandbox_core.cli.common import (
     set_exit_code,
 )
 from sandbox_core.model import ExecutionResult, ExecutionStatus
+from sandbox_core.streaming import OutputEvent
 
 
 def _argument_value(text: str) -> Any:
@@ -67,6 +74,35 @@ def _exit_code(result: ExecutionResult) -> int:
     return EXIT_NOT_SUCCESSFUL
 
 
+class _LiveOutput:
+    """Writes output events to this process's stdout/stderr as they come, and ends their last lines."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, bool] = {}
+
+    def write(self, event: OutputEvent) -> None:
+        target = sys.stdout if event.stream == "stdout" else sys.stderr
+        target.write(event.text)
+        target.flush()
+        self._open[event.stream] = not event.text.endswith("\n")
+
+    def end_lines(self) -> None:
+        """A newline after output that did not end with one, so what follows starts a line."""
+        for stream, target in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            if self._open.get(stream):
+                target.write("\n")
+                target.flush()
+
+
+def _print_line(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _print_event(event: OutputEvent) -> None:
+    _print_line(event.to_dict())
+
+
 @click.command("exec")
 @click.argument("source", required=False, metavar="[FILE|-]")
 @click.option("-c", "code", metavar="CODE", help="The code to run.")
@@ -83,7 +119,8 @@ def _exit_code(result: ExecutionResult) -> int:
     help="Let the code reach HOST:PORT over HTTPS (repeat; within what the provider's operator allows) [default: no network].",
 )
 @click.option("--provider", metavar="NAME", help="Use this provider (with its saved config) instead of the active one.")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON (at the end).")
+@click.option("--events", "as_events", is_flag=True, help="Print NDJSON: output events as they arrive, then the result.")
 def exec_command(
     source: str | None,
     code: str | None,
@@ -95,26 +132,32 @@ def exec_command(
     network: tuple[str, ...],
     provider: str | None,
     as_json: bool,
+    as_events: bool,
 ) -> None:
     """Run code in the sandbox; if it defines main(), call it with the arguments and show its value."""
     from sandbox_core.client import SandboxClient
 
+    if as_json and as_events:
+        fail("give either --json or --events, not both", EXIT_USAGE)
     text = _read_code(source, code)
     arguments = _collect_arguments(pairs, args_json)
     client = SandboxClient(settings=open_store(), provider=provider)
+    live = _LiveOutput()
+    on_output = None if as_json else _print_event if as_events else live.write
     try:
-        result = client.execute(text, language=language, timeout=timeout, arguments=arguments, runtime=runtime, network=network)
+        result = client.execute(
+            text, language=language, timeout=timeout, arguments=arguments, runtime=runtime, network=network, on_output=on_output
+        )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     finally:
         client.close()
     if as_json:
         print_json(result.to_dict())
+    elif as_events:
+        _print_line({"type": "result", "result": result.to_dict()})
     else:
-        if result.stdout:
-            sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
-        if result.stderr:
-            sys.stderr.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
+        live.end_lines()
         if result.value is not None:
             click.echo(json.dumps(result.value, ensure_ascii=False))
         summary = f"[{result.status.value} in {result.execution_time:.3f}s via {result.provider}"

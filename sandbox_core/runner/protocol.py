@@ -47,7 +47,7 @@ import functools
 import json
 import secrets
 from base64 import b64decode
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -163,17 +163,26 @@ def _dump(payload: Mapping[str, Any]) -> bytes:
 
 
 class BoundedCapture:
-    """Keeps the first ``limit`` bytes of a stream and counts the rest."""
+    """Keeps the first ``limit`` bytes of a stream and counts the rest.
 
-    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+    ``on_kept``, when given, is called with each piece of bytes as it is kept: exactly the bytes
+    the result will hold, as they arrive (a provider streams them, see
+    :class:`~sandbox_core.streaming.StreamDecoder`); past the limit it is not called any more.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT_BYTES, on_kept: Callable[[bytes], None] | None = None) -> None:
         self.limit = limit
         self.total = 0
         self._head = bytearray()
+        self._on_kept = on_kept
 
     def feed(self, chunk: bytes) -> None:
         room = self.limit - len(self._head)
         if room > 0:
-            self._head += chunk[:room]
+            kept = chunk[:room]
+            self._head += kept
+            if self._on_kept is not None and kept:
+                self._on_kept(kept)
         self.total += len(chunk)
 
     @property
@@ -190,8 +199,10 @@ class ResultStream:
     Incremental: every byte is looked at a bounded number of times, the frame's end (its newline:
     JSON text holds no raw newline) is found by scanning only the new chunk, and the frame is
     decoded once, when asked for after it is complete. The marker may arrive split across chunks,
-    so the last ``len(marker) - 1`` bytes are held back until the next chunk shows whether they
-    start the marker. After the frame, the stream is only watched for a second marker.
+    so bytes at the end of a chunk that could start the marker are held back until the next chunk
+    shows whether they do; other output goes on at once (``on_output``, as for
+    :class:`BoundedCapture`, sees the user's output as it arrives). After the frame, the stream is
+    only watched for a second marker.
     """
 
     def __init__(
@@ -199,8 +210,9 @@ class ResultStream:
         marker: str,
         limit: int = DEFAULT_MAX_OUTPUT_BYTES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        on_output: Callable[[bytes], None] | None = None,
     ) -> None:
-        self.output = BoundedCapture(limit)
+        self.output = BoundedCapture(limit, on_kept=on_output)
         self._marker = marker.encode("utf-8")
         self._held = b""
         self._frame: bytearray | None = None
@@ -232,9 +244,19 @@ class ResultStream:
             self._frame = bytearray()
             self._add_frame(data[index + len(self._marker):])
             return
-        keep = len(self._marker) - 1
-        self.output.feed(data[: len(data) - keep] if len(data) > keep else b"")
-        self._held = data[-keep:] if len(data) > keep else data
+        keep = self._marker_start(data)
+        self.output.feed(data[: len(data) - keep])
+        self._held = data[len(data) - keep:]
+
+    def _marker_start(self, data: bytes) -> int:
+        """The length of the longest end of ``data`` that the marker starts with (0: none)."""
+        first = self._marker[:1]
+        start = data.find(first, max(0, len(data) - len(self._marker) + 1))
+        while start >= 0:
+            if self._marker.startswith(data[start:]):
+                return len(data) - start
+            start = data.find(first, start + 1)
+        return 0
 
     def _add_frame(self, chunk: bytes) -> None:
         assert self._frame is not None

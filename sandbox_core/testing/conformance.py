@@ -17,7 +17,9 @@ the capabilities it has::
             return {"endpoint": "http://127.0.0.1:9000"}
 
 Optional capability flags default to off: a test for a capability the provider does not claim is
-skipped with a reason, never silently passed. Timeouts are not optional: ``supports_timeout`` is
+skipped with a reason, never silently passed. Output streaming is checked for every provider
+(events joined equal the result's output, and stop at the output limit); that events arrive while
+the code runs is checked for providers whose ``ProviderInfo.streaming`` is on. Timeouts are not optional: ``supports_timeout`` is
 on unless the provider opts out with a ``no_timeout_reason``. The "never raise for an unreachable
 backend" clauses are checked directly against the hooks with an ``unreachable_config`` fixture.
 Without a ``provider_plugin`` fixture the provider is loaded from its installed entry point,
@@ -28,6 +30,7 @@ how the execution ended (see :func:`describe`).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +41,7 @@ from sandbox_core.errors import ConfigValidationError, ProviderUnavailableError
 from sandbox_core.model import ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigSchema
+from sandbox_core.streaming import STREAMS, OutputEvent
 
 UNICODE_TEXT = "héllo wörld ✓ 你好 🎉"
 
@@ -84,6 +88,28 @@ def check(result: ExecutionResult, field: str, ok: bool, wanted: str) -> None:
 def expect(result: ExecutionResult, field: str, expected: Any) -> None:
     """Fail with one line naming ``field`` when ``result.field != expected``."""
     check(result, field, getattr(result, field) == expected, _show(expected))
+
+
+STREAMING_CODE = (
+    "import sys\n"
+    "for i in range(3):\n"
+    "    print('out', i, flush=True)\n"
+    "    sys.stderr.write(f'err {i}\\n')\n"
+    "    sys.stderr.flush()\n"
+    "def main():\n"
+    "    return 'done'\n"
+)
+
+
+def check_events(result: ExecutionResult, events: Sequence[Any]) -> None:
+    """Fail in one line unless ``events`` are output events whose text, joined per stream, is the result's."""
+    for event in events:
+        if not isinstance(event, OutputEvent) or event.stream not in STREAMS or not event.text:
+            pytest.fail(f"on_output got {_clip(repr(event))}, expected OutputEvent('stdout'|'stderr', non-empty text)",
+                        pytrace=False)
+    for stream in STREAMS:
+        streamed = "".join(e.text for e in events if e.stream == stream)
+        check(result, stream, streamed == getattr(result, stream), f"the text of its {stream} events, {_show(streamed)}")
 
 
 class ProviderFixtures:
@@ -307,6 +333,59 @@ class ProviderConformance(ProviderFixtures):
         check(result, "stdout", len(result.stdout.encode()) <= output_limit_bytes and result.stdout.startswith("y" * 999),
               f"the first {output_limit_bytes} bytes of the output at most")
         expect(result, "status", ExecutionStatus.OUTPUT_LIMIT)
+
+    # -- streaming: output events (every provider; the core streams for those that do not) -------
+
+    def test_streamed_output_equals_the_result(self, sandbox_client: SandboxClient) -> None:
+        """The events of each stream, joined, are the result's output, and the result is the one a
+        call without streaming returns."""
+        events: list[OutputEvent] = []
+        result = self.run(sandbox_client, STREAMING_CODE, on_output=events.append)
+        plain = self.run(sandbox_client, STREAMING_CODE)
+        for field in ("status", "stdout", "stderr", "exit_code", "value", "error", "stdout_truncated", "stderr_truncated"):
+            expect(result, field, getattr(plain, field))
+        expect(result, "stdout", "out 0\nout 1\nout 2\n")
+        check_events(result, events)
+
+    def test_events_arrive_while_the_code_runs(
+        self, sandbox_client: SandboxClient, provider_registry: ProviderRegistry, provider_name: str,
+        provider_config: Mapping[str, Any],
+    ) -> None:
+        """A streaming provider's ``sandbox_execute`` itself sends output as it comes: a line
+        printed a second before another arrives that much earlier (by the events' timestamps)."""
+        if not provider_registry.provider_info(provider_name).streaming:
+            pytest.skip(f"provider {provider_name!r} does not stream (ProviderInfo.streaming is off): "
+                        "the core emits its output as events after the result")
+        config = sandbox_client.validate_config(provider_name, provider_config)
+        code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second', flush=True)\n"
+        events: list[OutputEvent] = []
+        received: list[float] = []
+
+        def record(event: OutputEvent) -> None:
+            received.append(time.time())
+            events.append(event)
+
+        result = provider_registry.execute(provider_name, ExecutionRequest(code=code, timeout=30), config, record)
+        expect(result, "stdout", "first\nsecond\n")
+        check_events(result, events)
+        first = next(i for i, e in enumerate(events) if "first" in e.text)
+        second = next(i for i, e in enumerate(events) if "second" in e.text)
+        gap = received[second] - received[first]
+        check(result, "stdout", gap >= 0.5,
+              f"'first' streamed well before 'second', but on_output got them {gap:.3f} s apart (sent only at the end?)")
+
+    def test_streaming_stops_at_the_output_limit(self, sandbox_client: SandboxClient, output_limit_bytes: int) -> None:
+        """A flood streams no more than the result keeps: events stop at the limit, the result is flagged."""
+        self._require("supports_output_limit")
+        code = f"import sys\nfor _ in range({output_limit_bytes * 4 // 1000 + 1}):\n    sys.stdout.write('y' * 999 + '\\n')\n"
+        events: list[OutputEvent] = []
+        result = self.run(sandbox_client, code, on_output=events.append)
+        expect(result, "stdout_truncated", True)
+        expect(result, "status", ExecutionStatus.OUTPUT_LIMIT)
+        streamed = "".join(e.text for e in events if e.stream == "stdout")
+        check(result, "stdout", len(streamed.encode()) <= output_limit_bytes,
+              f"events within the {output_limit_bytes}-byte limit, but {len(streamed.encode())} bytes were streamed")
+        check_events(result, events)
 
     def test_artifacts(self, sandbox_client: SandboxClient) -> None:
         self._require("supports_artifacts")

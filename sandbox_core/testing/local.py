@@ -24,6 +24,7 @@ from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_core.timeouts import TimeoutSettings, request_seconds
 
 FLOOD_FACTOR = 8
@@ -49,6 +50,7 @@ class UnsandboxedSubprocessProvider:
             description="Local subprocess, no isolation: for tests only",
             tags=("testing", "unsafe"),
             timeouts=TimeoutSettings(maximum_setting="max_timeout"),
+            streaming=True,
         )
 
     @hookimpl
@@ -80,8 +82,10 @@ class UnsandboxedSubprocessProvider:
         return HealthStatus(healthy=False, message=f"probe failed: {result.status.value} {result.stderr[-500:]}", latency=latency)
 
     @hookimpl
-    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
-        return self._run(request, config, provider_name)
+    def sandbox_execute(
+        self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+    ) -> ExecutionResult:
+        return self._run(request, config, provider_name, on_output)
 
     def _workdir(self) -> str:
         """A new, empty folder for one execution: its current directory, home and output folder."""
@@ -90,13 +94,17 @@ class UnsandboxedSubprocessProvider:
     def _discard_workdir(self, workdir: str) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    def _run(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+    def _run(
+        self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
         interpreter = config["python"] if request.language == "python" else config["node"]
         timeout = min(request_seconds(request), float(config["max_timeout"]))
         limit = int(config["max_output_bytes"])
         workdir = self._workdir()
         job = Job(code=request.code, arguments=request.arguments, output_dir=os.path.join(workdir, "output"))
-        stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
+        events = [StreamDecoder(stream, on_output) for stream in STREAMS] if on_output is not None else []
+        stdout = ResultStream(job.marker, limit, on_output=events[0] if events else None)
+        stderr = BoundedCapture(limit, on_kept=events[1] if events else None)
         flooded = threading.Event()
         started = time.monotonic()
         process = subprocess.Popen(
@@ -141,6 +149,9 @@ class UnsandboxedSubprocessProvider:
         process.wait()
         for pump in pumps:
             pump.join(timeout=5)
+        stdout.close()
+        for decoder, capture in zip(events, (stdout.output, stderr)):
+            decoder.close(cut=capture.truncated)
         elapsed = time.monotonic() - started
         self._discard_workdir(workdir)
         exit_code = process.returncode if process.returncode is not None and process.returncode >= 0 else None

@@ -41,9 +41,10 @@ def test_generated_provider_passes_its_own_conformance_tests(
     summary = outcome.stdout.strip().splitlines()[-1] if outcome.stdout.strip() else outcome.stderr
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
-    # Skipped: the artifacts test (the starter passes no output folder) and the two
-    # unreachable-backend tests (it has no backend yet).
-    assert counts.get("passed", 0) >= 20 and counts.get("skipped") == 3, summary
+    # Skipped: the artifacts test (the starter passes no output folder), the two
+    # unreachable-backend tests (it has no backend yet) and the events-while-running test (the
+    # starter does not stream: the core emits its output after the result).
+    assert counts.get("passed", 0) >= 20 and counts.get("skipped") == 4, summary
 
     # A planted bug (a misspelt config key in sandbox_execute) is reported in one readable line.
     provider = package / "src" / "sandbox_tinybox" / "provider.py"

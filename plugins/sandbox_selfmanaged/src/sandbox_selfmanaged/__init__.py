@@ -26,3 +26,5 @@ __version__ = "0.1.0"
 
 PROVIDER_NAME = "self_managed"
 RUNTIME_NAME = "gvisor"
+EVENTS_MEDIA_TYPE = "application/x-ndjson"
+"""The media type of the executor's output-event stream (see :mod:`sandbox_selfmanaged.service.events`)."""

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -36,8 +37,9 @@ from sandbox_core.model import (
     HealthStatus,
 )
 from sandbox_core.schema import Secret
+from sandbox_core.streaming import OutputCallback, OutputEvent
 from sandbox_core.timeouts import request_seconds
-from sandbox_selfmanaged import PROVIDER_NAME
+from sandbox_selfmanaged import EVENTS_MEDIA_TYPE, PROVIDER_NAME
 
 CONNECT_TIMEOUT = 5.0
 KEEPALIVE_SECONDS = 2.0
@@ -88,6 +90,44 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)[:500]
 
 
+def _is_events(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower() == EVENTS_MEDIA_TYPE
+
+
+def _lines(response: httpx.Response) -> Iterator[bytes]:
+    """The response body's lines (split on ``\n`` only, as NDJSON is), as they arrive."""
+    buffer = bytearray()
+    for chunk in response.iter_bytes():
+        start = len(buffer)
+        buffer += chunk
+        end = buffer.find(b"\n", start)
+        while end >= 0:
+            yield bytes(buffer[:end])
+            del buffer[: end + 1]
+            end = buffer.find(b"\n")
+    if buffer:
+        yield bytes(buffer)
+
+
+def _read_events(response: httpx.Response, on_output: OutputCallback) -> ExecutionResult:
+    """Pass an executor's output events on as their lines arrive; the last line holds the result."""
+    for line in _lines(response):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            kind = item["type"]
+            if kind == "output":
+                on_output(OutputEvent(str(item["stream"]), str(item["text"])))
+            elif kind == "result":
+                return ExecutionResult.from_dict(item["result"])
+            elif kind == "error":
+                raise _Failed(f"failed inside after the code started: {item.get('detail')}; {_UNKNOWN}", FailureKind.LOST)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Failed(f"streamed something that is not an output event or a result ({exc})", FailureKind.INTERNAL) from None
+    raise _Failed(f"the output stream ended without a result; {_UNKNOWN}", FailureKind.LOST)
+
+
 class ExecutorClient:
     """Talks to a fixed list of executors with one token; see the module docstring. Thread-safe."""
 
@@ -128,7 +168,18 @@ class ExecutorClient:
 
     # -- executing ----------------------------------------------------------------------------
 
-    def execute(self, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str = PROVIDER_NAME) -> ExecutionResult:
+    def execute(
+        self,
+        request: ExecutionRequest,
+        config: Mapping[str, Any],
+        provider_name: str = PROVIDER_NAME,
+        on_output: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run ``request`` on one of the executors (see the module docstring).
+
+        With ``on_output`` the executor is asked for its NDJSON stream and each output event is
+        passed on as its line arrives, stamped with the time this process received it.
+        """
         timeout = request_seconds(request, float(config.get("default_timeout") or DEFAULT_TIMEOUT))
         payload: dict[str, Any] = {
             "code": request.code,
@@ -155,7 +206,7 @@ class ExecutorClient:
                 if remaining <= 0:
                     break
                 try:
-                    result = self._post(url, payload, remaining)
+                    result = self._post(url, payload, remaining, on_output)
                 except _Refused as refused:
                     problems.append(f"{url}: {refused}")
                     refusals.add(refused.kind)
@@ -179,10 +230,20 @@ class ExecutorClient:
         retry_after = None if kind is FailureKind.AUTH else max(wait, 1.0)
         return provider_failure(provider_name, message, kind, retry_after=retry_after, endpoints=list(self.endpoints))
 
-    def _post(self, url: str, payload: Mapping[str, Any], remaining: float) -> ExecutionResult:
+    def _post(
+        self, url: str, payload: Mapping[str, Any], remaining: float, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
         timeout = httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT, remaining))
+        headers = {"Accept": f"{EVENTS_MEDIA_TYPE}, application/json"}
         try:
-            response = self._http.post(f"{url}/v1/execute", json=payload, timeout=timeout)
+            if on_output is None:
+                response = self._http.post(f"{url}/v1/execute", json=payload, timeout=timeout)
+            else:
+                with self._http.stream("POST", f"{url}/v1/execute", json=payload, headers=headers, timeout=timeout) as response:
+                    if response.status_code == 200 and _is_events(response):
+                        self._mark_up(url)
+                        return _read_events(response, on_output)
+                    response.read()
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self._mark_down(url)
             raise _Refused(f"unreachable ({type(exc).__name__}: {exc})") from None

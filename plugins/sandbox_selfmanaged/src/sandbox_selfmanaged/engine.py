@@ -40,6 +40,7 @@ from sandbox_core.model import (
     ExecutionStatus,
 )
 from sandbox_core.runner import Job, build_result, runner_path
+from sandbox_core.streaming import OutputCallback
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.egress.allowlist import Allowlist
@@ -465,6 +466,7 @@ class Engine:
         limits: Limits,
         cancel: Cancellation | None = None,
         job_options: Mapping[str, Any] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> tuple[ExecutionResult, Callable[[], None]]:
         """Like :meth:`execute`, but the used sandbox is only let go when ``release()`` is called.
 
@@ -479,6 +481,7 @@ class Engine:
         When anything fails after the sandbox was taken, it is released here. A result that
         cannot be built from the sandbox's output becomes a ``provider_error`` result. Raising
         ``cancel`` (the client left) kills the sandbox and raises :class:`ExecutionCancelled`.
+        ``on_output`` receives the output as it is read (see :meth:`Sandbox.run`).
         """
         if self.problem or self.pool is None:
             raise SandboxUnavailableError(self.problem or "the engine is not started", retry_after=30)
@@ -545,7 +548,7 @@ class Engine:
             if egress is not None:
                 egress.begin(sandbox.id, allowlist)
             try:
-                outcome = sandbox.run(job, limits, cancel)
+                outcome = sandbox.run(job, limits, cancel, on_output)
             finally:
                 if egress is not None:
                     metadata["egress"] = egress.end(sandbox.id).metadata()

@@ -20,6 +20,7 @@ from sandbox_core.model import (
     ProviderInfo,
 )
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import TimeoutSettings
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
@@ -103,6 +104,7 @@ def sandbox_provider_info() -> ProviderInfo:
         runtimes=True,
         egress=True,
         timeouts=TimeoutSettings(default_setting="default_timeout"),
+        streaming=True,
     )
 
 
@@ -150,7 +152,9 @@ def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
 
 
 @hookimpl
-def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+def sandbox_execute(
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+) -> ExecutionResult:
     from sandbox_selfmanaged.client import client_for
 
     if request.network:
@@ -162,7 +166,7 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
         except EgressPolicyError as error:
             raise EgressPolicyError(f"network: {error} (config field network_allowlist)") from None
 
-    return client_for(config).execute(request, config, provider_name)
+    return client_for(config).execute(request, config, provider_name, on_output)
 
 
 @hookimpl

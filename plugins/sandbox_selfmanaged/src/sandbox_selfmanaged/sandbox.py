@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from sandbox_core.runner import BoundedCapture, Job, ResultStream
+from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_core.runner.python_runner import PRELOAD_READY
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.errors import SandboxBootError
@@ -343,19 +344,26 @@ class Sandbox:
 
     # -- one execution ------------------------------------------------------------------------
 
-    def run(self, job: Job, limits: Limits, cancel: Cancellation | None = None) -> RunOutcome:
+    def run(
+        self, job: Job, limits: Limits, cancel: Cancellation | None = None, on_output: OutputCallback | None = None
+    ) -> RunOutcome:
         """Give the runner its job and stream its output back until it ends or is stopped.
 
         Enforces ``limits.timeout`` (wall clock, from the first byte of the job) and the output
         flood cap. Memory is enforced by the kernel; an OOM kill is read from the cgroup. When
         ``cancel`` is raised the sandbox is killed at once and the outcome says ``cancelled``.
+        ``on_output`` gets the output the result keeps, as events, as soon as it is read (in this
+        thread, so it must be quick: the service posts them to its event loop).
         """
         if self.state is not State.READY:
             raise RuntimeError(f"sandbox {self.id} is {self.state.value}, not ready")
         assert self._stdin is not None and self._stdout is not None and self._stderr is not None
         self.state = State.RUNNING
-        stdout = ResultStream(job.marker, limits.max_output_bytes, max_frame_bytes=job.max_frame_bytes)
-        stderr = BoundedCapture(limits.max_output_bytes)
+        decoders = [StreamDecoder(stream, on_output) for stream in STREAMS] if on_output is not None else []
+        stdout = ResultStream(
+            job.marker, limits.max_output_bytes, max_frame_bytes=job.max_frame_bytes, on_output=decoders[0] if decoders else None
+        )
+        stderr = BoundedCapture(limits.max_output_bytes, on_kept=decoders[1] if decoders else None)
         flood_cap = FLOOD_FACTOR * limits.max_output_bytes
         payload = job.parts()
         started = time.monotonic()
@@ -416,6 +424,9 @@ class Sandbox:
         finally:
             selector.close()
             self._close_stdio()
+        stdout.close()
+        for decoder, capture in zip(decoders, (stdout.output, stderr)):
+            decoder.close(cut=capture.truncated)
         if finished:
             exit_code = None  # the frame carries it; the sandbox is destroyed without waiting
         else:

@@ -10,6 +10,9 @@
 ``GET /openapi.json``          token  the OpenAPI document
 =============================  =====  ==========================================================
 
+``POST /v1/execute`` with ``Accept: application/x-ndjson`` streams the output as NDJSON events
+while the code runs, then the same result (see :mod:`.events`).
+
 "token": ``Authorization: Bearer <token>`` or ``X-Sandbox-Token: <token>``, or a peer in a network
 the operator trusts (see :mod:`.gate`). Request errors get their own status codes: 400 malformed
 JSON, 401 no/bad token, 408 a body sent too slowly, 413 body too large, 422 invalid field (strict
@@ -40,7 +43,7 @@ from starlette.background import BackgroundTask
 from sandbox_core.errors import ConfigurationError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_core.policy import POLICY_ENV, CodePolicy, check
-from sandbox_selfmanaged import __version__
+from sandbox_selfmanaged import EVENTS_MEDIA_TYPE, __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import ExecutionCancelled, ExecutorError, LimitError, SandboxUnavailableError
 from sandbox_selfmanaged.runtimes import UnknownRuntimeError
@@ -49,6 +52,7 @@ from sandbox_selfmanaged.limits import Limits, resolve
 from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.bodies import parse_body, read_body
+from sandbox_selfmanaged.service.events import EventInbox, EventStreamResponse, wants_events
 from sandbox_selfmanaged.service.gate import Gate, Network
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
 from sandbox_selfmanaged.service.models import (
@@ -240,16 +244,62 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
             finally:
                 watcher.cancel()
         asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, release)
-        elapsed = time.monotonic() - started
+        record(request, result, started)
+        return result, BackgroundTask(_call, release)
+
+    def record(request: ExecutionRequest, result: ExecutionResult, started: float) -> None:
+        """Count and log a finished execution."""
         metrics.executions.labels(request.language, result.status.value).inc()
-        metrics.latency.labels(request.language).observe(elapsed)
+        metrics.latency.labels(request.language).observe(time.monotonic() - started)
         metrics.count_egress(result.metadata.get("egress"))
         logger.info(
             "execution sandbox=%s language=%s status=%s exit_code=%s seconds=%.4f queue=%.4f",
             result.metadata.get("sandbox_id"), request.language, result.status.value, result.exit_code,
             result.execution_time, result.metadata.get("queue_seconds", 0.0),
         )
-        return result, BackgroundTask(_call, release)
+
+    async def run_streaming(http: Request, request: ExecutionRequest, limits: Limits) -> Response:
+        """Like :func:`run`, answering with output events while the code runs (see :mod:`.events`).
+
+        The response starts with the first event, or with the result when there is none, so a
+        refusal before the code runs is still an error status. Until the result is written, a
+        client that leaves stops the execution (its sandbox is killed and released).
+        """
+        cancel = Cancellation()
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
+        try:
+            await _admit(admission, watcher, cancel)
+        except BaseException as exc:
+            watcher.cancel()
+            cancel.close()
+            if isinstance(exc, ExecutionCancelled):
+                metrics.executions.labels(request.language, "cancelled").inc()
+            raise
+        inbox = EventInbox()
+        started = time.monotonic()
+        task = asyncio.ensure_future(
+            anyio.to_thread.run_sync(engine.run, request, limits, cancel, None, inbox.post, limiter=limiter)
+        )
+
+        def over(done: asyncio.Future[tuple[ExecutionResult, Callable[[], None]]]) -> None:
+            admission.release()
+            watcher.cancel()
+            cancel.close()
+            inbox.done()
+            failure = None if done.cancelled() else done.exception()
+            if isinstance(failure, ExecutionCancelled):
+                logger.info("client disconnected mid-stream: %s", failure)
+                metrics.executions.labels(request.language, "cancelled").inc()
+            elif failure is None and not done.cancelled():
+                asyncio.get_running_loop().call_later(RELEASE_FALLBACK_SECONDS, done.result()[1])
+
+        task.add_done_callback(over)
+        await inbox.first()
+        if task.done() and not task.cancelled():
+            failure = task.exception()
+            if failure is not None:
+                raise failure  # before any output: the route's error status (503, 499, ...)
+        return EventStreamResponse(inbox, task, cancel, lambda result: record(request, result, started))
 
     def build(
         code: str,
@@ -289,7 +339,10 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
     @app.post(
         "/v1/execute",
         response_model=ExecutionResultOut,
-        responses={status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
+        responses={
+            200: {"content": {EVENTS_MEDIA_TYPE: {"schema": {"type": "string", "description": "NDJSON output events, then the result"}}}},
+            **{status: {"model": ProblemOut} for status in (400, 401, 408, 413, 422, 503)},
+        },
         openapi_extra=_json_body(ExecuteIn),
         summary="Run code in a fresh gVisor sandbox",
     )
@@ -297,6 +350,8 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime, body.network)
+        if wants_events(http):
+            return await run_streaming(http, request, limits)
         result, release = await run(http, request, limits)
         return RelayedJSONResponse(result.to_dict(), background=release)
 
