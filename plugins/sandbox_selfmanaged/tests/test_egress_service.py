@@ -59,7 +59,7 @@ def test_the_provider_checks_its_configured_allowlist_before_sending() -> None:
     config = {"endpoints": ["http://127.0.0.1:9"], "network_allowlist": ["api.example.com:443"]}
     request = ExecutionRequest(code="pass", network=["other.example.com:443"])
     with pytest.raises(EgressPolicyError, match="network_allowlist"):
-        provider.sandbox_execute(request, config, "self_managed")
+        provider.sandbox_execute(request, config, "self_managed", None)
     problems = provider.sandbox_validate_config({"endpoints": [], "network_allowlist": ["127.0.0.1:443"]})
     assert [problem.field for problem in problems] == ["network_allowlist"]
     assert provider.sandbox_provider_info().egress
