@@ -20,7 +20,10 @@ Everything else runs plain, including code with a syntax error (it fails before 
 anything). The choice never changes a result: in a plain sandbox the packages still import, at
 their import cost, which counts against the code's time limit. So the rule errs towards the
 preloaded sandbox whenever the code could reach a preloaded module, and does not need to be
-complete against code written to defeat it (such code only makes itself slower).
+complete against code written to defeat it (such code only makes itself slower). The standard
+library is the executor's own list (``sys.stdlib_module_names``); where the sandbox's Python
+differs, a module missing from that list goes to the preloaded pool, and one the sandbox lacks
+fails to import in either.
 """
 
 from __future__ import annotations
