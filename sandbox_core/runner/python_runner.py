@@ -7,7 +7,8 @@ until EOF (``{"marker", "code", "arguments", "output_dir", "max_artifact_bytes",
 takes the result marker off it and hands the rest to the child through a pipe, so the marker
 never exists in the process that runs user code. The child runs the code as ``run_name``
 (``__main__`` by default), calls ``main(**arguments)`` when the code defines it, writes its
-report (a JSON object) to a private pipe and exits. The parent waits for it, stops every other
+report (a JSON object) to a private pipe and exits. The parent waits for its end (told by
+SIGCHLD, never by the pipe's end of file, see ``_collect_report``), stops every other
 process when it is process 1 of a sandbox (nothing else may write while the frame is written),
 and writes one result frame to stdout after everything the user printed: the marker, the report
 with the child's real exit status added, and a newline. See ``sandbox_core.runner.protocol`` for
