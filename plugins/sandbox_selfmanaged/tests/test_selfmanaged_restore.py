@@ -44,7 +44,8 @@ def restoring(runtime_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _restored(executor: Executor, code: str, **fields: Any) -> dict[str, Any]:
-    result = executor.execute(code, **fields)
+    """Run ``code`` in a restored sandbox: only code that may reach a preloaded module gets one."""
+    result = executor.execute("import numpy\n" + code, **fields)
     assert result["metadata"]["sandbox_restored"] is True, result["metadata"]
     return result
 
@@ -164,10 +165,14 @@ def test_a_module_that_cannot_be_preloaded_fails_boots_loudly(runtime_cache: Pat
         tmp_path, "--runtimes", "misload", "--languages", "python", "--cache-dir", str(runtime_cache), "--pool-size", "1",
     )
     try:
-        response = executor.http.post("/v1/execute", json={"code": "print(1)", "runtime": "misload"})
+        code = f"import {PROBE_PACKAGE}\nprint(1)"  # not the standard library: it needs the preloaded sandbox
+        response = executor.http.post("/v1/execute", json={"code": code, "runtime": "misload"})
         assert response.status_code == 503 and "preload failed: no_such_module_xyz: ModuleNotFoundError" in response.text, response.text
         pool = executor.health().json()["runtimes"]["misload"]["pool"]
         assert pool["failing"] and "no_such_module_xyz" in pool["last_error"], pool
+        # Code that needs no preloaded module runs in the runtime's plain sandboxes, which boot.
+        plain = executor.execute("def main():\n    return 'x'", runtime="misload")
+        assert plain["status"] == "success" and plain["metadata"]["sandbox_preloaded"] is False, plain
     finally:
         assert_clean_shutdown(executor)
         _runtime_cli(runtime_cache, "remove", "misload")

@@ -109,6 +109,19 @@ def test_pandas_and_numpy_compute_the_right_value(client: SandboxClient) -> None
     assert named.metadata["sandbox_runtime"] == "python"
 
 
+def test_code_reaching_no_preloaded_module_runs_in_a_plain_sandbox_of_the_runtime(client: SandboxClient) -> None:
+    plain = client.execute("import sys\ndef main():\n    return 'pandas' in sys.modules\n")
+    assert _ok(plain) is False
+    assert (plain.metadata["sandbox_runtime"], plain.metadata["sandbox_preloaded"]) == ("python", False)
+    preloaded = client.execute("import pandas\ndef main():\n    return 'pandas' in __import__('sys').modules\n")
+    assert _ok(preloaded) is True
+    assert (preloaded.metadata["sandbox_runtime"], preloaded.metadata["sandbox_preloaded"]) == ("python", True)
+    # The rule cannot see this import, yet the runtime's packages import in a plain sandbox all the same.
+    hidden = client.execute("def main():\n    return getattr(print.__self__, '__imp' + 'ort__')('numpy').__name__\n", runtime="python")
+    assert _ok(hidden) == "numpy"
+    assert hidden.metadata["sandbox_preloaded"] is False
+
+
 def test_open_and_shown_figures_come_back_as_png_artifacts(client: SandboxClient) -> None:
     code = textwrap.dedent("""
         import matplotlib.pyplot as plt
@@ -230,6 +243,8 @@ def test_runtimes_are_advertised_with_package_versions(runtime_executor: Executo
     assert anonymous.status_code == 401
     health = runtime_executor.health().json()
     assert health["runtimes"]["probe"]["available"] and health["status"] == "ok"
+    # A preloading runtime has a second pool, of plain sandboxes; a runtime without preload has none.
+    assert "plain_pool" in health["runtimes"]["python"] and "plain_pool" not in health["runtimes"]["probe"]
 
 
 def test_health_through_the_provider_lists_runtimes(client: SandboxClient) -> None:

@@ -63,7 +63,7 @@ from sandbox_selfmanaged.runsc import Runsc, find_runsc
 from sandbox_selfmanaged.runsc_platform import AUTO, choose_platform
 from sandbox_selfmanaged.runtimes import default_cache_dir
 from sandbox_selfmanaged.runtimes import names as runtime_names
-from sandbox_selfmanaged.served_runtimes import ServedRuntimes
+from sandbox_selfmanaged.served_runtimes import ServedRuntimes, plain_key
 from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcome, Sandbox, SandboxLayout
 
 logger = logging.getLogger(__name__)
@@ -357,6 +357,8 @@ class Engine:
                 argv=(*base.argv, f"--preload={','.join(preload)}") if preload else base.argv,
                 preload=preload,
             )
+            if preload:  # for code that cannot reach the preloaded modules (see served_runtimes)
+                self.runtimes[plain_key(name)] = attrs.evolve(self.runtimes[name], argv=base.argv, preload=())
         started = time.monotonic()
         report = build_rootfs(
             self.state_dir / "rootfs",
@@ -492,7 +494,7 @@ class Engine:
             raise ExecutionCancelled("the execution was not started: its client left")
         egress = self.egress
         allowlist = self.egress_policy(request.network)
-        kind = self.served.resolve(request.language, request.runtime)
+        kind = self.served.resolve(request.language, request.runtime, request.code)
         requested_at = time.monotonic()
         pool = self.pool
         sandbox = pool.acquire(kind, limits, self.config.acquire_timeout, cancel)
@@ -528,6 +530,7 @@ class Engine:
             "sandbox_id": sandbox.id,
             "language_version": sandbox.runtime.version,
             "sandbox_runtime": sandbox.runtime.name or None,
+            "sandbox_preloaded": bool(sandbox.runtime.preload),
             "queue_seconds": round(queued, 6),
             "sandbox_boot_seconds": round(sandbox.boot_seconds, 6),
             "sandbox_restored": sandbox.restored,
@@ -636,6 +639,8 @@ class Engine:
         for name, entry in runtimes.items():
             if name in pools:
                 entry["pool"] = pools[name]
+            if plain_key(name) in pools:
+                entry["plain_pool"] = pools[plain_key(name)]
             if name in self.runtimes and self.runtimes[name].preload:
                 entry["restore"] = self.checkpoints.status(name) if self.checkpoints is not None else {"state": "off"}
         not_restoring = self.checkpoints.failing() if self.checkpoints is not None else {}

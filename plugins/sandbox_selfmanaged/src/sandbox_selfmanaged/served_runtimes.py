@@ -4,6 +4,10 @@ A request names a runtime or not. Without one it gets its language's default: th
 after the language when that one is served and built, else the bare interpreter. A named runtime
 must be served here (else :class:`UnknownRuntimeError`, naming those that are) and built (else a
 503 carrying the build's error); never a silent fallback to another one.
+
+A runtime that preloads modules is served by two pools: its preloaded sandboxes, and plain ones
+of the same runtime (same packages, nothing imported before the job) for code that cannot reach
+the preloaded modules (see :mod:`sandbox_selfmanaged.preload_routing` for the rule).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_selfmanaged.errors import ExecutorError, SandboxUnavailableError
+from sandbox_selfmanaged.preload_routing import needs_preload
 from sandbox_selfmanaged.procs import ProcessSupervisor
 from sandbox_selfmanaged.rootfs import PythonInstall
 from sandbox_selfmanaged.runtime_store import RuntimeStore
@@ -29,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 class RuntimeLanguageError(ExecutorError, ValueError):
     """A request's runtime is for another language than its code."""
+
+
+def plain_key(name: str) -> str:
+    """The pool key of a preloading runtime's plain sandboxes (``/`` is in no runtime's name)."""
+    return f"{name}/plain"
 
 
 class ServedRuntimes:
@@ -76,8 +86,19 @@ class ServedRuntimes:
     def mount_points(self) -> list[str]:
         return sorted({build.mount_point for build in self.builds.values()})
 
-    def resolve(self, language: str, runtime: str | None) -> str:
-        """The pool key of a request: a served runtime's name, or the language (bare interpreter)."""
+    def resolve(self, language: str, runtime: str | None, code: str | None = None) -> str:
+        """The pool key of a request: a served runtime's name, or the language (bare interpreter).
+
+        Given the request's ``code``, a preloading runtime's plain pool (:func:`plain_key`) when
+        the code cannot reach the preloaded modules.
+        """
+        key = self._runtime_key(language, runtime)
+        preload = self.preload.get(key, ())
+        if preload and code is not None and not needs_preload(code, preload):
+            return plain_key(key)
+        return key
+
+    def _runtime_key(self, language: str, runtime: str | None) -> str:
         if runtime is None:
             return language
         if runtime in self.errors and runtime in self.names:
