@@ -14,17 +14,30 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sandbox_core.audit import AuditLog
-from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
+from sandbox_core.errors import (
+    ConfigValidationError,
+    NotSupportedError,
+    ProviderError,
+    ProviderUnavailableError,
+    SandboxError,
+)
 from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
+from sandbox_core.sessions import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_LIFETIME,
+    AsyncSessionOpener,
+    Session,
+    SessionSpec,
+)
 
 if TYPE_CHECKING:
     from sandbox_core.settings import SettingsStore
@@ -80,6 +93,7 @@ class SandboxClient:
         self._schemas: dict[str, ConfigSchema] = {}
         self._audit: AuditLog | None = None
         self._used: set[str] = set()
+        self._sessions: dict[str, Session] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -167,12 +181,15 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
         Invalid requests raise ``ValueError`` naming the field; configuration problems raise
         :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
         comes back as a result with status ``provider_error`` and a message free of secrets.
+        ``files`` (name to content) are put into the working folder before the code runs; a
+        provider that cannot do that raises :class:`~sandbox_core.errors.NotSupportedError`.
         """
         request = ExecutionRequest(
             code=code,
@@ -181,17 +198,34 @@ class SandboxClient:
             arguments=dict(arguments or {}),
             requested_by=requested_by,
             runtime=runtime,
+            files=dict(files or {}),
         )
         snapshot = self._current()
-        if runtime is not None and not getattr(self.registry.provider_info(snapshot.provider), "runtimes", False):
+        self._check_capabilities(snapshot.provider, runtime=runtime, files=bool(request.files))
+        self._used.add(snapshot.provider)
+        return self._guarded(snapshot, lambda: self.registry.execute(snapshot.provider, request, snapshot.config))
+
+    def _check_capabilities(self, provider: str, *, runtime: str | None = None, files: bool = False, sessions: bool = False) -> None:
+        """Refuse a request that needs what ``provider`` does not declare, rather than have it ignored."""
+        info = self.registry.provider_info(provider)
+        if runtime is not None and not getattr(info, "runtimes", False):
             raise ValueError(
-                f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
+                f"runtime: provider {provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
                 "leave the runtime unset"
             )
-        self._used.add(snapshot.provider)
+        if files and not info.files:
+            raise NotSupportedError(provider, "input files")
+        if sessions and not (info.sessions and self.registry.has_hook(provider, "sandbox_session_open")):
+            raise NotSupportedError(provider, "sessions")
+
+    def _guarded(self, snapshot: _Snapshot, call: Callable[[], ExecutionResult]) -> ExecutionResult:
+        """``call()``'s result, with a provider's failure or bug turned into a ``provider_error`` result.
+
+        Errors that are not the provider's (bad input, configuration, a gone session) propagate.
+        """
         started = time.monotonic()
         try:
-            result = self.registry.execute(snapshot.provider, request, snapshot.config)
+            result = call()
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
@@ -229,11 +263,99 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> ExecutionResult:
         """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop."""
         return await asyncio.to_thread(
-            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime
+            self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, files=files
         )
+
+    # -- sessions (added in 0.2) --------------------------------------------------------------
+
+    def session(
+        self,
+        language: str = "python",
+        runtime: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
+    ) -> Session:
+        """Open a stateful session on the active provider (see :class:`~sandbox_core.sessions.Session`).
+
+        ``idle_timeout``: seconds without a call after which the backend destroys it;
+        ``max_lifetime``: seconds after which it is destroyed regardless. Use it as a context
+        manager, or call ``close()``; sessions this client opened are closed by :meth:`close`.
+        A provider without sessions raises :class:`~sandbox_core.errors.NotSupportedError`.
+        """
+        spec = SessionSpec(language=language, runtime=runtime, idle_timeout=idle_timeout, max_lifetime=max_lifetime)
+        snapshot = self._current()
+        self._check_capabilities(snapshot.provider, runtime=runtime, sessions=True)
+        self._used.add(snapshot.provider)
+        handle = self._scrubbed(snapshot, lambda: self.registry.session_open(snapshot.provider, spec, snapshot.config))
+        session = Session(self, snapshot.provider, handle, spec)
+        with self._lock:
+            self._sessions[session.id] = session
+        return session
+
+    def asession(
+        self,
+        language: str = "python",
+        runtime: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
+    ) -> AsyncSessionOpener:
+        """The async twin of :meth:`session`: ``await client.asession()`` or ``async with client.asession() as s``."""
+        return AsyncSessionOpener(lambda: self.session(language, runtime, idle_timeout, max_lifetime))
+
+    def attach_session(self, session_id: str, *, language: str = "python", runtime: str | None = None) -> Session:
+        """Reach a session another client (in this or another process) opened, by its ``id``.
+
+        Nothing is checked on the backend here: a session that is gone raises
+        :class:`~sandbox_core.errors.SessionGoneError` on first use. Closing this client does not
+        close attached sessions; ``close()`` on the session does.
+        """
+        provider, sep, handle = str(session_id).partition(":")
+        if not sep or not provider or not handle:
+            raise ValueError(f"session_id: {session_id!r} is not a session id (<provider>:<handle>)")
+        self._check_capabilities(provider, sessions=True)
+        self._used.add(provider)
+        return Session(self, provider, handle, SessionSpec(language=language, runtime=runtime))
+
+    def _config_of(self, provider: str) -> _Snapshot:
+        """The snapshot to use for a session of ``provider`` (its own config when another one is active)."""
+        snapshot = self._current()
+        if snapshot.provider == provider:
+            return snapshot
+        if self.settings is None:
+            raise ValueError(f"session: this client is bound to provider {snapshot.provider!r}, not {provider!r}")
+        config = self.validate_config(provider, self.stored_config(provider))
+        return attrs.evolve(snapshot, provider=provider, config=config)
+
+    def _session_execute(self, session: Session, request: ExecutionRequest, on_output: Callable[[Any], None] | None) -> ExecutionResult:
+        snapshot = self._config_of(session.provider)
+        return self._guarded(
+            snapshot,
+            lambda: self.registry.session_execute(snapshot.provider, session.handle, request, snapshot.config, on_output),
+        )
+
+    def _session_call(self, session: Session, operation: str, **arguments: Any) -> Any:
+        snapshot = self._config_of(session.provider)
+        method = getattr(self.registry, f"session_{operation}")
+        return self._scrubbed(snapshot, lambda: method(snapshot.provider, session.handle, config=snapshot.config, **arguments))
+
+    def _session_close(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.pop(session.id, None)
+        snapshot = self._config_of(session.provider)
+        self._scrubbed(snapshot, lambda: self.registry.session_close(snapshot.provider, session.handle, snapshot.config))
+
+    @staticmethod
+    def _scrubbed(snapshot: _Snapshot, call: Callable[[], Any]) -> Any:
+        """``call()``, with the config's secrets masked in the message of a provider error it raises."""
+        try:
+            return call()
+        except ProviderError as exc:
+            exc.args = (_scrub(str(exc), snapshot.config),)
+            raise
 
     def health(self) -> HealthStatus:
         """The active provider's real ability to execute, as its ``health`` hook reports it."""
@@ -256,6 +378,13 @@ class SandboxClient:
         clients of the same providers in this process lose their warm sandboxes too (they create
         new ones when they next need them). The client can not be used afterwards.
         """
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # one session that cannot be closed must not keep the others alive
+                log.warning("could not close session %s", session.id, exc_info=True)
         self.registry.shutdown(sorted(self._used))
         if self.settings is not None:
             self.settings.close()
@@ -288,15 +417,19 @@ def execute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
 
     If the code defines ``main`` (Python: ``main(**arguments)``; JavaScript: ``main(arguments)``,
     sync or async), it is called and its return value comes back as ``result.value``.
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
-    provider's default for the language.
+    provider's default for the language. ``files`` (name to content, e.g. ``{"data.csv": b"..."}``)
+    are put into the working folder before the code runs.
     """
-    return default_client().execute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    return default_client().execute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, files=files
+    )
 
 
 async def aexecute_code(
@@ -307,6 +440,9 @@ async def aexecute_code(
     *,
     requested_by: str | None = None,
     runtime: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code`."""
-    return await default_client().aexecute(code, language, timeout, arguments, requested_by=requested_by, runtime=runtime)
+    return await default_client().aexecute(
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, files=files
+    )

@@ -8,19 +8,27 @@ File names follow the rules of :mod:`sandbox_core.files`, re-exported here.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sandbox_core.errors import SessionGoneError
 from sandbox_core.files import MAX_FILE_BYTES, check_data, check_files, check_path
-from sandbox_core.model import _check_language, _normalize_language
+from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, _check_language, _normalize_language
+
+if TYPE_CHECKING:
+    from sandbox_core.client import SandboxClient
 
 __all__ = [
+    "AsyncSession",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_LIFETIME",
     "MAX_FILE_BYTES",
     "FileInfo",
+    "Session",
     "SessionSpec",
     "check_data",
     "check_files",
@@ -77,3 +85,155 @@ class FileInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size}
+
+
+class Session:
+    """A stateful session on one provider, opened by :meth:`SandboxClient.session
+    <sandbox_core.client.SandboxClient.session>` or reached with :meth:`SandboxClient.attach_session
+    <sandbox_core.client.SandboxClient.attach_session>`. Thread-safe; a context manager that closes it.
+
+    Names one execution defines are visible to the next, files stay in the working folder. A
+    session that is gone (closed, expired, ended by a memory kill or a backend restart) raises
+    :class:`~sandbox_core.errors.SessionGoneError`.
+    """
+
+    def __init__(self, client: SandboxClient, provider: str, handle: str, spec: SessionSpec) -> None:
+        self._client = client
+        self.provider = provider
+        self.handle = handle
+        self.spec = spec
+        self.closed = False
+
+    @property
+    def id(self) -> str:
+        """``"<provider>:<handle>"``: pass it to ``attach_session`` in any process with the same settings."""
+        return f"{self.provider}:{self.handle}"
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r})"
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SessionGoneError(f"session {self.id} was closed")
+
+    def execute(
+        self,
+        code: str,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        requested_by: str | None = None,
+        on_output: Callable[[Any], None] | None = None,
+    ) -> ExecutionResult:
+        """Run ``code`` in the session's interpreter; ``main(**arguments)`` is called if the code defines it.
+
+        ``files`` are written into the working folder first. A timeout restarts the interpreter
+        (``result.metadata["session_restarted"]``); the session's files are kept.
+        """
+        self._check_open()
+        request = ExecutionRequest(
+            code=code,
+            language=self.spec.language,
+            timeout=timeout,
+            arguments=dict(arguments or {}),
+            requested_by=requested_by,
+            runtime=self.spec.runtime,
+            files=dict(files or {}),
+        )
+        return self._client._session_execute(self, request, on_output)
+
+    def upload(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` (relative to the working folder), replacing any file there."""
+        self._check_open()
+        path = check_path(path)
+        self._client._session_call(self, "upload", path=path, data=check_data(path, data))
+
+    def download(self, path: str) -> bytes:
+        """The content of file ``path`` of the working folder; ``FileNotFoundError`` when there is none."""
+        self._check_open()
+        data: bytes = self._client._session_call(self, "download", path=check_path(path))
+        return data
+
+    def list_files(self) -> list[FileInfo]:
+        """The files of the working folder (recursively), with their sizes."""
+        self._check_open()
+        files: list[FileInfo] = self._client._session_call(self, "list_files")
+        return files
+
+    def close(self) -> None:
+        """Destroy the session on its backend; harmless when repeated."""
+        if not self.closed:
+            self.closed = True
+            self._client._session_close(self)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class AsyncSession:
+    """The async twin of :class:`Session`: each call runs in a worker thread, never blocking the loop."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    async def execute(
+        self,
+        code: str,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        requested_by: str | None = None,
+        on_output: Callable[[Any], None] | None = None,
+    ) -> ExecutionResult:
+        return await asyncio.to_thread(
+            self.session.execute, code, arguments, timeout, files, requested_by=requested_by, on_output=on_output
+        )
+
+    async def upload(self, path: str, data: bytes) -> None:
+        await asyncio.to_thread(self.session.upload, path, data)
+
+    async def download(self, path: str) -> bytes:
+        return await asyncio.to_thread(self.session.download, path)
+
+    async def list_files(self) -> list[FileInfo]:
+        return await asyncio.to_thread(self.session.list_files)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.session.close)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+class AsyncSessionOpener:
+    """What :meth:`SandboxClient.asession` returns: ``await`` it, or use it with ``async with``."""
+
+    def __init__(self, open_session: Callable[[], Session]) -> None:
+        self._open = open_session
+        self._session: AsyncSession | None = None
+
+    async def _opened(self) -> AsyncSession:
+        return AsyncSession(await asyncio.to_thread(self._open))
+
+    def __await__(self) -> Generator[Any, None, AsyncSession]:
+        return self._opened().__await__()
+
+    async def __aenter__(self) -> AsyncSession:
+        self._session = await self._opened()
+        return self._session
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -24,6 +24,8 @@ from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.testing.local_sessions import LocalSessions
 
 FLOOD_FACTOR = 8
 """Output beyond this many times the limit stops the process: it is a flood, not output."""
@@ -42,9 +44,14 @@ def _pump(stream: IO[bytes], feed: Callable[[bytes], None], total: Callable[[], 
 class UnsandboxedSubprocessProvider:
     """Runs each execution as a local ``python3``/``node`` child process (see module docstring)."""
 
+    def __init__(self) -> None:
+        self.sessions = LocalSessions()
+
     @hookimpl
     def sandbox_provider_info(self) -> ProviderInfo:
-        return ProviderInfo(description="Local subprocess, no isolation: for tests only", tags=("testing", "unsafe"))
+        return ProviderInfo(
+            description="Local subprocess, no isolation: for tests only", tags=("testing", "unsafe"), sessions=True, files=True
+        )
 
     @hookimpl
     def sandbox_config_schema(self) -> ConfigSchema:
@@ -90,6 +97,10 @@ class UnsandboxedSubprocessProvider:
         timeout = min(request.timeout, float(config["max_timeout"]))
         limit = int(config["max_output_bytes"])
         workdir = self._workdir()
+        for name, data in request.files.items():
+            os.makedirs(os.path.dirname(os.path.join(workdir, name)), exist_ok=True)
+            with open(os.path.join(workdir, name), "wb") as handle:
+                handle.write(data)
         job = Job(code=request.code, arguments=request.arguments, output_dir=os.path.join(workdir, "output"))
         stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
         flooded = threading.Event()
@@ -152,3 +163,33 @@ class UnsandboxedSubprocessProvider:
             timeout=timeout,
             metadata={"runtime": "unsandboxed-subprocess", "flooded": flooded.is_set()},
         )
+
+    # -- sessions (see local_sessions: one session runner process each) ---------------------------
+
+    @hookimpl
+    def sandbox_session_open(self, spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+        return self.sessions.open(spec, config, provider_name)
+
+    @hookimpl
+    def sandbox_session_execute(self, handle: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+        return self.sessions.execute(handle, request, config)
+
+    @hookimpl
+    def sandbox_session_upload(self, handle: str, path: str, data: bytes) -> None:
+        self.sessions.upload(handle, path, data)
+
+    @hookimpl
+    def sandbox_session_download(self, handle: str, path: str) -> bytes:
+        return self.sessions.download(handle, path)
+
+    @hookimpl
+    def sandbox_session_list_files(self, handle: str) -> list[FileInfo]:
+        return self.sessions.list_files(handle)
+
+    @hookimpl
+    def sandbox_session_close(self, handle: str) -> None:
+        self.sessions.close(handle)
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        self.sessions.close_all()
