@@ -173,8 +173,13 @@ class SessionChannel:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
+        memory_exceeded: Callable[[], bool] | None = None,
     ) -> tuple[ExecutionResult, bool]:
-        """Run ``request`` in the session; the result and whether the session ended with it."""
+        """Run ``request`` in the session; the result and whether the session ended with it.
+
+        ``memory_exceeded`` tells whether the backend killed the session for memory (asked once
+        the execution is over): the result then says ``memory_limit`` and the session ends.
+        """
         limit = request.timeout if timeout is None else timeout
         fields = {
             "code": request.code,
@@ -188,7 +193,12 @@ class SessionChannel:
         exchange = self._exchange("execute", fields, limit + BACKSTOP_SECONDS, max_output_bytes,
                                   frame_budget(max_value_bytes, max_artifact_bytes))
         frame = exchange.stdout.frame() or {}
-        timed_out = frame.get("timed_out") is True or (self.gone is not None and not exchange.flooded and exchange.elapsed >= limit)
+        out_of_memory = memory_exceeded is not None and memory_exceeded()
+        if out_of_memory:
+            self.end("the session was ended: its code exceeded the memory limit")
+        timed_out = frame.get("timed_out") is True or (
+            self.gone is not None and not exchange.flooded and not out_of_memory and exchange.elapsed >= limit
+        )
         meta = dict(metadata or {})
         meta["session_restarted"] = frame.get("session_restarted") is True
         if self.gone is not None:
@@ -201,6 +211,7 @@ class SessionChannel:
             execution_time=exchange.elapsed,
             timed_out=timed_out,
             timeout=limit,
+            memory_exceeded=out_of_memory,
             metadata=meta,
         )
         return result, self.gone is not None

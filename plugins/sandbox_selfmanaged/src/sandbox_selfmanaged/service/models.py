@@ -34,6 +34,9 @@ class ExecuteIn(BaseModel):
     timeout: float | None = Field(None, gt=0, description="Wall-clock seconds (default: the operator's)")
     limits: LimitsIn | None = None
     runtime: str | None = Field(None, description="Runtime (package set) to run with (default: the language's default)")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Input files put into the working folder first: name to base64 content (Python only)"
+    )
 
 
 class ErrorOut(BaseModel):
