@@ -342,9 +342,12 @@ class SandboxClient:
         method = getattr(self.registry, f"session_{operation}")
         return self._scrubbed(snapshot, lambda: method(snapshot.provider, session.handle, config=snapshot.config, **arguments))
 
-    def _session_close(self, session: Session) -> None:
+    def _forget(self, session: Session) -> None:
         with self._lock:
             self._sessions.pop(session.id, None)
+
+    def _session_close(self, session: Session) -> None:
+        self._forget(session)
         snapshot = self._config_of(session.provider)
         self._scrubbed(snapshot, lambda: self.registry.session_close(snapshot.provider, session.handle, snapshot.config))
 

@@ -161,6 +161,11 @@ class Session:
         files: list[FileInfo] = self._client._session_call(self, "list_files")
         return files
 
+    def detach(self) -> None:
+        """Let the session outlive its client: ``client.close()`` no longer closes it (the backend's
+        ``idle_timeout`` and ``max_lifetime`` still do); for handing its id to another process."""
+        self._client._forget(self)
+
     def close(self) -> None:
         """Destroy the session on its backend; harmless when repeated."""
         if not self.closed:

@@ -242,3 +242,78 @@ def _healthy(executor: Executor) -> bool:
         return executor.health().status_code == 200
     except Exception:
         return False
+
+
+SANDBOX_CLI = str(Path(sys.executable).with_name("sandbox"))
+
+
+@pytest.fixture
+def cli_env(session_executor: Executor, tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SANDBOX_")}
+    env["SANDBOX_DATABASE_URL"] = f"sqlite:///{tmp_path / 'settings.db'}"
+    done = subprocess.run([SANDBOX_CLI, "config", "set", "self_managed", "--json", json.dumps(config_of(session_executor)), "--activate"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def _sandbox(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([SANDBOX_CLI, *args], env=env, input=stdin, capture_output=True, timeout=120)
+
+
+def test_session_commands(cli_env: dict[str, str], session_executor: Executor, tmp_path: Path) -> None:
+    created = _sandbox(cli_env, "session", "new", "--idle-timeout", "60", "--json")
+    assert created.returncode == 0, created.stderr
+    session_id = json.loads(created.stdout)["id"]
+    (tmp_path / "numbers.csv").write_bytes(b"1\n2\n3\n")
+    assert _sandbox(cli_env, "session", "upload", session_id, str(tmp_path / "numbers.csv")).returncode == 0
+    ran = _sandbox(cli_env, "session", "exec", session_id, "-c", "total = sum(int(n) for n in open('numbers.csv'))\n")
+    assert ran.returncode == 0, ran.stderr
+    ran = _sandbox(cli_env, "session", "exec", session_id, "--json", "-", stdin=b"open('total.txt', 'w').write(str(total))\n")
+    assert ran.returncode == 0 and json.loads(ran.stdout)["status"] == "success", ran.stdout
+    ran = _sandbox(cli_env, "session", "exec", session_id, "--json", "-c", "def main(k):\n    return total * k\n", "--arg", "k=2")
+    assert json.loads(ran.stdout)["value"] == 12, ran.stdout
+    listed = _sandbox(cli_env, "session", "list", session_id, "--json")
+    assert {f["path"] for f in json.loads(listed.stdout)} == {"numbers.csv", "total.txt"}
+    fetched = _sandbox(cli_env, "session", "download", session_id, "total.txt", "-o", "-")
+    assert fetched.stdout == b"6"
+    assert _sandbox(cli_env, "session", "close", session_id).returncode == 0
+    gone = _sandbox(cli_env, "session", "exec", session_id, "-c", "total")
+    assert gone.returncode != 0 and b"session" in gone.stderr
+    assert open_sessions(session_executor) == 0
+
+
+def test_repl_in_a_terminal(cli_env: dict[str, str], session_executor: Executor) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([SANDBOX_CLI, "repl"], env=cli_env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+
+    def read_until(text: bytes, seconds: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + seconds
+        while text not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        assert text in seen, seen.decode(errors="replace")
+
+    try:
+        read_until(b">>> ")
+        os.write(master, b"answer = 6 * 7\n")
+        read_until(b">>> ", 60)
+        os.write(master, b"for i in range(2):\n")
+        read_until(b"... ")
+        os.write(master, b"    answer += i\n\n")
+        os.write(master, b"answer\n")
+        read_until(b"43")
+        os.write(master, b"\x04")
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert wait_until(lambda: open_sessions(session_executor) == 0, 15)
