@@ -43,30 +43,36 @@ _WAKE_SECONDS = 0.2
 _MAX_FILE_BYTES = 32 << 20
 
 
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+class _Messages:
+    """Length-prefixed messages read from a descriptor, a chunk at a time (syscalls are dear in gVisor)."""
 
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
 
-def _read_message(fd: int) -> "bytes | None":
-    """One length-prefixed message, or None at the end of the stream."""
-    header = b""
-    while not header.endswith(b"\n"):
-        byte = os.read(fd, 1)
-        if not byte:
-            if header:
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd, 1 << 20)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def next(self) -> "bytes | None":
+        """The next message, or None at the end of the stream (``EOFError`` when it stops inside one)."""
+        while b"\n" not in self.buffer[:24]:
+            if len(self.buffer) >= 24:
+                raise ValueError("not a message header")
+            if not self._fill():
+                if self.buffer:
+                    raise EOFError
+                return None
+        header, _, rest = self.buffer.partition(b"\n")
+        size = int(header)
+        while len(rest) < size:
+            self.buffer = header + b"\n" + rest
+            if not self._fill():
                 raise EOFError
-            return None
-        header += byte
-        if len(header) > 24:
-            raise ValueError("not a message header")
-    return _read_exact(fd, int(header))
+            header, _, rest = self.buffer.partition(b"\n")
+        self.buffer = rest[size:]
+        return rest[:size]
 
 
 def _send(fd: int, body: bytes) -> None:
@@ -142,8 +148,9 @@ def _interpret(job_fd: int, report_fd: int) -> None:
         sys.argv = [_runner._CODE_FILENAME]
         namespace: "dict[str, Any]" = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _runner._CODE_FILENAME}
         reseeded = False
+        jobs = _Messages(job_fd)
         while True:
-            raw = _read_message(job_fd)
+            raw = jobs.next()
             if raw is None:
                 break
             if not reseeded:
@@ -239,7 +246,7 @@ class _Interpreter:
             _send(self.job_w, job)
         except OSError:
             pass
-        header = b""
+        reports = _Messages(self.report_r)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -252,8 +259,7 @@ class _Interpreter:
                     self.restart()
                     return None, "died", status
                 continue
-            byte = os.read(self.report_r, 1)
-            if not byte:  # the interpreter is ending: give it a moment to say how
+            if not reports._fill():  # the interpreter is ending: give it a moment to say how
                 status = None
                 for _ in range(20):
                     status = self.ended()
@@ -262,14 +268,20 @@ class _Interpreter:
                     time.sleep(0.01)
                 self.restart()
                 return None, "died", 1 if status is None else status
-            header += byte
-            if header.endswith(b"\n"):
+            header, newline, rest = reports.buffer.partition(b"\n")
+            if (newline and not header.isdigit()) or len(header) > 24:  # not a report: the code wrote here
+                self.restart()
+                return None, "died", 1
+            if newline and len(rest) >= int(header):
                 break
         try:
-            return _read_exact(self.report_r, int(header)), "done", 0
+            report = reports.next()
         except (EOFError, ValueError):
+            report = None
+        if report is None:
             self.restart()
             return None, "died", 1
+        return report, "done", 0
 
 
 def _file_path(name: "Any") -> str:
@@ -342,9 +354,10 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
 
 def _serve() -> None:
     interpreter = _Interpreter()
+    messages = _Messages(0)
     while True:
         try:
-            raw = _read_message(0)
+            raw = messages.next()
         except (EOFError, ValueError):
             raw = None
         if raw is None:
