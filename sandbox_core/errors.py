@@ -165,7 +165,7 @@ class NotSupportedError(SandboxError):
         self.capability = capability
         super().__init__(
             f"not supported by provider {provider!r}: {capability}; "
-            "use a provider that declares this capability (see `sandbox providers --json`)"
+            "use a provider whose ProviderInfo declares this capability"
         )
 
 
