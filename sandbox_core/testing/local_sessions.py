@@ -158,6 +158,9 @@ class LocalSessions:
             time.sleep(REAP_SECONDS)
             now = time.monotonic()
             with self._lock:
+                if not self._sessions:  # nothing to watch: the next open starts a new reaper
+                    self._reaper = None
+                    return
                 expired = [h for h, s in self._sessions.items() if s.expired(now) and not s.lock.locked()]
             for handle in expired:
                 self.close(handle)
