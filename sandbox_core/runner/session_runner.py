@@ -41,6 +41,7 @@ _SIGKILL = 9
 _WAKE_SECONDS = 0.2
 """How often a waiting parent checks that the interpreter is still alive."""
 _MAX_FILE_BYTES = 32 << 20
+"""sandbox_core.files.MAX_FILE_BYTES (this file runs where sandbox_core is not installed)."""
 
 
 class _Messages:
