@@ -1,7 +1,7 @@
 """The audit log: a cross-cutting plugin that records every execution, switched on in settings.
 
-It wraps the ``sandbox_execute`` hook of whichever provider runs and writes one JSON line per
-execution: when, who asked, which provider, language, status, exit code, duration and the size of
+It wraps the ``sandbox_execute`` and ``sandbox_session_execute`` hooks of whichever provider runs
+and writes one JSON line per execution (a session's carry its handle): when, who asked, which provider, language, status, exit code, duration and the size of
 the code. It never records the code, its arguments, its output or any config value, so neither
 user data nor secrets end up in the log. Lines go to the ``sandbox_core.audit`` logger and, when
 the ``sandbox.audit`` settings row names a ``path``, are appended to that file as well.
@@ -48,6 +48,18 @@ class AuditLog:
     def sandbox_execute(
         self, request: ExecutionRequest, provider_name: str
     ) -> Generator[None, ExecutionResult, ExecutionResult]:
+        return (yield from self._audited("execute", request, provider_name, {}))
+
+    @hookimpl(wrapper=True)
+    def sandbox_session_execute(
+        self, handle: str, request: ExecutionRequest, provider_name: str
+    ) -> Generator[None, ExecutionResult, ExecutionResult]:
+        # The handle names the session, never a secret (the hook contract says so).
+        return (yield from self._audited("session_execute", request, provider_name, {"session": handle}))
+
+    def _audited(
+        self, event: str, request: ExecutionRequest, provider_name: str, extra: Mapping[str, Any]
+    ) -> Generator[None, ExecutionResult, ExecutionResult]:
         started = time.monotonic()
         status, exit_code = "provider_error", None
         try:
@@ -58,7 +70,7 @@ class AuditLog:
             self.record(
                 {
                     "time": _now(),
-                    "event": "execute",
+                    "event": event,
                     "actor": request.requested_by or default_actor(),
                     "provider": provider_name,
                     "language": request.language,
@@ -67,6 +79,8 @@ class AuditLog:
                     "duration": round(time.monotonic() - started, 6),
                     "code_bytes": len(request.code.encode("utf-8", "surrogatepass")),
                     "argument_count": len(request.arguments),
+                    "file_count": len(request.files),
+                    **extra,
                 }
             )
 

@@ -14,17 +14,30 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sandbox_core.audit import AuditLog
-from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
+from sandbox_core.errors import (
+    ConfigValidationError,
+    NotSupportedError,
+    ProviderError,
+    ProviderUnavailableError,
+    SandboxError,
+)
 from sandbox_core.failures import FailureKind, provider_failure
-from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
+from sandbox_core.sessions import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_LIFETIME,
+    AsyncSessionOpener,
+    Session,
+    SessionSpec,
+)
 from sandbox_core.streaming import (
     OutputCallback,
     OutputEvent,
@@ -88,6 +101,7 @@ class SandboxClient:
         self._schemas: dict[str, ConfigSchema] = {}
         self._audit: AuditLog | None = None
         self._used: set[str] = set()
+        self._sessions: dict[str, Session] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -176,6 +190,7 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        files: Mapping[str, bytes] | None = None,
         on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
@@ -186,6 +201,9 @@ class SandboxClient:
         Invalid requests raise ``ValueError`` naming the field; configuration problems raise
         :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
         comes back as a result with status ``provider_error`` and a message free of secrets.
+
+        ``files`` (name to content) are put into the working folder before the code runs; a
+        provider that cannot do that raises :class:`~sandbox_core.errors.NotSupportedError`.
 
         ``on_output`` is called with each :class:`~sandbox_core.streaming.OutputEvent` while the
         code runs (providers that stream) or after it ended (the others); either way, once this
@@ -201,27 +219,69 @@ class SandboxClient:
             requested_by=requested_by,
             runtime=runtime,
             network=network,
+            files=dict(files or {}),
         )
         snapshot = self._current()
-        info = self.registry.provider_info(snapshot.provider)
+        info = self._check_capabilities(snapshot.provider, runtime=runtime, files=bool(request.files), network=bool(request.network))
+        self._used.add(snapshot.provider)
+        return self._run(
+            snapshot, info, request, on_output,
+            lambda request, forward: self.registry.execute(snapshot.provider, request, snapshot.config, forward),
+        )
+
+    def _check_capabilities(
+        self, provider: str, *, runtime: str | None = None, files: bool = False, sessions: bool = False, network: bool = False
+    ) -> ProviderInfo:
+        """``provider``'s info; a request that needs what it does not declare is refused rather than ignored."""
+        info = self.registry.provider_info(provider)
         if runtime is not None and not info.runtimes:
             raise ValueError(
-                f"runtime: provider {snapshot.provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
+                f"runtime: provider {provider!r} offers no runtimes, so {runtime!r} cannot be honoured; "
                 "leave the runtime unset"
             )
-        if request.network and not info.egress:
+        if network and not info.egress:
             raise ValueError(
-                f"network: provider {snapshot.provider!r} cannot enforce a network allowlist, so none is sent; "
+                f"network: provider {provider!r} cannot enforce a network allowlist, so none is sent; "
                 "leave network empty (no network) or use a provider that enforces one"
             )
+        if files and not info.files:
+            raise NotSupportedError(provider, "input files")
+        if sessions and not (info.sessions and self.registry.has_hook(provider, "sandbox_session_open")):
+            raise NotSupportedError(provider, "sessions")
+        return info
+
+    def _run(
+        self,
+        snapshot: _Snapshot,
+        info: ProviderInfo,
+        request: ExecutionRequest,
+        on_output: OutputCallback | None,
+        call: Callable[[ExecutionRequest, OutputCallback | None], ExecutionResult],
+    ) -> ExecutionResult:
+        """One execution (one-shot or in a session) with the rules every execution shares.
+
+        The timeout rule of :mod:`sandbox_core.timeouts` is applied and reported in the result's
+        metadata; ``on_output`` goes to the provider only if it streams, and gets the rest of
+        the output as events once the result is in (see :class:`~sandbox_core.streaming.OutputRelay`).
+        """
         effective = effective_timeout(request.timeout, info.timeouts, snapshot.config)
         request = attrs.evolve(request, timeout=effective.seconds)
-        self._used.add(snapshot.provider)
         relay = OutputRelay(on_output, snapshot.provider) if on_output is not None else None
         forward = relay if relay is not None and info.streaming else None
+        result = self._guarded(snapshot, lambda: call(request, forward))
+        result = attrs.evolve(result, metadata={**result.metadata, **effective.metadata()})
+        if relay is not None:
+            relay.finish(result)
+        return result
+
+    def _guarded(self, snapshot: _Snapshot, call: Callable[[], ExecutionResult]) -> ExecutionResult:
+        """``call()``'s result, with a provider's failure or bug turned into a ``provider_error`` result.
+
+        Errors that are not the provider's (bad input, configuration, a gone session) propagate.
+        """
         started = time.monotonic()
         try:
-            result = self.registry.execute(snapshot.provider, request, snapshot.config, forward)
+            result = call()
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
@@ -229,14 +289,12 @@ class SandboxClient:
             result = provider_failure(snapshot.provider, _scrub(str(exc), snapshot.config), kind)
         except Exception as exc:  # a provider bug must come back as a provider_error, not crash the agent
             result = self._provider_bug(snapshot, exc)
-        result = attrs.evolve(
-            result,
-            provider=result.provider or snapshot.provider,
-            execution_time=result.execution_time or time.monotonic() - started,
-            metadata={**result.metadata, **effective.metadata()},
-        )
-        if relay is not None:
-            relay.finish(result)
+        if not result.provider or not result.execution_time:
+            result = attrs.evolve(
+                result,
+                provider=result.provider or snapshot.provider,
+                execution_time=result.execution_time or time.monotonic() - started,
+            )
         return result
 
     @staticmethod
@@ -262,6 +320,7 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        files: Mapping[str, bytes] | None = None,
         on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
         """The async twin of :meth:`execute`: runs it in a worker thread, never blocking the loop.
@@ -270,7 +329,7 @@ class SandboxClient:
         """
         return await asyncio.to_thread(
             self.execute, code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
-            on_output=on_output,
+            files=files, on_output=on_output,
         )
 
     # -- streaming --------------------------------------------------------------------------
@@ -285,6 +344,7 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        files: Mapping[str, bytes] | None = None,
     ) -> Iterator[OutputEvent | ExecutionResult]:
         """Run ``code``, yielding :class:`~sandbox_core.streaming.OutputEvent` as output arrives, then the result.
 
@@ -296,7 +356,7 @@ class SandboxClient:
         return events_then_result(
             lambda on_output: self.execute(
                 code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
-                on_output=on_output,
+                files=files, on_output=on_output,
             )
         )
 
@@ -310,14 +370,108 @@ class SandboxClient:
         requested_by: str | None = None,
         runtime: str | None = None,
         network: Sequence[str] = (),
+        files: Mapping[str, bytes] | None = None,
     ) -> AsyncIterator[OutputEvent | ExecutionResult]:
         """The async twin of :meth:`stream` (``async for item in client.astream(code): ...``)."""
         return aevents_then_result(
             lambda on_output: self.execute(
                 code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
-                on_output=on_output,
+                files=files, on_output=on_output,
             )
         )
+
+    # -- sessions (added in 0.2) --------------------------------------------------------------
+
+    def session(
+        self,
+        language: str = "python",
+        runtime: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
+    ) -> Session:
+        """Open a stateful session on the active provider (see :class:`~sandbox_core.sessions.Session`).
+
+        ``idle_timeout``: seconds without a call after which the backend destroys it;
+        ``max_lifetime``: seconds after which it is destroyed regardless. Use it as a context
+        manager, or call ``close()``; sessions this client opened are closed by :meth:`close`.
+        A provider without sessions raises :class:`~sandbox_core.errors.NotSupportedError`.
+        """
+        spec = SessionSpec(language=language, runtime=runtime, idle_timeout=idle_timeout, max_lifetime=max_lifetime)
+        snapshot = self._current()
+        self._check_capabilities(snapshot.provider, runtime=runtime, sessions=True)
+        self._used.add(snapshot.provider)
+        handle = self._scrubbed(snapshot, lambda: self.registry.session_open(snapshot.provider, spec, snapshot.config))
+        session = Session(self, snapshot.provider, handle, spec)
+        with self._lock:
+            self._sessions[session.id] = session
+        return session
+
+    def asession(
+        self,
+        language: str = "python",
+        runtime: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
+    ) -> AsyncSessionOpener:
+        """The async twin of :meth:`session`: ``await client.asession()`` or ``async with client.asession() as s``."""
+        return AsyncSessionOpener(lambda: self.session(language, runtime, idle_timeout, max_lifetime))
+
+    def attach_session(self, session_id: str, *, language: str = "python", runtime: str | None = None) -> Session:
+        """Reach a session another client (in this or another process) opened, by its ``id``.
+
+        Nothing is checked on the backend here: a session that is gone raises
+        :class:`~sandbox_core.errors.SessionGoneError` on first use. Closing this client does not
+        close attached sessions; ``close()`` on the session does.
+        """
+        provider, sep, handle = str(session_id).partition(":")
+        if not sep or not provider or not handle:
+            raise ValueError(f"session_id: {session_id!r} is not a session id (<provider>:<handle>)")
+        self._check_capabilities(provider, sessions=True)
+        self._used.add(provider)
+        return Session(self, provider, handle, SessionSpec(language=language, runtime=runtime))
+
+    def _config_of(self, provider: str) -> _Snapshot:
+        """The snapshot to use for a session of ``provider`` (its own config when another one is active)."""
+        snapshot = self._current()
+        if snapshot.provider == provider:
+            return snapshot
+        if self.settings is None:
+            raise ValueError(f"session: this client is bound to provider {snapshot.provider!r}, not {provider!r}")
+        config = self.validate_config(provider, self.stored_config(provider))
+        return attrs.evolve(snapshot, provider=provider, config=config)
+
+    def _session_execute(self, session: Session, request: ExecutionRequest, on_output: OutputCallback | None) -> ExecutionResult:
+        snapshot = self._config_of(session.provider)
+        info = self.registry.provider_info(snapshot.provider)
+        return self._run(
+            snapshot, info, request, on_output,
+            lambda request, forward: self.registry.session_execute(
+                snapshot.provider, session.handle, request, snapshot.config, forward
+            ),
+        )
+
+    def _session_call(self, session: Session, operation: str, **arguments: Any) -> Any:
+        snapshot = self._config_of(session.provider)
+        method = getattr(self.registry, f"session_{operation}")
+        return self._scrubbed(snapshot, lambda: method(snapshot.provider, session.handle, config=snapshot.config, **arguments))
+
+    def _forget(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.pop(session.id, None)
+
+    def _session_close(self, session: Session) -> None:
+        self._forget(session)
+        snapshot = self._config_of(session.provider)
+        self._scrubbed(snapshot, lambda: self.registry.session_close(snapshot.provider, session.handle, snapshot.config))
+
+    @staticmethod
+    def _scrubbed(snapshot: _Snapshot, call: Callable[[], Any]) -> Any:
+        """``call()``, with the config's secrets masked in the message of a provider error it raises."""
+        try:
+            return call()
+        except ProviderError as exc:
+            exc.args = (_scrub(str(exc), snapshot.config),)
+            raise
 
     def health(self) -> HealthStatus:
         """The active provider's real ability to execute, as its ``health`` hook reports it."""
@@ -340,6 +494,13 @@ class SandboxClient:
         clients of the same providers in this process lose their warm sandboxes too (they create
         new ones when they next need them). The client can not be used afterwards.
         """
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # one session that cannot be closed must not keep the others alive
+                log.warning("could not close session %s", session.id, exc_info=True)
         self.registry.shutdown(sorted(self._used))
         if self.settings is not None:
             self.settings.close()
@@ -373,6 +534,7 @@ def execute_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    files: Mapping[str, bytes] | None = None,
     on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
     """Run ``code`` through the active provider and return the structured result.
@@ -382,12 +544,13 @@ def execute_code(
     ``runtime`` chooses the package set (e.g. ``"python"`` with numpy and pandas); None takes the
     provider's default for the language. ``timeout`` (seconds) None takes the provider's default.
     ``network`` lists the ``host:port`` entries the code may reach (default: none, no network); a
-    provider that cannot enforce it refuses it. ``on_output`` gets the output as events while the
-    code runs (see :meth:`SandboxClient.execute`).
+    provider that cannot enforce it refuses it. ``files`` (name to content, e.g.
+    ``{"data.csv": b"..."}``) are put into the working folder before the code runs. ``on_output``
+    gets the output as events while the code runs (see :meth:`SandboxClient.execute`).
     """
     return default_client().execute(
         code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
-        on_output=on_output,
+        files=files, on_output=on_output,
     )
 
 
@@ -400,12 +563,13 @@ async def aexecute_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    files: Mapping[str, bytes] | None = None,
     on_output: OutputCallback | None = None,
 ) -> ExecutionResult:
     """The async twin of :func:`execute_code` (``on_output`` is called in a worker thread)."""
     return await default_client().aexecute(
         code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network,
-        on_output=on_output,
+        files=files, on_output=on_output,
     )
 
 
@@ -418,6 +582,7 @@ def stream_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    files: Mapping[str, bytes] | None = None,
 ) -> Iterator[OutputEvent | ExecutionResult]:
     """Like :func:`execute_code`, yielding output events as they arrive and then the result
     (see :meth:`SandboxClient.stream`)::
@@ -427,7 +592,7 @@ def stream_code(
                 print(item.text, end="")
     """
     return default_client().stream(
-        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network, files=files
     )
 
 
@@ -440,8 +605,9 @@ def astream_code(
     requested_by: str | None = None,
     runtime: str | None = None,
     network: Sequence[str] = (),
+    files: Mapping[str, bytes] | None = None,
 ) -> AsyncIterator[OutputEvent | ExecutionResult]:
     """The async twin of :func:`stream_code`."""
     return default_client().astream(
-        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network
+        code, language, timeout, arguments, requested_by=requested_by, runtime=runtime, network=network, files=files
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from sandbox_core.files import check_files
 from sandbox_core.timeouts import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT  # re-exported where it always was
 from sandbox_core.timeouts import TimeoutSettings
 
@@ -84,6 +85,10 @@ def _network(value: Any) -> tuple[str, ...]:
     return entries
 
 
+def _file_sizes(files: Mapping[str, bytes]) -> str:
+    return "{" + ", ".join(f"{name!r}: <{len(data)} bytes>" for name, data in files.items()) + "}"
+
+
 @attrs.frozen
 class ExecutionRequest:
     """What an agent asks for: run ``code`` in ``language`` and call ``main(**arguments)``.
@@ -97,6 +102,9 @@ class ExecutionRequest:
     provider enforces it or refuses it, and only within the operator's own allowlist.
     ``timeout`` is in seconds; None means the provider's default. The client applies the rule of
     :mod:`sandbox_core.timeouts` first, so a provider it calls always gets a number.
+    ``files`` are input files (name relative to the working folder, to content) that the provider
+    puts into the working folder before the code runs; names and sizes are checked here
+    (:mod:`sandbox_core.files`), and only providers whose ``ProviderInfo.files`` is true get any.
     """
 
     code: str
@@ -106,6 +114,7 @@ class ExecutionRequest:
     requested_by: str | None = None
     runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
     network: tuple[str, ...] = attrs.field(default=(), converter=_network)
+    files: Mapping[str, bytes] = attrs.field(factory=dict, converter=check_files, repr=_file_sizes)
 
     @arguments.validator
     def _check_arguments(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -274,6 +283,18 @@ class ProviderInfo:
     streaming: bool = False
     """The provider calls ``sandbox_execute``'s ``on_output`` as output arrives; when False the core
     passes ``None`` there and emits the result's output as events once the execution is over."""
+    sessions: bool = False
+    """The provider implements the ``sandbox_session_*`` hooks (stateful sessions, their files);
+    when False ``client.session()`` raises :class:`~sandbox_core.errors.NotSupportedError`."""
+    files: bool = False
+    """The provider puts ``ExecutionRequest.files`` into the working folder; when False the core
+    refuses requests that carry files, so none is silently dropped."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}
+        return {
+            "description": self.description,
+            "languages": list(self.languages),
+            "tags": list(self.tags),
+            "sessions": self.sessions,
+            "files": self.files,
+        }

@@ -8,8 +8,9 @@ imports ``os`` or ``subprocess`` or calls ``eval`` and friends. This plugin does
 addition to* isolation, never instead of it.
 
 It is a cross-cutting plugin (entry point ``code_policy`` in the group ``sandbox_core.plugins``):
-a hook wrapper around every provider's ``sandbox_execute``. It checks nothing until the
-``SANDBOX_CODE_POLICY`` environment variable names a rule set; ``ragflow`` is the one there is.
+a hook wrapper around every provider's ``sandbox_execute`` and ``sandbox_session_execute``. It
+checks nothing until the ``SANDBOX_CODE_POLICY`` environment variable names a rule set; ``ragflow``
+is the one there is.
 Refused code never reaches a provider: the call raises :class:`CodePolicyError`, which lists each
 rule that matched and its line. Python is checked on its syntax tree; JavaScript, for which the
 standard library has no parser, by patterns. Code that does not parse is let through: it cannot
@@ -169,10 +170,19 @@ class CodePolicy:
 
     @hookimpl(wrapper=True)
     def sandbox_execute(self, request: ExecutionRequest) -> Generator[None, ExecutionResult, ExecutionResult]:
+        self.enforce(request)
+        return (yield)
+
+    @hookimpl(wrapper=True)
+    def sandbox_session_execute(self, request: ExecutionRequest) -> Generator[None, ExecutionResult, ExecutionResult]:
+        self.enforce(request)
+        return (yield)
+
+    def enforce(self, request: ExecutionRequest) -> None:
+        """Raise :class:`CodePolicyError` when the active policy refuses ``request``'s code."""
         active = self.rules()
         if active is not None:
             name, rules = active
             violations = check(request.code, request.language, rules)
             if violations:
                 raise CodePolicyError(name, violations)
-        return (yield)

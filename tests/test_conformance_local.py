@@ -2,11 +2,12 @@
 
 import pytest
 
-from sandbox_core.testing import ProviderConformance, UnsandboxedSubprocessProvider
+from sandbox_core.testing import ProviderConformance, SessionConformance, UnsandboxedSubprocessProvider
 
 
-class TestLocalProvider(ProviderConformance):
+class TestLocalProvider(ProviderConformance, SessionConformance):
     supports_javascript = supports_timeout = supports_output_limit = supports_artifacts = True
+    supports_sessions = True
 
     @pytest.fixture
     def provider_name(self):
@@ -15,6 +16,10 @@ class TestLocalProvider(ProviderConformance):
     @pytest.fixture
     def provider_plugin(self):
         return UnsandboxedSubprocessProvider()
+
+    @pytest.fixture
+    def live_sessions(self, provider_plugin):
+        return provider_plugin.sessions.count
 
     @pytest.fixture
     def provider_config(self):

@@ -20,6 +20,7 @@ from sandbox_core.cli.isolation import check_isolation_command
 from sandbox_core.cli.plugins import plugins
 from sandbox_core.cli.providers import health, providers
 from sandbox_core.cli.scaffold import provider
+from sandbox_core.cli.session import repl, session_group
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,8 @@ cli.add_command(exec_command)
 cli.add_command(admin)
 cli.add_command(provider)
 cli.add_command(check_isolation_command)
+cli.add_command(session_group)
+cli.add_command(repl)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Providers use :class:`Job`, :class:`ResultStream`, :class:`BoundedCapture` and :func:`build_result`
 (see :mod:`sandbox_core.runner.protocol`); anything that writes artifacts to disk uses
-:func:`safe_artifact_path` (see :mod:`sandbox_core.runner.artifact_names`).
+:func:`safe_artifact_path` (see :mod:`sandbox_core.runner.artifact_names`). Sessions run
+``session_runner.py`` (one interpreter, many jobs) through a
+:class:`~sandbox_core.runner.session_channel.SessionChannel`.
 """
 
 from __future__ import annotations

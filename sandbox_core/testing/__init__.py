@@ -8,6 +8,8 @@
 - pytest fixtures ``sandbox_registry``, ``register_provider`` and ``sandbox_settings`` (loaded
   automatically as a pytest plugin when sandbox-core is installed) to register providers defined in
   a test and use a throw-away settings database, without installing anything.
+- :class:`SessionConformance` — session tests to mix into your conformance class when the provider
+  declares ``sessions=True`` (see :mod:`sandbox_core.testing.session_conformance`).
 - :class:`UnsandboxedSubprocessProvider` — a provider with no isolation, for tests only.
 """
 
@@ -16,5 +18,13 @@ from __future__ import annotations
 from sandbox_core.testing.conformance import ProviderConformance
 from sandbox_core.testing.isolation import Bounds, ProviderIsolation, check_isolation
 from sandbox_core.testing.local import UnsandboxedSubprocessProvider
+from sandbox_core.testing.session_conformance import SessionConformance
 
-__all__ = ["Bounds", "ProviderConformance", "ProviderIsolation", "UnsandboxedSubprocessProvider", "check_isolation"]
+__all__ = [
+    "Bounds",
+    "ProviderConformance",
+    "ProviderIsolation",
+    "SessionConformance",
+    "UnsandboxedSubprocessProvider",
+    "check_isolation",
+]

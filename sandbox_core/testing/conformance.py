@@ -536,3 +536,4 @@ class ProviderConformance(ProviderFixtures):
         status = sandbox_client.health()
         assert isinstance(status, HealthStatus)
         assert status.healthy, f"unhealthy: {status.message}"
+

@@ -24,7 +24,9 @@ from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
+from sandbox_core.testing.local_sessions import LocalSessions
 from sandbox_core.timeouts import TimeoutSettings, request_seconds
 
 FLOOD_FACTOR = 8
@@ -44,6 +46,9 @@ def _pump(stream: IO[bytes], feed: Callable[[bytes], None], total: Callable[[], 
 class UnsandboxedSubprocessProvider:
     """Runs each execution as a local ``python3``/``node`` child process (see module docstring)."""
 
+    def __init__(self) -> None:
+        self.sessions = LocalSessions()
+
     @hookimpl
     def sandbox_provider_info(self) -> ProviderInfo:
         return ProviderInfo(
@@ -51,6 +56,8 @@ class UnsandboxedSubprocessProvider:
             tags=("testing", "unsafe"),
             timeouts=TimeoutSettings(maximum_setting="max_timeout"),
             streaming=True,
+            sessions=True,
+            files=True,
         )
 
     @hookimpl
@@ -101,6 +108,10 @@ class UnsandboxedSubprocessProvider:
         timeout = min(request_seconds(request), float(config["max_timeout"]))
         limit = int(config["max_output_bytes"])
         workdir = self._workdir()
+        for name, data in request.files.items():
+            os.makedirs(os.path.dirname(os.path.join(workdir, name)), exist_ok=True)
+            with open(os.path.join(workdir, name), "wb") as handle:
+                handle.write(data)
         job = Job(code=request.code, arguments=request.arguments, output_dir=os.path.join(workdir, "output"))
         events = [StreamDecoder(stream, on_output) for stream in STREAMS] if on_output is not None else []
         stdout = ResultStream(job.marker, limit, on_output=events[0] if events else None)
@@ -168,3 +179,33 @@ class UnsandboxedSubprocessProvider:
             timeout=timeout,
             metadata={"runtime": "unsandboxed-subprocess", "flooded": flooded.is_set()},
         )
+
+    # -- sessions (see local_sessions: one session runner process each) ---------------------------
+
+    @hookimpl
+    def sandbox_session_open(self, spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+        return self.sessions.open(spec, config, provider_name)
+
+    @hookimpl
+    def sandbox_session_execute(self, handle: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+        return self.sessions.execute(handle, request, config)
+
+    @hookimpl
+    def sandbox_session_upload(self, handle: str, path: str, data: bytes) -> None:
+        self.sessions.upload(handle, path, data)
+
+    @hookimpl
+    def sandbox_session_download(self, handle: str, path: str) -> bytes:
+        return self.sessions.download(handle, path)
+
+    @hookimpl
+    def sandbox_session_list_files(self, handle: str) -> list[FileInfo]:
+        return self.sessions.list_files(handle)
+
+    @hookimpl
+    def sandbox_session_close(self, handle: str) -> None:
+        self.sessions.close(handle)
+
+    @hookimpl
+    def sandbox_shutdown(self) -> None:
+        self.sessions.close_all()

@@ -68,6 +68,7 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
         "requests may only narrow this list [default: no network at all]",
     )
     net.add_argument("--max-concurrency", type=int, default=8, help="executions running at once")
+    net.add_argument("--max-sessions", type=int, default=16, help="sessions (one dedicated sandbox each) open at once")
     net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
     net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
     net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
@@ -259,6 +260,7 @@ def serve(args: argparse.Namespace) -> int:
             engine=engine_config,
             token=token,
             max_concurrency=args.max_concurrency,
+            max_sessions=args.max_sessions,
             queue_size=args.queue_size,
             queue_timeout=args.queue_timeout,
             max_body_bytes=args.max_request_bytes,

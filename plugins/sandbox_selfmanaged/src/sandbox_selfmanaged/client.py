@@ -17,6 +17,7 @@ that names the endpoint and says the outcome is unknown. The token only ever tra
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import itertools
 import json
@@ -147,6 +148,15 @@ class ExecutorClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def http(self) -> httpx.Client:
+        """The pooled HTTP client (the token in its headers), for calls pinned to one executor (sessions)."""
+        return self._http
+
+    def order(self) -> list[str]:
+        """Endpoints in the order the next request should try them (see :meth:`_order`)."""
+        return self._order()
+
     # -- choosing endpoints -------------------------------------------------------------------
 
     def _order(self) -> list[str]:
@@ -191,6 +201,8 @@ class ExecutorClient:
             payload["runtime"] = request.runtime
         if request.network:
             payload["network"] = list(request.network)
+        if request.files:
+            payload["files"] = {name: base64.b64encode(data).decode("ascii") for name, data in request.files.items()}
         limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
         if limits:
             payload["limits"] = limits

@@ -40,6 +40,7 @@ from sandbox_core.model import (
     ExecutionStatus,
 )
 from sandbox_core.runner import Job, build_result, runner_path
+from sandbox_core.runner.session_channel import session_runner_path
 from sandbox_core.streaming import OutputCallback
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
@@ -73,6 +74,7 @@ STATE_ENTRIES = frozenset({"runsc", "rootfs", "bundles", "logs", "runners", "ima
 """The only names the engine creates in its state directory (anything else: not ours, not touched)."""
 FAILING_BOOTS = 3
 """Consecutive failed boots of one language after which the engine reports itself unhealthy."""
+SESSION_RUNNER = "session_runner.py"
 PYTHON_FLAGS = ("-I", "-B", "-u")
 """Isolated mode (no PYTHON* variables, no user site), no bytecode writes, unbuffered output
 (so prints made before a timeout kill are not lost in a buffer)."""
@@ -325,6 +327,11 @@ class Engine:
             candidates["python"] = (python.executable, *PYTHON_FLAGS)
         if node is not None:
             candidates["javascript"] = (node,)
+        if python is not None:  # sessions run the session runner, next to the Python runner it imports
+            session_copy = runner_dir / SESSION_RUNNER
+            shutil.copyfile(session_runner_path(), session_copy)
+            os.chmod(session_copy, 0o444)
+            mount_points.append(f"{RUNNER_DIR}/{SESSION_RUNNER}")
         for language, command in candidates.items():
             source = runner_path(language)
             host_copy = runner_dir / source.name

@@ -20,6 +20,7 @@ from sandbox_core.model import (
     ProviderInfo,
 )
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import TimeoutSettings
 
@@ -105,6 +106,8 @@ def sandbox_provider_info() -> ProviderInfo:
         egress=True,
         timeouts=TimeoutSettings(default_setting="default_timeout"),
         streaming=True,
+        sessions=True,
+        files=True,
     )
 
 
@@ -200,3 +203,48 @@ def sandbox_upgrade_config(config: Mapping[str, Any], source: str) -> tuple[dict
         upgraded.pop("pool_size")
         notes.append("pool_size: dropped; the warm pool is the executor's setting (sandbox-executor serve --pool-size)")
     return upgraded, notes
+
+
+# -- sessions: pinned to the executor that opened them (see sandbox_selfmanaged.session_client) ----
+
+
+@hookimpl
+def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any]) -> str:
+    from sandbox_selfmanaged import session_client
+
+    return session_client.open_session(spec, config)
+
+
+@hookimpl
+def sandbox_session_execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+    from sandbox_selfmanaged import session_client
+
+    return session_client.execute(handle, request, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_upload(handle: str, path: str, data: bytes, config: Mapping[str, Any]) -> None:
+    from sandbox_selfmanaged import session_client
+
+    session_client.upload(handle, path, data, config)
+
+
+@hookimpl
+def sandbox_session_download(handle: str, path: str, config: Mapping[str, Any]) -> bytes:
+    from sandbox_selfmanaged import session_client
+
+    return session_client.download(handle, path, config)
+
+
+@hookimpl
+def sandbox_session_list_files(handle: str, config: Mapping[str, Any]) -> list[FileInfo]:
+    from sandbox_selfmanaged import session_client
+
+    return session_client.list_files(handle, config)
+
+
+@hookimpl
+def sandbox_session_close(handle: str, config: Mapping[str, Any]) -> None:
+    from sandbox_selfmanaged import session_client
+
+    session_client.close(handle, config)

@@ -337,6 +337,14 @@ class Sandbox:
             return False
         return self.cgroups.set_memory_limit(self.cgroups_path, limit)
 
+    def take_stdio(self) -> tuple[int, int, int]:
+        """Hand the runner's stdin, stdout and stderr over to the caller (a session's channel), which closes them."""
+        assert self._stdin is not None and self._stdout is not None and self._stderr is not None
+        fds = (self._stdin, self._stdout, self._stderr)
+        self._stdin = self._stdout = self._stderr = None
+        self.state = State.RUNNING
+        return fds
+
     def kill(self) -> None:
         """SIGKILL the sandbox process: the sentry and everything it runs die at once."""
         if self.pid is not None:

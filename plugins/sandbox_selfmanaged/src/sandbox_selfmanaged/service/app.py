@@ -7,6 +7,7 @@
 ``POST /v1/execute``           token  run code → ``ExecutionResult.to_dict()``
 ``POST /run``                  token  the same in RAGFlow executor_manager's request/response shape
 ``GET /v1/runtimes``           token  the runtimes served: name, language, packages with versions
+``/v1/sessions...``            token  stateful sessions (see :mod:`.sessions_api`)
 ``GET /openapi.json``          token  the OpenAPI document
 =============================  =====  ==========================================================
 
@@ -64,6 +65,8 @@ from sandbox_selfmanaged.service.models import (
 )
 from sandbox_selfmanaged.service.responses import RelayedJSONResponse
 from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, policy_refusal, to_ragflow
+from sandbox_selfmanaged.service.sessions_api import add_session_routes, with_files
+from sandbox_selfmanaged.sessions import SessionManager
 
 logger = logging.getLogger("sandbox_selfmanaged.service")
 
@@ -117,6 +120,7 @@ class ServiceConfig:
         before ``min_body_rate`` applies.
     :param min_body_rate: bytes per second a request body must average after the grace.
     :param ready_timeout: how long start-up waits for the warm pool before serving anyway.
+    :param max_sessions: sessions (one dedicated sandbox each) open at once; beyond, 503.
 
     Memory of request handling is bounded by ``max_held_bytes`` (bodies are relayed to the
     sandbox as received, not copied or decoded); a response costs about the result frame it came
@@ -135,6 +139,7 @@ class ServiceConfig:
     body_timeout: float = 10.0
     min_body_rate: float = 32 * 1024
     ready_timeout: float = 60.0
+    max_sessions: int = 16
 
 
 def _problem(status: int, detail: Any, retry_after: float | None = None) -> JSONResponse:
@@ -162,6 +167,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         }
 
     metrics = Metrics(engine.health, queue_state)
+    sessions = SessionManager(engine, config.max_sessions)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -177,6 +183,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
             yield
         finally:
             logger.info("shutting down: destroying every sandbox")
+            await anyio.to_thread.run_sync(sessions.close_all)
             await anyio.to_thread.run_sync(engine.close)
 
     app = FastAPI(
@@ -350,10 +357,15 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime, body.network)
+        if body.files:  # input files: a one-use session sandbox takes them (the warm pool's runner has no files)
+            once = await anyio.to_thread.run_sync(sessions.run_once, with_files(request, body.files), limits)
+            return RelayedJSONResponse(once.to_dict())
         if wants_events(http):
             return await run_streaming(http, request, limits)
         result, release = await run(http, request, limits)
         return RelayedJSONResponse(result.to_dict(), background=release)
+
+    add_session_routes(app, sessions, config.engine.defaults, config.engine.maximums, metrics.registry)
 
     @app.get("/v1/runtimes", response_model=list[RuntimeOut], summary="The runtimes (package sets) this executor serves")
     async def runtimes() -> list[dict[str, Any]]:

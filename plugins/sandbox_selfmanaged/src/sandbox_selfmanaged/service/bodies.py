@@ -22,6 +22,8 @@ SMALL_FIELD_BYTES = 64 << 10
 """A non-string field larger than this is refused before it is decoded (no valid one is)."""
 
 RAW_FIELD = "arguments"
+LARGE_OBJECT_FIELDS = frozenset({"files"})
+"""Object fields whose size only the body limit bounds (input files: names to base64 strings)."""
 
 
 async def read_body(request: Request) -> bytearray:
@@ -52,7 +54,7 @@ def parse_body(body: bytearray, model: type[BaseModel]) -> tuple[Any, RawArgumen
                 values[name] = {}
             else:
                 values[name] = None if kind == b"n" else []  # stand-ins: let the model word the error
-        elif _first_byte(raw) != b'"' and len(memoryview(raw)) > SMALL_FIELD_BYTES:
+        elif _first_byte(raw) != b'"' and name not in LARGE_OBJECT_FIELDS and len(memoryview(raw)) > SMALL_FIELD_BYTES:
             raise _invalid((name,), f"value larger than {SMALL_FIELD_BYTES} bytes", "too_long")
         else:
             values[name] = msgspec.json.decode(raw)

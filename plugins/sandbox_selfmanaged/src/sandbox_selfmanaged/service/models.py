@@ -37,6 +37,9 @@ class ExecuteIn(BaseModel):
     network: list[str] | None = Field(
         None, description="Egress allowlist of this execution, 'host:port' entries within the executor's (default: no network)"
     )
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Input files put into the working folder first: name to base64 content (Python only)"
+    )
 
 
 class ErrorOut(BaseModel):
