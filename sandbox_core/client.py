@@ -10,6 +10,7 @@ own settings pass an explicit store, provider and/or config.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -222,8 +223,13 @@ class SandboxClient:
             files=dict(files or {}),
         )
         snapshot = self._current()
-        info = self._check_capabilities(snapshot.provider, runtime=runtime, files=bool(request.files), network=bool(request.network))
         self._used.add(snapshot.provider)
+        try:
+            info = self._check_capabilities(
+                snapshot.provider, runtime=runtime, files=bool(request.files), network=bool(request.network)
+            )
+        except ProviderError as exc:  # its own description is broken: the execution is a provider_error
+            return self._guarded(snapshot, functools.partial(_reraise, exc))
         return self._run(
             snapshot, info, request, on_output,
             lambda request, forward: self.registry.execute(snapshot.provider, request, snapshot.config, forward),
@@ -504,6 +510,10 @@ class SandboxClient:
         self.registry.shutdown(sorted(self._used))
         if self.settings is not None:
             self.settings.close()
+
+
+def _reraise(exc: BaseException) -> ExecutionResult:
+    raise exc
 
 
 def _scrub(message: str, config: Mapping[str, Any]) -> str:

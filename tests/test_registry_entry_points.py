@@ -416,9 +416,11 @@ def test_a_hook_returning_the_wrong_type_is_named_at_the_boundary() -> None:
     client = SandboxClient(provider="sloppy", config={}, registry=registry)
     status = client.health()
     assert not status.healthy and status.message == "provider 'sloppy' returned a dict from sandbox_health, expected HealthStatus"
+    # The client reads the provider's info first (capabilities, timeouts): a broken one makes the
+    # execution a provider_error naming it, never an exception in the caller's face.
     result = client.execute("x = 1")
     assert result.status.value == "provider_error"
-    assert result.error is not None and "returned a dict from sandbox_execute, expected ExecutionResult" in result.error.message
+    assert result.error is not None and "returned a str from sandbox_provider_info, expected ProviderInfo" in result.error.message
 
 
 # -- broken cross-cutting plugins are logged, listed, and may be required (item 4) ----------------

@@ -38,6 +38,7 @@ from sandbox_core.runner.protocol import (
     new_marker,
 )
 from sandbox_core.sessions import FileInfo
+from sandbox_core.timeouts import request_seconds
 
 BACKSTOP_SECONDS = 5.0
 """Beyond an execution's timeout, how long the host waits for the runner's frame before ending the session."""
@@ -180,7 +181,7 @@ class SessionChannel:
         ``memory_exceeded`` tells whether the backend killed the session for memory (asked once
         the execution is over): the result then says ``memory_limit`` and the session ends.
         """
-        limit = request.timeout if timeout is None else timeout
+        limit = request_seconds(request) if timeout is None else timeout
         fields = {
             "code": request.code,
             "arguments": dict(request.arguments),

@@ -24,6 +24,7 @@ from sandbox_core.errors import NotSupportedError, SessionGoneError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_core.runner.session_channel import SessionChannel, session_runner_path
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.timeouts import request_seconds
 
 REAP_SECONDS = 0.25
 """How often the reaper looks for expired sessions."""
@@ -110,7 +111,7 @@ class LocalSessions:
                 request,
                 output_dir=output_dir,
                 max_output_bytes=int(config["max_output_bytes"]),
-                timeout=min(request.timeout, float(config["max_timeout"])),
+                timeout=min(request_seconds(request), float(config["max_timeout"])),
                 metadata={"runtime": "unsandboxed-subprocess"},
             )
             session.used_at = time.monotonic()
