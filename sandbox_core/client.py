@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from sandbox_core.audit import AuditLog
-from sandbox_core.errors import ConfigValidationError, ProviderError, ProviderUnavailableError, SandboxError
+from sandbox_core.errors import ConfigValidationError, FieldProblem, ProviderError, ProviderUnavailableError, SandboxError
 from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
+from sandbox_core.redaction import scrub, scrubber
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
 
@@ -96,10 +97,16 @@ class SandboxClient:
         Returns the converted config (secrets as :class:`~sandbox_core.schema.Secret`); raises
         :class:`ConfigValidationError` naming each refused field.
         """
-        converted = self.config_schema(provider).validate(config, provider=provider)
-        problems = self.registry.validate_config(provider, converted)
+        schema = self.config_schema(provider)
+        try:
+            converted = schema.validate(config, provider=provider)
+            problems = self.registry.validate_config(provider, converted)
+        except ConfigValidationError as exc:
+            problems = list(exc.problems)
         if problems:
-            raise ConfigValidationError(provider, problems)
+            # A provider's checks may quote the value they refuse: no secret comes back in a message.
+            hide = scrubber(schema.secrets_in(config or {}))
+            raise ConfigValidationError(provider, [FieldProblem(p.field, hide(p.message)) for p in problems]) from None
         return converted
 
     def stored_config(self, provider: str) -> dict[str, Any]:
@@ -262,9 +269,7 @@ class SandboxClient:
 
 
 def _scrub(message: str, config: Mapping[str, Any]) -> str:
-    for secret in secret_values(config):
-        message = message.replace(secret, "********")
-    return message
+    return scrub(message, secret_values(config))
 
 
 _default_client: SandboxClient | None = None
