@@ -401,3 +401,4 @@ def test_the_sandbox_console_script(fake_site: FakeSite, tmp_path: Path) -> None
     assert (row["package"], row["version"], row["status"], row["active"]) == ("fake-local", "0.9", "loaded", True)
     done = sandbox("exec", "-c", "raise SystemExit(3)")
     assert done.returncode == 1
+

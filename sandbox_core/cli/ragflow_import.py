@@ -17,12 +17,12 @@ from typing import Any
 import attrs
 
 from sandbox_core.errors import ConfigurationError, ConfigValidationError, ProviderError
+from sandbox_core.published import PUBLISHED_PROVIDERS
 from sandbox_core.redaction import mask_secrets, mask_url
 from sandbox_core.settings.keys import PROVIDER_TYPE
 
 SOURCE = "ragflow"
 SAVED_SOURCE = "ragflow-import"
-_PACKAGES = {"self_managed": "sandbox-selfmanaged", "aliyun_codeinterpreter": "sandbox-aliyun", "e2b": "sandbox-e2b"}
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # RAGFlow's own schemas do not always flag secrets the way ours do; never print these either.
 _SECRET_KEY_WORDS = ("secret", "token", "password", "api_key")
@@ -128,7 +128,7 @@ def import_ragflow(
             continue
         secrets += _secret_values(raw, ())
         if provider not in installed:
-            hint = _PACKAGES.get(provider, f"a package providing {provider!r}")
+            hint = PUBLISHED_PROVIDERS.get(provider, f"a package providing {provider!r}")
             outcomes.append(ImportOutcome(provider, "skipped", notes=(f"provider not installed: install {hint}",)))
             continue
         try:

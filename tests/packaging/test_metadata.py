@@ -100,6 +100,13 @@ def test_selfmanaged_client_leaves_the_executor_service_to_an_extra(built: dict[
     assert "[console_scripts]\nsandbox-executor = sandbox_selfmanaged.cli:main" in dist.wheel_text(".dist-info/entry_points.txt")
 
 
+def test_the_cores_list_of_published_providers_matches_the_plugins_entry_points() -> None:
+    from sandbox_core.published import PUBLISHED_PROVIDERS
+
+    declared = {name: project.name for project in PLUGINS for name in project.providers}
+    assert PUBLISHED_PROVIDERS == declared
+
+
 @by_name(PLUGINS)
 def test_plugin_wheel_declares_its_provider_entry_point(project: Project, built: dict[str, Built]) -> None:
     assert project.providers, f"{project.name} declares no sandbox_core.providers entry point"
