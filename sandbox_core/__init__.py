@@ -4,7 +4,8 @@ For agents and applications: :func:`execute_code` / :func:`aexecute_code` and
 :class:`SandboxClient` (module :mod:`sandbox_core.client`), returning :class:`ExecutionResult`
 (:mod:`sandbox_core.model`). For provider authors: :data:`hookimpl` and the hook specifications in
 :mod:`sandbox_core.hookspecs`, config schemas in :mod:`sandbox_core.schema`, the runner protocol in
-:mod:`sandbox_core.runner` and the conformance kit in :mod:`sandbox_core.testing`. Errors derive
+:mod:`sandbox_core.runner`, the secret scrubber in :mod:`sandbox_core.redaction` and the
+conformance kit in :mod:`sandbox_core.testing`. Errors derive
 from :class:`SandboxError` (:mod:`sandbox_core.errors`).
 
 Importing this package loads no provider, no SDK and no database driver: the client and the

@@ -105,7 +105,7 @@ class SandboxClient:
             problems = list(exc.problems)
         if problems:
             # A provider's checks may quote the value they refuse: no secret comes back in a message.
-            hide = scrubber(schema.secrets_in(config or {}))
+            hide = scrubber(schema.secrets_in(config) if isinstance(config, Mapping) else [])
             raise ConfigValidationError(provider, [FieldProblem(p.field, hide(p.message)) for p in problems]) from None
         return converted
 
