@@ -474,3 +474,26 @@ def test_javascript_syntax_error_shows_no_runner_frames(client: SandboxClient) -
 def test_javascript_traceback_keeps_frames_of_node_libraries_the_code_called(client: SandboxClient) -> None:
     result = run(client, "function main() { return require('fs').readFileSync('/no/such/file'); }", "javascript")
     assert "(node:fs:" in result.error.traceback and "at main (<code>:1:" in result.error.traceback, result.error.traceback
+
+
+@needs_node
+@pytest.mark.parametrize(
+    "code",
+    ["Promise.reject(new RangeError('late'));\n", "setTimeout(() => { throw new RangeError('late'); }, 1);\n"],
+    ids=["unhandled-rejection", "throw-in-timer"],
+)
+def test_javascript_uncaught_errors_are_reported_with_user_frames_only(client: SandboxClient, code: str) -> None:
+    result = run(client, code, "javascript")
+    assert result.status is ExecutionStatus.ERROR and result.error is not None, result
+    assert (result.error.type, result.error.message) == ("RangeError", "late")
+    assert "at " in result.error.traceback and "javascript_runner" not in result.error.traceback + result.stderr, result.error.traceback
+
+
+@needs_node
+def test_javascript_codes_own_uncaught_exception_handler_still_runs(client: SandboxClient) -> None:
+    code = (
+        "process.on('uncaughtException', (e) => { console.log('handled', e.message); });\n"
+        "setTimeout(() => { throw new Error('oops'); }, 1);\n"
+    )
+    result = run(client, code, "javascript")
+    assert (result.status, result.stdout) == (ExecutionStatus.SUCCESS, "handled oops\n"), result

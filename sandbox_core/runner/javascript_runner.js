@@ -42,6 +42,8 @@ const bufferConcat = Buffer.concat;
 const atomicsWait = Atomics.wait;
 const reallyExit = process.reallyExit;
 const once = process.once;
+const on = process.on;
+const listenerCount = process.listenerCount;
 const kill = process.kill;
 const readdirSync = fs.readdirSync;
 const readFileSync = fs.readFileSync;
@@ -307,8 +309,20 @@ function serve() {
     }
   };
 
+  const fail = (error) => {
+    if (reported) return;
+    report.error = errorInfo(error);
+    try { writeAll(2, encode(`${report.error.traceback}\n`)); } catch (_) { /* stderr closed */ }
+    finish(1);
+  };
+
   process.exitCode = 0;
   process.exit = (code) => finish(exitCodeOf(code));
+  // An error nothing catches (thrown in a callback, a rejection nobody handles) ends the run like
+  // one thrown by the code itself, with the same report, unless the code listens for it itself.
+  apply(on, process, ["uncaughtExceptionMonitor", (error) => {
+    if (apply(listenerCount, process, ["uncaughtException"]) === 0) fail(error);
+  }]);
   patchStdio();
   if (outputDir) {
     try { fs.mkdirSync(outputDir, { recursive: true }); process.env.SANDBOX_OUTPUT_DIR = outputDir; } catch (_) { /* no output folder */ }
@@ -336,9 +350,7 @@ function serve() {
         }
       }
     } catch (error) {
-      report.error = errorInfo(error);
-      try { writeAll(2, encode(`${report.error.traceback}\n`)); } catch (_) { /* stderr closed */ }
-      finish(1);
+      fail(error);
       return;
     }
     // Code may set process.exitCode instead of calling process.exit; honour it like node does.
