@@ -6,7 +6,8 @@ For agents and applications: :func:`execute_code` / :func:`aexecute_code`, :func
 :class:`OutputEvent` (:mod:`sandbox_core.streaming`). For provider authors: :data:`hookimpl` and
 the hook specifications in :mod:`sandbox_core.hookspecs`, config schemas in
 :mod:`sandbox_core.schema`, the runner protocol in :mod:`sandbox_core.runner`, the timeout rule in
-:mod:`sandbox_core.timeouts` and the conformance kit in :mod:`sandbox_core.testing`. Errors derive from :class:`SandboxError`
+:mod:`sandbox_core.timeouts`, the secret scrubber in :mod:`sandbox_core.redaction` and the
+conformance kit in :mod:`sandbox_core.testing`. Errors derive from :class:`SandboxError`
 (:mod:`sandbox_core.errors`).
 
 Importing this package loads no provider, no SDK and no database driver: the client and the

@@ -23,6 +23,7 @@ import attrs
 from sandbox_core.audit import AuditLog
 from sandbox_core.errors import (
     ConfigValidationError,
+    FieldProblem,
     NotSupportedError,
     ProviderError,
     ProviderUnavailableError,
@@ -30,6 +31,7 @@ from sandbox_core.errors import (
 )
 from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
+from sandbox_core.redaction import scrub, scrubber
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
 from sandbox_core.sessions import (
@@ -119,10 +121,16 @@ class SandboxClient:
         Returns the converted config (secrets as :class:`~sandbox_core.schema.Secret`); raises
         :class:`ConfigValidationError` naming each refused field.
         """
-        converted = self.config_schema(provider).validate(config, provider=provider)
-        problems = self.registry.validate_config(provider, converted)
+        schema = self.config_schema(provider)
+        try:
+            converted = schema.validate(config, provider=provider)
+            problems = self.registry.validate_config(provider, converted)
+        except ConfigValidationError as exc:
+            problems = list(exc.problems)
         if problems:
-            raise ConfigValidationError(provider, problems)
+            # A provider's checks may quote the value they refuse: no secret comes back in a message.
+            hide = scrubber(schema.secrets_in(config) if isinstance(config, Mapping) else [])
+            raise ConfigValidationError(provider, [FieldProblem(p.field, hide(p.message)) for p in problems]) from None
         return converted
 
     def stored_config(self, provider: str) -> dict[str, Any]:
@@ -517,9 +525,7 @@ def _reraise(exc: BaseException) -> ExecutionResult:
 
 
 def _scrub(message: str, config: Mapping[str, Any]) -> str:
-    for secret in secret_values(config):
-        message = message.replace(secret, "********")
-    return message
+    return scrub(message, secret_values(config))
 
 
 _default_client: SandboxClient | None = None

@@ -25,9 +25,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from sandbox_core.errors import ConfigValidationError, FieldProblem
-
-MASK = "********"
-"""What a stored secret looks like on every read path meant for display."""
+from sandbox_core.redaction import MASK, mask_secrets, mask_url
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -268,17 +266,16 @@ class ConfigSchema:
                     problems.append(FieldProblem(path, f"must be {wanted}, got {_json_type(item)}"))
         return problems
 
+    def secrets_in(self, config: Mapping[str, Any]) -> list[str]:
+        """The non-empty values of the secret fields in ``config`` (as given or validated), to scrub from messages."""
+        values = (config.get(name) for name in self.secret_fields)
+        revealed = (value.reveal() if isinstance(value, Secret) else value for value in values)
+        return [value for value in revealed if isinstance(value, str) and value]
+
     def mask(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A copy for display: every non-empty secret replaced by :data:`MASK`, and the password
         of a URL saved with ``user:password@`` (before such URLs were refused) masked too."""
-        masked = dict(config)
-        for field in self.fields:
-            value = masked.get(field.name)
-            if field.is_secret and value:
-                masked[field.name] = MASK
-            elif field.type is FieldType.URL and value:
-                masked[field.name] = [mask_url_password(v) for v in value] if isinstance(value, list) else mask_url_password(value)
-        return masked
+        return mask_secrets(config, self.secret_fields, [f.name for f in self.fields if f.type is FieldType.URL])
 
     def keep_stored_secrets(self, submitted: Mapping[str, Any], stored: Mapping[str, Any], *, provider: str = "") -> dict[str, Any]:
         """Resolve a form round trip: a secret sent back as :data:`MASK` keeps the stored value.
@@ -320,18 +317,6 @@ class ConfigSchema:
             return _convert(field, raw)
         except ValueError:
             return raw  # compared as given; validation reports it
-
-
-def mask_url_password(url: Any) -> Any:
-    """``url`` with the password of a ``user:password@`` part replaced by :data:`MASK`."""
-    if not isinstance(url, str):
-        return url
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:{MASK}@{host}{slash}{path}"
 
 
 def _wrong_type(field: ConfigField, value: Any) -> str | None:
@@ -402,7 +387,7 @@ def _convert_one(field: ConfigField, raw: Any) -> Any:
         try:
             parts = urlsplit(raw.strip())
         except ValueError:
-            raise ValueError(f"{mask_url_password(raw)!r} is not a valid URL") from None  # e.g. a bad IPv6 host
+            raise ValueError(f"{mask_url(raw)!r} is not a valid URL") from None  # e.g. a bad IPv6 host
         if "@" in parts.netloc:
             # Never quote it: the part before "@" is a credential.
             raise ValueError(

@@ -17,6 +17,7 @@ from core_support import FakeSite, fake_modules_loaded
 
 from sandbox_core import ExecutionRequest, ExecutionResult, HealthStatus, hookimpl
 from sandbox_core.cli import main
+from sandbox_core.errors import FieldProblem
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
@@ -38,6 +39,11 @@ class VaultProvider:
                 ConfigField("retries", "integer", default=2, minimum=0),
             ]
         )
+
+    @hookimpl
+    def sandbox_validate_config(self, config: Mapping[str, Any]) -> list[FieldProblem]:
+        token = config["token"].reveal()
+        return [FieldProblem("token", f"{token} was revoked")] if token.startswith("revoked-") else []
 
     @hookimpl
     def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
@@ -265,6 +271,17 @@ def test_secrets_never_appear_in_any_output(store: SettingsStore, sandbox: Run, 
     everything = "".join(outputs)
     assert SECRET not in everything and SECRET[:6] not in everything
     assert "********" in everything
+
+
+def test_config_set_masks_a_secret_quoted_in_the_providers_validation_message(store: SettingsStore, sandbox: Run) -> None:
+    revoked = "revoked-" + SECRET
+    code, out, err = sandbox("config", "set", "vault", "endpoint=http://vault.local:8200", f"token={revoked}")
+    assert code == 3 and "token: ******** was revoked" in err, err
+    assert SECRET not in out + err
+    store.save_provider_config("vault", {"endpoint": "http://vault.local:8200", "token": revoked})
+    for command in (("config", "validate", "vault"), ("config", "use", "vault")):
+        code, out, err = sandbox(*command)
+        assert code == 3 and "******** was revoked" in err and SECRET not in out + err, command
 
 
 def test_config_set_from_env(store: SettingsStore, sandbox: Run, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -263,3 +263,38 @@ def test_the_lazy_top_level_api() -> None:
     assert sandbox_core.SandboxClient is SandboxClient
     with pytest.raises(AttributeError):
         sandbox_core.no_such_name  # noqa: B018
+
+
+class TwoKeyProvider:
+    """Two secrets, the first a prefix of the second, and a backend that quotes whatever it was given."""
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        return ConfigSchema([ConfigField("key", "secret"), ConfigField("admin_key", "secret")])
+
+    @hookimpl
+    def sandbox_validate_config(self, config: Mapping[str, Any]) -> Sequence[FieldProblem]:
+        key = config["key"].reveal()
+        return [FieldProblem("key", f"{key!r} is not a key")] if len(key) < 4 else []
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+        raise RuntimeError(f"refused {config['admin_key'].reveal()} and {config['key'].reveal()}")
+
+
+def test_a_secret_that_is_a_prefix_of_another_leaves_no_tail_visible() -> None:
+    registry = ProviderRegistry(discover=False)
+    registry.register("two", TwoKeyProvider())
+    client = SandboxClient(provider="two", config={"key": "sk-live", "admin_key": "sk-live-ADMIN-tail"}, registry=registry)
+    result = client.execute("x")
+    assert result.error is not None and result.error.message.endswith("refused ******** and ********"), result.error.message
+    assert "tail" not in result.metadata["traceback"]
+
+
+def test_a_short_secret_quoted_by_the_providers_checks_is_masked() -> None:
+    registry = ProviderRegistry(discover=False)
+    registry.register("two", TwoKeyProvider())
+    client = SandboxClient(provider="two", config={"key": "k3y", "admin_key": "long-admin-key"}, registry=registry)
+    with pytest.raises(ConfigValidationError) as caught:
+        client.execute("x")
+    assert "k3y" not in str(caught.value) and "'********' is not a key" in str(caught.value)

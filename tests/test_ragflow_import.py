@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sandbox_core import hookimpl
 from sandbox_core.cli import main
+from sandbox_core.errors import FieldProblem
+from sandbox_core.schema import ConfigField, ConfigSchema
 
 E2B_KEY = "e2b_sk_fakesecret0123456789"
 ALIYUN_SECRET = "aliyunFakeSecretValue987"
@@ -154,3 +159,27 @@ def test_missing_sqlite_file_is_not_created(sandbox_settings, tmp_path, capsys) 
     code, out = _run(["config", "import-ragflow", "--from", f"sqlite:///{missing}"], capsys)
     assert code == 3 and "does not exist" in out
     assert not missing.exists()
+
+
+class PinProvider:
+    """A provider whose checks quote the (three-character) PIN they refuse."""
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        return ConfigSchema([ConfigField("pin", "secret", required=True)])
+
+    @hookimpl
+    def sandbox_validate_config(self, config: Mapping[str, Any]) -> list[FieldProblem]:
+        return [FieldProblem("pin", f"PIN {config['pin'].reveal()} is locked")]
+
+    @hookimpl
+    def sandbox_execute(self) -> None:
+        raise AssertionError("never reached: the config is refused")
+
+
+def test_a_short_secret_is_masked_in_the_report(sandbox_settings, register_provider, tmp_path, capsys) -> None:
+    register_provider("pin", PinProvider())
+    url = _ragflow_db(tmp_path / "ragflow.db", {"sandbox.pin": {"pin": "Q7z"}})
+    for argv in (["config", "import-ragflow", "--from", url], ["config", "import-ragflow", "--from", url, "--json"]):
+        code, out = _run(argv, capsys)
+        assert code == 3 and "PIN ******** is locked" in out and "Q7z" not in out, out

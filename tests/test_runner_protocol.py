@@ -476,3 +476,37 @@ def test_a_relayed_value_stays_json_text() -> None:
     result = build_result(provider="p", stdout=stream, stderr=BoundedCapture(), exit_code=None, execution_time=0.1, raw_value=True)
     assert result.status is ExecutionStatus.SUCCESS
     assert result.value.decode() == [1, {"a": None}]
+
+
+def test_runner_path_works_from_a_zipped_install(tmp_path: Path) -> None:
+    """Installed inside a zip, the runner is extracted to a file that stays while the process runs."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import sandbox_core
+
+    package = Path(sandbox_core.__file__).parent
+    archive = tmp_path / "sandbox_core.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                bundle.write(path, path.relative_to(package.parent).as_posix())
+    probe = f"""
+import sys
+sys.path.insert(0, {str(archive)!r})
+import sandbox_core
+assert sandbox_core.__file__.startswith({str(archive)!r}), sandbox_core.__file__
+from sandbox_core.client import SandboxClient
+from sandbox_core.registry import ProviderRegistry
+from sandbox_core.runner import runner_path, runner_source
+from sandbox_core.testing import UnsandboxedSubprocessProvider
+path = runner_path("python")
+assert path.is_file() and path.read_text(encoding="utf-8") == runner_source("python"), path
+registry = ProviderRegistry(discover=False)
+registry.register("local", UnsandboxedSubprocessProvider())
+result = SandboxClient(provider="local", config={{}}, registry=registry).execute("def main():\\n    return 42\\n")
+print(result.status.value, result.value)
+"""
+    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert (process.returncode, process.stdout.strip()) == (0, "success 42"), process.stderr

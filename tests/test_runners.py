@@ -472,3 +472,59 @@ class ResultsClient:
 
     def run(self, code: str, language: str = "python") -> ExecutionResult:
         return self.client.execute(code, language=language, timeout=30)
+
+
+@needs_node
+@pytest.mark.parametrize(
+    "code",
+    [
+        "function f() { return null.x; }\nfunction main() { return f(); }\n",
+        "function f() { return null.x; }\nasync function main() { await null; return f(); }\n",
+        "function f() { return null.x; }\nf();\n",
+    ],
+    ids=["sync-main", "async-main", "no-main"],
+)
+def test_javascript_traceback_shows_user_frames_only(client: SandboxClient, code: str) -> None:
+    result = run(client, code, "javascript")
+    assert result.status is ExecutionStatus.ERROR, result
+    frames = [line.strip() for line in result.error.traceback.splitlines()[1:]]
+    assert frames and all("<code>" in frame for frame in frames), result.error.traceback
+    assert frames[0] == "at f (<code>:1:28)", "the column is the user's, not shifted by the runner's wrapper"
+    assert "javascript_runner" not in result.stderr and "node:internal" not in result.stderr
+
+
+@needs_node
+def test_javascript_syntax_error_shows_no_runner_frames(client: SandboxClient) -> None:
+    result = run(client, "let a = 1;\nlet b = ;\n", "javascript")
+    assert result.error.type == "SyntaxError", result
+    assert "    at " not in result.error.traceback, "the frames that compiled the code are the runner's"
+    assert result.error.traceback.startswith("<code>:2\n"), result.error.traceback
+
+
+@needs_node
+def test_javascript_traceback_keeps_frames_of_node_libraries_the_code_called(client: SandboxClient) -> None:
+    result = run(client, "function main() { return require('fs').readFileSync('/no/such/file'); }", "javascript")
+    assert "(node:fs:" in result.error.traceback and "at main (<code>:1:" in result.error.traceback, result.error.traceback
+
+
+@needs_node
+@pytest.mark.parametrize(
+    "code",
+    ["Promise.reject(new RangeError('late'));\n", "setTimeout(() => { throw new RangeError('late'); }, 1);\n"],
+    ids=["unhandled-rejection", "throw-in-timer"],
+)
+def test_javascript_uncaught_errors_are_reported_with_user_frames_only(client: SandboxClient, code: str) -> None:
+    result = run(client, code, "javascript")
+    assert result.status is ExecutionStatus.ERROR and result.error is not None, result
+    assert (result.error.type, result.error.message) == ("RangeError", "late")
+    assert "at " in result.error.traceback and "javascript_runner" not in result.error.traceback + result.stderr, result.error.traceback
+
+
+@needs_node
+def test_javascript_codes_own_uncaught_exception_handler_still_runs(client: SandboxClient) -> None:
+    code = (
+        "process.on('uncaughtException', (e) => { console.log('handled', e.message); });\n"
+        "setTimeout(() => { throw new Error('oops'); }, 1);\n"
+    )
+    result = run(client, code, "javascript")
+    assert (result.status, result.stdout) == (ExecutionStatus.SUCCESS, "handled oops\n"), result

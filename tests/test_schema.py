@@ -9,7 +9,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from sandbox_core.errors import ConfigValidationError
-from sandbox_core.schema import MASK, ConfigField, ConfigSchema, Secret, secret_values, to_storable
+from sandbox_core.redaction import MASK
+from sandbox_core.schema import ConfigField, ConfigSchema, Secret, secret_values, to_storable
 
 TOKEN = "tok-Zq81-very-secret"
 

@@ -1,9 +1,10 @@
 """The admin operations, free of HTTP: list providers, read, save and test provider configs.
 
-Every read path masks secrets; every save is validated in full (JSON types, schema, then the
-provider's own checks) before the one transaction that writes it, so a refused save leaves the old config in
-place; secrets are encrypted at rest when ``SANDBOX_SECRET_KEY`` is set; each change is audited
-with the names of the changed fields, never their values.
+Every read path masks secrets. A save checks the JSON types, then goes through the same pipeline
+as ``sandbox config set`` (:mod:`sandbox_core.saving`): validated in full before the one
+transaction that writes it, so a refused save leaves the old config in place; secrets encrypted
+at rest when ``SANDBOX_SECRET_KEY`` is set; each change audited with the names of the changed
+fields, never their values.
 """
 
 from __future__ import annotations
@@ -14,30 +15,26 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
-from sandbox_core.audit import record_config_change
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import (
     ConfigConflictError,
     ConfigValidationError,
-    FieldProblem,
     ProviderError,
     ProviderNotFoundError,
     SandboxError,
 )
 from sandbox_core.model import ExecutionResult, ExecutionStatus
+from sandbox_core.redaction import scrubber
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import MASK, ConfigSchema, secret_values, to_storable
+from sandbox_core.saving import ConfigChange, prepare_change, save_change
+from sandbox_core.schema import ConfigSchema
 from sandbox_core.settings import SettingsStore
-from sandbox_core.settings.secrets import (
-    decrypt_secrets,
-    encrypt_secrets,
-    encryption_enabled,
-)
+from sandbox_core.settings.secrets import decrypt_secrets, encryption_enabled
 
 logger = logging.getLogger("sandbox_core.admin")
 
@@ -148,38 +145,25 @@ class AdminService:
                 f"the config of {name!r} was changed by someone else since you read it; reload it and save again"
             )
         _check_types(name, schema, submitted)
-        stored = decrypt_secrets(stored_raw, schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
-        converted = self._validate(name, schema, merged)
-        storable = {key: value for key, value in to_storable(converted).items() if key in merged}
-        changed = sorted(key for key in set(storable) | set(stored) if storable.get(key) != stored.get(key))
-        sealed = encrypt_secrets(storable, schema.secret_fields)
-        was_active = self.active() == name
-        # The etag was checked against what we read; ``expected`` re-checks it inside the write
+        change = self._prepare(name, submitted, stored_raw)
+        # The etag was checked against what we read; ``if_unchanged`` re-checks it inside the write
         # transaction, so a save racing ours between the two cannot be overwritten unseen.
-        self.store.save_provider_config(
-            name, sealed, activate=activate, source="admin", expected=stored_raw if etag is not None else None
-        )
-        record_config_change(
-            self.store.audit_settings(),
+        sealed = save_change(
+            self.store,
+            change,
+            source="admin",
             actor=actor.name,
             client=actor.address,
-            provider=name,
-            changed=changed,
-            activated=bool(activate and not was_active),
+            activate=activate,
+            if_unchanged=etag is not None,
         )
+        changed = change.changed
         logger.info("saved the config of %s (changed fields: %s)%s", name, ", ".join(changed) or "none", " and activated it" if activate else "")
         return {**self._config_view(name, schema, sealed), "changed": changed}
 
-    def _validate(self, name: str, schema: ConfigSchema, config: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            with _provider_failures(name, "check the config"):
-                return self._client.validate_config(name, config)
-        except ConfigValidationError as exc:
-            # A provider's own checks may quote the value they refuse; a secret must not come back.
-            values = [v for k in schema.secret_fields if isinstance(v := config.get(k), str) and v]
-            problems = [FieldProblem(p.field, _mask_all(p.message, values)) for p in exc.problems]
-            raise ConfigValidationError(name, problems) from None
+    def _prepare(self, name: str, submitted: Mapping[str, Any], stored_raw: Mapping[str, Any] | None = None) -> ConfigChange:
+        with _provider_failures(name, "check the config"):
+            return prepare_change(self._client, name, submitted, stored_raw=stored_raw)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -192,12 +176,12 @@ class AdminService:
             return {"provider": name, "healthy": False, "message": f"the active provider {name!r} is not installed", "latency": None, "runtimes": []}
         schema = self.schema(name)
         stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
-        values = [v for k in schema.secret_fields if isinstance(v := stored.get(k), str) and v]
+        scrub = scrubber(schema.secrets_in(stored))
         try:
             with _provider_failures(name, "report its health"):
                 status = self._client.health()
         except SandboxError as exc:
-            return {"provider": name, "healthy": False, "message": _mask_all(str(exc), values), "latency": None, "runtimes": []}
+            return {"provider": name, "healthy": False, "message": scrub(str(exc)), "latency": None, "runtimes": []}
         reported = status.details.get("runtimes") if isinstance(status.details, Mapping) else None
         runtimes = []
         for runtime, entry in sorted((reported or {}).items()):
@@ -211,12 +195,12 @@ class AdminService:
                 "packages": {str(k): str(v) for k, v in (entry.get("packages") or {}).items()},
                 "preload": [str(m) for m in entry.get("preload") or ()],
                 "restore": dict(entry["restore"]) if isinstance(entry.get("restore"), Mapping) else None,
-                "error": _mask_all(str(error), values) if error else None,
+                "error": scrub(str(error)) if error else None,
             })
         return {
             "provider": name,
             "healthy": status.healthy,
-            "message": _mask_all(status.message, values),
+            "message": scrub(status.message),
             "latency": status.latency,
             "runtimes": runtimes,
         }
@@ -225,17 +209,14 @@ class AdminService:
 
     def test_connection(self, name: str, submitted: Mapping[str, Any]) -> ProbeOutcome:
         """Validate ``submitted`` (unsaved) and run a real probe execution through provider ``name``."""
-        schema = self.schema(name)
-        _check_types(name, schema, submitted)
-        stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
-        merged = schema.keep_stored_secrets(submitted, stored, provider=name)
-        converted = self._validate(name, schema, merged)
+        _check_types(name, self.schema(name), submitted)
+        change = self._prepare(name, submitted)
         with _provider_failures(name, "describe itself"):
             languages = self.registry.provider_info(name).languages or ("python",)
         language = "python" if "python" in languages else languages[0]
-        client = SandboxClient(provider=name, config=merged, registry=self.registry)
+        client = SandboxClient(provider=name, config=change.merged, registry=self.registry)
         result = client.execute(PROBES.get(language, PROBES["python"]), language, timeout=self.probe_timeout, requested_by="admin:test-connection")
-        scrub = _scrubber(converted)
+        scrub = scrubber(change.schema.secrets_in(change.merged))
         result = attrs.evolve(result, stdout=scrub(result.stdout), stderr=scrub(result.stderr))
         success = result.status is ExecutionStatus.SUCCESS and result.exit_code == 0
         if success:
@@ -266,14 +247,3 @@ def _check_types(name: str, schema: ConfigSchema, submitted: Mapping[str, Any]) 
     if problems:
         raise ConfigValidationError(name, problems)
 
-
-def _mask_all(text: str, values: list[str]) -> str:
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
-
-
-def _scrubber(config: Mapping[str, Any]) -> Callable[[str], str]:
-    """A function that masks ``config``'s secrets (a validated config) wherever they appear."""
-    values = secret_values(config)
-    return lambda text: _mask_all(text, values)

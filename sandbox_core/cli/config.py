@@ -20,7 +20,7 @@ from sandbox_core.cli.common import (
 )
 from sandbox_core.errors import NoProviderSelectedError, ProviderNotFoundError
 from sandbox_core.registry import get_registry
-from sandbox_core.schema import MASK, ConfigSchema, to_storable
+from sandbox_core.schema import ConfigSchema
 
 if TYPE_CHECKING:
     from sandbox_core.client import SandboxClient
@@ -35,12 +35,6 @@ def _parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
             fail(f"expected key=value, got {pair!r}", EXIT_USAGE)
         values[key.strip()] = value
     return values
-
-
-def _kept_secrets(schema: ConfigSchema, stored: dict[str, Any]) -> dict[str, str]:
-    """The saved secrets an update leaves alone, as :data:`MASK`: like a form sending them back,
-    they are kept only while the fields they are bound to (endpoints, regions) stay the same."""
-    return {name: MASK for name in schema.secret_fields if stored.get(name)}
 
 
 def _schema(client: SandboxClient, name: str) -> ConfigSchema:
@@ -132,18 +126,11 @@ def set_config(
         updates.update(_parse_assignments(assignments))
         if not updates and not activate:
             fail("nothing to set: give key=value pairs, --json or --from-env", EXIT_USAGE)
-        stored = client.stored_config(name)
-        merged = updates if replace else {**stored, **_kept_secrets(schema, stored), **updates}
-        merged = schema.keep_stored_secrets(merged, stored, provider=name)
-        converted = client.validate_config(name, merged)
-        storable = {key: value for key, value in to_storable(converted).items() if key in merged}
-        from sandbox_core.settings.secrets import encrypt_secrets
+        from sandbox_core.audit import default_actor
+        from sandbox_core.saving import prepare_change, save_change
 
-        sealed = encrypt_secrets(storable, schema.secret_fields)
-        was_active = active_or_none(store) == name
-        store.save_provider_config(name, sealed, activate=activate, source="cli")
-        changed_fields = sorted(k for k in set(storable) | set(stored) if storable.get(k) != stored.get(k))
-        _audit_change(store, name, changed_fields, activate and not was_active)
+        change = prepare_change(client, name, updates, update=not replace)
+        save_change(store, change, source="cli", actor=default_actor(), client="cli", activate=activate)
     changed = ", ".join(sorted(updates)) or "nothing"
     click.echo(f"saved {name} config (changed: {changed}){'; now active' if activate else ''}")
 
@@ -208,19 +195,20 @@ def import_ragflow_command(source_url: str, table: str, dry_run: bool, activate:
     validated and saved; sandbox.provider_type then selects the active provider.
     """
     from sandbox_core.cli import ragflow_import
-    from sandbox_core.settings.database import mask_url, scrub, url_password
+    from sandbox_core.redaction import mask_url, scrubber
+    from sandbox_core.settings.database import url_password
 
     password = url_password(source_url)
     rows = ragflow_import.read_ragflow_rows(source_url, table)
     with open_store() as store:
         report, secrets = ragflow_import.import_ragflow(rows, store, dry_run=dry_run, activate=activate)
+    scrub = scrubber([*secrets, password] if password else secrets)
     if as_json:
         data = {"source": mask_url(source_url), "table": table, **ragflow_import.report_data(report, dry_run=dry_run)}
-        text = json.dumps(data, indent=2, ensure_ascii=False)
-        click.echo(scrub(ragflow_import.scrub(text, secrets), password))
+        click.echo(scrub(json.dumps(data, indent=2, ensure_ascii=False)))
     else:
         click.echo(f"reading from: {mask_url(source_url)} (table {table})")
         for line in ragflow_import.report_lines(report, dry_run=dry_run):
-            click.echo(scrub(ragflow_import.scrub(line, secrets), password))
+            click.echo(scrub(line))
     if report.any_invalid:
         set_exit_code(EXIT_CONFIG)

@@ -17,12 +17,12 @@ from typing import Any
 import attrs
 
 from sandbox_core.errors import ConfigurationError, ConfigValidationError, ProviderError
-from sandbox_core.settings import MASK, mask_secrets, mask_url
+from sandbox_core.published import PUBLISHED_PROVIDERS
+from sandbox_core.redaction import mask_secrets, mask_url
+from sandbox_core.settings.keys import PROVIDER_TYPE
 
 SOURCE = "ragflow"
 SAVED_SOURCE = "ragflow-import"
-PROVIDER_TYPE_ROW = "sandbox.provider_type"
-_PACKAGES = {"self_managed": "sandbox-selfmanaged", "aliyun_codeinterpreter": "sandbox-aliyun", "e2b": "sandbox-e2b"}
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # RAGFlow's own schemas do not always flag secrets the way ours do; never print these either.
 _SECRET_KEY_WORDS = ("secret", "token", "password", "api_key")
@@ -83,21 +83,13 @@ def _provider_type(raw: str | None) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _secret_fields(config: Mapping[str, Any], secret_fields: Iterable[str]) -> list[str]:
+    """The schema's secret fields and any key that looks like one (RAGFlow's rows are not typed)."""
+    return sorted(set(secret_fields) | {key for key in config if any(word in key.lower() for word in _SECRET_KEY_WORDS)})
+
+
 def _secret_values(config: Mapping[str, Any], secret_fields: Iterable[str]) -> list[str]:
-    fields = set(secret_fields)
-    return [
-        str(value)
-        for key, value in config.items()
-        if value not in (None, "") and (key in fields or any(word in key.lower() for word in _SECRET_KEY_WORDS))
-    ]
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by the mask."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return text
+    return [value for key in _secret_fields(config, secret_fields) if isinstance(value := config.get(key), str) and value]
 
 
 def import_ragflow(
@@ -107,11 +99,11 @@ def import_ragflow(
 
     Returns the report and every secret value met, so the caller can scrub whatever it prints.
     """
+    from sandbox_core.audit import default_actor
     from sandbox_core.client import SandboxClient
     from sandbox_core.registry import get_registry
-    from sandbox_core.schema import to_storable
+    from sandbox_core.saving import prepare_change, save_change
     from sandbox_core.settings.keys import provider_of_row
-    from sandbox_core.settings.secrets import encrypt_secrets
 
     registry = get_registry()
     installed = set(registry.names())
@@ -120,7 +112,7 @@ def import_ragflow(
     secrets: list[str] = []
     valid: set[str] = set()
     for name in sorted(rows):
-        if name == PROVIDER_TYPE_ROW:
+        if name == PROVIDER_TYPE:
             continue
         provider = provider_of_row(name)
         if provider is None:
@@ -136,7 +128,7 @@ def import_ragflow(
             continue
         secrets += _secret_values(raw, ())
         if provider not in installed:
-            hint = _PACKAGES.get(provider, f"a package providing {provider!r}")
+            hint = PUBLISHED_PROVIDERS.get(provider, f"a package providing {provider!r}")
             outcomes.append(ImportOutcome(provider, "skipped", notes=(f"provider not installed: install {hint}",)))
             continue
         try:
@@ -146,20 +138,19 @@ def import_ragflow(
             outcomes.append(ImportOutcome(provider, "invalid", problems=(str(exc),)))
             continue
         secrets += _secret_values(upgraded, schema.secret_fields)
-        shown = mask_secrets(upgraded, schema.secret_fields)
+        shown = mask_secrets(upgraded, _secret_fields(upgraded, schema.secret_fields))
         try:
-            converted = client.validate_config(provider, upgraded)
+            change = prepare_change(client, provider, upgraded)
         except ConfigValidationError as exc:
             problems = tuple(str(p) for p in exc.problems)
             outcomes.append(ImportOutcome(provider, "invalid", shown, tuple(notes), problems))
             continue
         valid.add(provider)
         if not dry_run:
-            storable = {key: value for key, value in to_storable(converted).items() if key in upgraded}
-            store.save_provider_config(provider, encrypt_secrets(storable, schema.secret_fields), source=SAVED_SOURCE)
+            save_change(store, change, source=SAVED_SOURCE, actor=default_actor(), client=SAVED_SOURCE)
         outcomes.append(ImportOutcome(provider, "imported", shown, tuple(notes)))
 
-    ragflow_active = _provider_type(rows.get(PROVIDER_TYPE_ROW))
+    ragflow_active = _provider_type(rows.get(PROVIDER_TYPE))
     activated, note = None, ""
     if ragflow_active is None:
         note = "RAGFlow had no active provider"

@@ -42,11 +42,18 @@ const bufferConcat = Buffer.concat;
 const atomicsWait = Atomics.wait;
 const reallyExit = process.reallyExit;
 const once = process.once;
+const on = process.on;
+const listenerCount = process.listenerCount;
 const kill = process.kill;
 const readdirSync = fs.readdirSync;
 const readFileSync = fs.readFileSync;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 const toText = String;
+const split = String.prototype.split;
+const includes = String.prototype.includes;
+const startsWith = String.prototype.startsWith;
+const join = Array.prototype.join;
+const RUNNER_FILENAME = __filename;
 
 function writeAll(fd, data) {
   let offset = 0;
@@ -142,10 +149,30 @@ function cut(text) {
   return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT)}... [${text.length - MAX_TEXT} characters cut]`;
 }
 
+function isFrame(line) {
+  return apply(startsWith, line, ["    at "]);
+}
+
+// The user's part of a V8 stack text, as the Python runner shows only the user's frames: the
+// runner's own frames go, and so does every frame below the user's outermost one (node's module
+// loader, or the vm calls that compiled code with a syntax error). Frames of node's libraries that
+// the user's code called stay, like library frames in a Python traceback.
+function userStack(stack) {
+  const kept = [];
+  for (const line of apply(split, stack, ["\n"])) {
+    if (!(isFrame(line) && apply(includes, line, [RUNNER_FILENAME]))) kept[kept.length] = line;
+  }
+  let end = kept.length;
+  while (end > 0 && isFrame(kept[end - 1]) && !apply(includes, kept[end - 1], [`${CODE_FILENAME}:`])) end -= 1;
+  kept.length = end;
+  return apply(join, kept, ["\n"]);
+}
+
 function errorInfo(error) {
   try {
     if (error instanceof Error) {
-      return { type: cut(toText(error.name || "Error")), message: cut(toText(error.message)), traceback: cut(toText(error.stack || error)) };
+      const stack = error.stack ? userStack(toText(error.stack)) : toText(error);
+      return { type: cut(toText(error.name || "Error")), message: cut(toText(error.message)), traceback: cut(stack) };
     }
     return { type: "Error", message: cut(toText(error)), traceback: cut(`Uncaught ${toText(error)}`) };
   } catch (_) {
@@ -282,8 +309,20 @@ function serve() {
     }
   };
 
+  const fail = (error) => {
+    if (reported) return;
+    report.error = errorInfo(error);
+    try { writeAll(2, encode(`${report.error.traceback}\n`)); } catch (_) { /* stderr closed */ }
+    finish(1);
+  };
+
   process.exitCode = 0;
   process.exit = (code) => finish(exitCodeOf(code));
+  // An error nothing catches (thrown in a callback, a rejection nobody handles) ends the run like
+  // one thrown by the code itself, with the same report, unless the code listens for it itself.
+  apply(on, process, ["uncaughtExceptionMonitor", (error) => {
+    if (apply(listenerCount, process, ["uncaughtException"]) === 0) fail(error);
+  }]);
   patchStdio();
   if (outputDir) {
     try { fs.mkdirSync(outputDir, { recursive: true }); process.env.SANDBOX_OUTPUT_DIR = outputDir; } catch (_) { /* no output folder */ }
@@ -292,8 +331,9 @@ function serve() {
   const run = async () => {
     try {
       const wrapper = vm.runInThisContext(
-        `(function (exports, require, module, __filename, __dirname) {${job.code}\n;return typeof main === "function" ? main : undefined;\n})`,
-        { filename: CODE_FILENAME },
+        // The wrapper's header has a line of its own, numbered 0, so the code's lines and columns are its own.
+        `(function (exports, require, module, __filename, __dirname) {\n${job.code}\n;return typeof main === "function" ? main : undefined;\n})`,
+        { filename: CODE_FILENAME, lineOffset: -1 },
       );
       const module = { exports: {} };
       let main = wrapper.call(module.exports, module.exports, require, module, CODE_FILENAME, "/");
@@ -310,9 +350,7 @@ function serve() {
         }
       }
     } catch (error) {
-      report.error = errorInfo(error);
-      try { writeAll(2, encode(`${report.error.traceback}\n`)); } catch (_) { /* stderr closed */ }
-      finish(1);
+      fail(error);
       return;
     }
     // Code may set process.exitCode instead of calling process.exit; honour it like node does.

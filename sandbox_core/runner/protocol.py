@@ -42,7 +42,9 @@ path) have no fork either: there, code can find the marker in the calling frame.
 
 from __future__ import annotations
 
+import atexit
 import binascii
+import contextlib
 import functools
 import json
 import secrets
@@ -81,10 +83,19 @@ def frame_budget(max_value_bytes: int, max_artifact_bytes: int) -> int:
 DEFAULT_MAX_FRAME_BYTES = frame_budget(DEFAULT_MAX_VALUE_BYTES, DEFAULT_MAX_ARTIFACT_BYTES)
 
 
+_extracted = contextlib.ExitStack()
+atexit.register(_extracted.close)
+
+
+@functools.cache
 def runner_path(language: str) -> Path:
-    """The runner script for ``language`` as a file on disk (to mount into a sandbox)."""
-    with resources.as_file(resources.files(__package__) / RUNNER_FILES[language]) as path:
-        return Path(path)
+    """The runner script for ``language`` as a file on disk (to mount into a sandbox).
+
+    Installed as plain files, that is the package's own file; installed in a zip, a copy extracted
+    once and kept until the process exits (the file must outlive this call, so the ``as_file``
+    context stays open, not just the ``with`` block of one call).
+    """
+    return Path(_extracted.enter_context(resources.as_file(resources.files(__package__) / RUNNER_FILES[language])))
 
 
 @functools.cache

@@ -20,6 +20,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from sandbox_core.errors import SandboxError
+from sandbox_core.published import PUBLISHED_PROVIDERS
 
 TEMPLATE_PACKAGE = "sandbox_core.scaffold"
 TEMPLATE_DIR = "templates/provider"
@@ -34,9 +35,6 @@ FILES = {
 }
 """Template file → where it goes in the generated package (``{module}``: the import package)."""
 EMPTY_FILES = ("src/{module}/py.typed",)
-
-FIRST_PARTY_PROVIDERS = ("self_managed", "aliyun_codeinterpreter", "e2b")
-"""Names the project's own providers use: a new provider under one of them would clash later."""
 
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\Z")  # PEP 508
@@ -124,7 +122,7 @@ def check_unclaimed(names: ProviderNames, installed_providers: Collection[str]) 
             f"a provider named {names.name!r} is already installed (see `sandbox providers`); "
             "two packages with the same provider name are both refused, so choose another name"
         )
-    if names.name in FIRST_PARTY_PROVIDERS:
+    if names.name in PUBLISHED_PROVIDERS:
         raise ScaffoldError(f"{names.name!r} is the name of a sandbox-core provider; choose another name")
     if _normalize(names.distribution) in _installed_distributions():
         raise ScaffoldError(f"a package named {names.distribution!r} is already installed; choose another --package-name")

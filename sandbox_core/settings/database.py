@@ -1,4 +1,4 @@
-"""Turn a settings database URL into a peewee database, and show URLs without their password.
+"""Turn a settings database URL into a peewee database (URLs are shown through :func:`~sandbox_core.redaction.mask_url`).
 
 Accepted URLs::
 
@@ -26,12 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 import platformdirs
 
 from sandbox_core.errors import ConfigurationError
+from sandbox_core.redaction import mask_url
 
 ENV_VAR = "SANDBOX_DATABASE_URL"
 """The environment variable that selects the settings database."""
@@ -47,7 +48,6 @@ ACCEPTED_URLS = (
     "sqlite:///PATH, sqlite:///:memory:, postgresql://USER:PASSWORD@HOST:PORT/DB "
     "(or postgres://), mysql://USER:PASSWORD@HOST:PORT/DB (MariaDB too)"
 )
-PASSWORD_MASK = "***"
 
 
 class _RedactQueryParameters(logging.Filter):
@@ -66,28 +66,6 @@ class _RedactQueryParameters(logging.Filter):
 logging.getLogger("peewee").addFilter(_RedactQueryParameters())
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe for errors, logs and output."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    # The authority ends at the first "/", "?" or "#"; a password holding those unencoded is
-    # not a valid URL anyway, so masking everything up to the last "@" before them is safest.
-    end = len(rest)
-    for char in "/?#":
-        index = rest.find(char)
-        if index != -1:
-            end = min(end, index)
-    authority, tail = rest[:end], rest[end:]
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    if not colon:
-        return url
-    return f"{scheme}://{user}:{PASSWORD_MASK}@{host}{tail}"
-
-
 def url_password(url: str) -> str | None:
     """The (decoded) password in ``url``, so that callers can scrub it from driver messages."""
     try:
@@ -95,15 +73,6 @@ def url_password(url: str) -> str | None:
     except ValueError:
         return None
     return unquote(password) if password else None
-
-
-def scrub(text: str, password: str | None) -> str:
-    """``text`` with every occurrence of ``password`` (plain or percent-encoded) masked."""
-    if not password:
-        return text
-    for form in {password, quote(password, safe="")}:
-        text = text.replace(form, PASSWORD_MASK)
-    return text
 
 
 def default_database_url() -> str:

@@ -32,17 +32,10 @@ from typing import Any
 import peewee
 
 from sandbox_core.errors import ConfigConflictError, ConfigurationError, NoProviderSelectedError, SandboxError
+from sandbox_core.redaction import mask_secrets, mask_url, scrub
 from sandbox_core.settings import keys
-from sandbox_core.settings.database import (
-    ENV_VAR,
-    database_from_url,
-    default_database_url,
-    mask_url,
-    scrub,
-    url_password,
-)
+from sandbox_core.settings.database import ENV_VAR, database_from_url, default_database_url, url_password
 from sandbox_core.settings.defaults import encode_json, load_defaults
-from sandbox_core.settings.masking import mask_secrets
 from sandbox_core.settings.model import SystemSettings, bind_model, utcnow
 
 logger = logging.getLogger(__name__)
@@ -117,7 +110,7 @@ class SettingsStore:
         return f"<SettingsStore {self.describe()}>"
 
     def describe(self) -> str:
-        """The database URL with its password masked (``postgresql://user:***@host/db``)."""
+        """The database URL with its password masked (``postgresql://user:********@host/db``)."""
         return mask_url(self._url)
 
     # -- generic rows ----------------------------------------------------------------------
@@ -306,7 +299,7 @@ class SettingsStore:
             yield
         except _DATABASE_ERRORS as exc:
             self._drop_broken_connection()
-            message = scrub(str(exc), self._password)
+            message = scrub(str(exc), [self._password] if self._password else [])
             # "from None": the driver's exception is not shown, so its text cannot leak a password.
             raise ConfigurationError(
                 f"settings database {self.describe()}: {type(exc).__name__}: {message}"

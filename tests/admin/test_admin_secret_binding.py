@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 
 from sandbox_core.admin.app import create_app
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import MASK, ConfigField, ConfigSchema
+from sandbox_core.redaction import MASK
+from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 
 

@@ -6,7 +6,9 @@ read back from the archives, so what is checked is exactly what a user downloads
 
 from __future__ import annotations
 
+import re
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,10 @@ from packaging.requirements import Requirement
 PROJECTS = projects()
 PLUGINS = [p for p in PROJECTS if p.name != CORE]
 URL_LABELS = {"Homepage", "Documentation", "Issues", "Source"}
+# Import names of required distributions whose name says otherwise.
+IMPORT_NAMES = {"agentrun-sdk": "agentrun"}
+SELFMANAGED = "sandbox-selfmanaged"
+EXECUTOR_STACK = {"fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client", "msgspec"}
 LOWER_BOUNDS = {">=", ">", "~=", "=="}
 UPPER_BOUNDS = {"<", "<=", "~=", "=="}
 
@@ -60,6 +66,45 @@ def test_plugin_requires_a_bounded_sandbox_core_range_that_admits_this_core(proj
     operators = {spec.operator for spec in core.specifier}
     assert operators & LOWER_BOUNDS and operators & UPPER_BOUNDS, f"{project.name}: {core} needs a lower and an upper bound"
     assert core.specifier.contains(_core_version()), f"{project.name}: {core} excludes sandbox-core {_core_version()}"
+
+
+def _requirements(dist: Built, extra: str | None = None) -> set[str]:
+    """The names of the distributions ``dist`` requires (with ``extra``: those the extra adds)."""
+    names = set()
+    for line in dist.metadata().get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        in_base = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        wanted = in_base if extra is None else not in_base and requirement.marker.evaluate({"extra": extra})  # type: ignore[union-attr]
+        if wanted:
+            names.add(requirement.name.lower())
+    return names
+
+
+@by_name(PROJECTS)
+def test_every_required_distribution_is_imported(project: Project, built: dict[str, Built]) -> None:
+    """A requirement no module imports is weight for every user (the core once required httpx for nothing)."""
+    dist = built[project.name]
+    with zipfile.ZipFile(dist.wheel) as archive:
+        sources = "\n".join(archive.read(n).decode("utf-8") for n in archive.namelist() if n.endswith(".py"))
+    for name in _requirements(dist):
+        module = IMPORT_NAMES.get(name, name.replace("-", "_"))
+        assert re.search(rf"^\s*(import|from) {module}\b", sources, re.MULTILINE), f"{project.name} requires {name}, which it never imports"
+
+
+def test_selfmanaged_client_leaves_the_executor_service_to_an_extra(built: dict[str, Built]) -> None:
+    if SELFMANAGED not in built:
+        pytest.skip(f"{SELFMANAGED} is not in plugins/")
+    dist = built[SELFMANAGED]
+    assert not _requirements(dist) & EXECUTOR_STACK, "pip install sandbox-selfmanaged (the provider) must stay light"
+    assert EXECUTOR_STACK <= _requirements(dist, "executor")
+    assert "[console_scripts]\nsandbox-executor = sandbox_selfmanaged.cli:main" in dist.wheel_text(".dist-info/entry_points.txt")
+
+
+def test_the_cores_list_of_published_providers_matches_the_plugins_entry_points() -> None:
+    from sandbox_core.published import PUBLISHED_PROVIDERS
+
+    declared = {name: project.name for project in PLUGINS for name in project.providers}
+    assert PUBLISHED_PROVIDERS == declared
 
 
 @by_name(PLUGINS)

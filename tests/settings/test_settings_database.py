@@ -20,13 +20,13 @@ from sandbox_core.settings import SettingsStore, database_from_url, default_data
     [
         (
             "postgresql://user:hunter2@db.example:5432/sandbox",
-            "postgresql://user:***@db.example:5432/sandbox",
+            "postgresql://user:********@db.example:5432/sandbox",
         ),
         (
             "mysql://root:p%40ss%2Fword@127.0.0.1/db?charset=utf8mb4",
-            "mysql://root:***@127.0.0.1/db?charset=utf8mb4",
+            "mysql://root:********@127.0.0.1/db?charset=utf8mb4",
         ),
-        ("postgres://user:with@at@host/db", "postgres://user:***@host/db"),
+        ("postgres://user:with@at@host/db", "postgres://user:********@host/db"),
         ("postgresql://user@host/db", "postgresql://user@host/db"),
         ("postgresql://host/db", "postgresql://host/db"),
         ("sqlite:////var/lib/sandbox/settings.db", "sqlite:////var/lib/sandbox/settings.db"),

@@ -8,8 +8,6 @@ REPORT_MARGIN = 1.5
 """A run asking for the full hard limit is stopped this much earlier, so its partial output still gets back."""
 SERVICE_MARGIN = 2.0
 """Added to the code's time for the service-side timeout of the execute request (capped at HARD_TIMEOUT)."""
-HTTP_OVERHEAD = 30.0
-"""Added to the code's time for each HTTP request of the SDK (slow network, large replies)."""
 READY_TIMEOUT = 60.0
 """How long a new sandbox may take to answer its health check (the SDK's own wait is 60 s too)."""
 DEFAULT_IDLE_TIMEOUT = 120

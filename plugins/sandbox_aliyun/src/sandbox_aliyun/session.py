@@ -39,7 +39,8 @@ from sandbox_aliyun.errors import (
 )
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS, THROTTLE_BASE_DELAY
 from sandbox_aliyun.provider import PENDING_DELETES
-from sandbox_core.schema import MASK, Secret
+from sandbox_core.redaction import scrub
+from sandbox_core.schema import Secret
 
 # The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
 # in a server it is noise in every process. An operator who wants it sets the variable to 0.
@@ -112,8 +113,7 @@ class Connection:
 
     def scrub(self, text: str) -> str:
         """``text`` with the access key secret masked, for any message that may reach a user or a log."""
-        secret = self.access_key_secret.reveal()
-        return text.replace(secret, MASK) if secret else text
+        return scrub(text, [self.access_key_secret.reveal()])
 
 
 def translate(

@@ -17,6 +17,7 @@ import attrs
 
 from sandbox_core.errors import ProviderUnavailableError
 from sandbox_core.failures import Failure, FailureKind
+from sandbox_core.redaction import scrub
 
 RATE_LIMIT_RETRY_SECONDS = 5.0
 
@@ -40,13 +41,6 @@ class Problem:
     @property
     def failure(self) -> Failure:
         return Failure(self.kind, self.retry_after)
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -76,7 +70,7 @@ def describe(exc: BaseException, *, action: str, secrets: Iterable[str] = ()) ->
     )
 
     secrets = list(secrets)
-    detail = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+    detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, AuthenticationException):
         return Problem(
             "E2B rejected the API key: set a valid key in the e2b config's api_key "

@@ -10,11 +10,15 @@ token over in an anonymous in-memory file (a ``memfd``) that it reads and closes
 neither ``/proc/<pid>/environ`` nor any child process shows it. Serving on a non-loopback address
 without a token is refused, unless ``--allow-unauthenticated-from`` names the only networks that
 may call without one.
+
+``serve`` needs the extra ``sandbox-selfmanaged[executor]`` (FastAPI, uvicorn, ...), which the
+provider does not; without it the command says so and exits with status 2. ``runtime`` does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import logging
 import os
@@ -29,6 +33,9 @@ from sandbox_selfmanaged import runtime_cli
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
 from sandbox_selfmanaged.runsc_platform import AUTO, RUNSC_ENV
 
+EXECUTOR_EXTRA = "sandbox-selfmanaged[executor]"
+EXECUTOR_MODULES = ("fastapi", "pydantic", "uvicorn", "httptools", "prometheus_client", "msgspec")
+"""What ``serve`` imports from the executor extra; the provider (client side) needs none of it."""
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
 TOKEN_FD_ENV = "SANDBOX_EXECUTOR_TOKEN_FD"
 """Set on the re-executed process: the descriptor of the memfd holding the token."""
@@ -42,6 +49,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def missing_executor_modules() -> list[str]:
+    """The modules of the executor extra that cannot be imported here (none once it is installed)."""
+    missing = []
+    for name in EXECUTOR_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
@@ -304,6 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         _reexec_without_token()
     args = _parser().parse_args(argv)
+    if args.command == "serve" and (missing := missing_executor_modules()):
+        print(
+            f"sandbox-executor serve: the executor service is not installed (missing: {', '.join(missing)}); "
+            f"install it with: pip install '{EXECUTOR_EXTRA}'",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "serve" and args.ragflow_defaults:
         from sandbox_selfmanaged.service.ragflow import RAGFLOW_DEFAULTS
 

@@ -93,9 +93,6 @@ SCHEMA = ConfigSchema(
     ]
 )
 
-LIMIT_FIELDS = ("memory_mb", "processes", "max_output_bytes", "max_file_bytes")
-
-
 @hookimpl
 def sandbox_provider_info() -> ProviderInfo:
     return ProviderInfo(
