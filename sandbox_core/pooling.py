@@ -13,6 +13,8 @@ a ``create`` and a ``destroy`` function.
   background with backoff until they are gone or their deadline passes.
 - :class:`PoolSet` — a provider's process-wide pools by configuration, shut down together (by the
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
+  :meth:`PoolSet.for_config` derives a config's pool: keyed by the fields the provider names
+  (:func:`config_key`, where secrets are hashed, never kept) and sized by the pool fields.
 - :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
   named and bounded the same way in every pooled provider's config.
 - :func:`runtime_template` — the backend template a config's ``runtime_templates`` maps a
@@ -34,19 +36,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
 from sandbox_core.errors import ProviderError
-from sandbox_core.schema import ConfigField
+from sandbox_core.schema import ConfigField, Secret
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ R = TypeVar("R")
 
 ISOLATION_MODES = ("pooled", "strict")
 """``pooled``: executions reuse warm sandboxes; ``strict``: a new sandbox per execution."""
+POOL_FIELDS = ("isolation", "pool_size", "pool_idle_timeout")
+"""The fields :func:`pool_config_fields` defines; part of every pool's key (:meth:`PoolSet.for_config`)."""
 
 
 def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16) -> list[ConfigField]:
@@ -93,6 +99,24 @@ def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16
             maximum=3600,
         ),
     ]
+
+
+def is_strict(config: Mapping[str, Any]) -> bool:
+    """Whether a validated pooled-provider config asks for a new sandbox per execution."""
+    return bool(config["isolation"] == "strict")
+
+
+def config_key(config: Mapping[str, Any], fields: Iterable[str]) -> str:
+    """A digest of ``config``'s values of ``fields``: equal for configs that may share sandboxes.
+
+    Secret values (:class:`~sandbox_core.schema.Secret`) go into the digest revealed, so a changed
+    key gets new sandboxes, but only as part of a SHA-256 digest: the key itself is never kept.
+    """
+    facts = {}
+    for name in sorted(set(fields)):
+        value = config.get(name)
+        facts[name] = value.reveal() if isinstance(value, Secret) else value
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 class UnknownRuntimeError(ValueError):
@@ -457,6 +481,12 @@ class PendingDestroys(Generic[T]):
 class PoolSet(Generic[T]):
     """A provider's pools in this process, one per backend configuration. Thread-safe.
 
+    :param key_fields: the config fields that decide which backend a sandbox belongs to (account,
+        credentials, endpoint, template): configs equal in these and in :data:`POOL_FIELDS` share
+        a pool (see :meth:`for_config`).
+    :param name: shown in the pools' log messages.
+    :param pending: where the provider puts items it could not destroy.
+
     The set shuts its pools down at interpreter exit too, as a last resort: providers should still
     do it from their ``sandbox_shutdown`` hook, which the core calls on :meth:`SandboxClient.close
     <sandbox_core.client.SandboxClient.close>` and :meth:`ProviderRegistry.shutdown
@@ -464,7 +494,11 @@ class PoolSet(Generic[T]):
     with an empty set: the sandboxes belong to the parent.
     """
 
-    def __init__(self, pending: PendingDestroys[T] | None = None) -> None:
+    def __init__(
+        self, key_fields: Iterable[str] = (), *, name: str = "sandbox", pending: PendingDestroys[T] | None = None
+    ) -> None:
+        self.key_fields = tuple(key_fields)
+        self.name = name
         self._pools: dict[Hashable, SandboxPool[T]] = {}
         self._lock = threading.Lock()
         self.pending = pending
@@ -480,6 +514,25 @@ class PoolSet(Generic[T]):
             if pool is None or pool.closed:
                 pool = self._pools[key] = factory()
             return pool
+
+    def for_config(self, config: Mapping[str, Any], create: Callable[[], T], destroy: Callable[[T], None]) -> SandboxPool[T]:
+        """The open pool serving the validated ``config``, made on first use.
+
+        Its key is :func:`config_key` over :attr:`key_fields` and :data:`POOL_FIELDS`; its size
+        and idle timeout come from the pool fields (``strict`` isolation keeps nothing idle).
+        ``create`` and ``destroy`` are used only when the pool is made.
+        """
+
+        def make() -> SandboxPool[T]:
+            return SandboxPool(
+                create,
+                destroy,
+                max_idle=0 if is_strict(config) else int(config["pool_size"]),
+                idle_timeout=float(config["pool_idle_timeout"]),
+                name=self.name,
+            )
+
+        return self.get(config_key(config, (*self.key_fields, *POOL_FIELDS)), make)
 
     def shutdown(self) -> None:
         """Shut down and forget every pool, then retry the pending destroys; a later :meth:`get` starts a new pool."""

@@ -9,6 +9,8 @@ Which module is for whom:
   importing the SDK) and the translation of SDK errors (:mod:`sandbox_aliyun.errors`).
 - :mod:`sandbox_aliyun.remote` and :mod:`sandbox_aliyun.bootstrap` — the code sent into the
   interpreter to run sandbox-core's runner, and reading its result back.
+- :mod:`sandbox_aliyun.state` — the process-wide pools, pending deletions and credential variables,
+  shared by the hooks and the modules above (none of which imports the entry-point module).
 - :mod:`sandbox_aliyun.limits` — the service's 30-second limit and the budgets derived from it.
 """
 

@@ -19,9 +19,9 @@ from typing import Any
 from sandbox_aliyun import RUNTIME_NAME
 from sandbox_aliyun.errors import AliyunProviderError, BackendRefusedError
 from sandbox_aliyun.limits import HARD_TIMEOUT, SERVICE_MARGIN
-from sandbox_aliyun.provider import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection, InterpreterSandbox
+from sandbox_aliyun.state import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template

@@ -38,7 +38,7 @@ from sandbox_aliyun.errors import (
     ThrottledError,
 )
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS, THROTTLE_BASE_DELAY
-from sandbox_aliyun.provider import PENDING_DELETES
+from sandbox_aliyun.state import PENDING_DELETES
 from sandbox_core.schema import MASK, Secret
 
 # The SDK prints a multi-line "pin this version" banner on import, meant for its developers;
@@ -306,7 +306,7 @@ class InterpreterSandbox:
     def release(self) -> None:
         """Delete the sandbox; if the service refuses, it goes on the provider's retry list.
 
-        The list (:data:`sandbox_aliyun.provider.PENDING_DELETES`) retries in the background for
+        The list (:data:`sandbox_aliyun.state.PENDING_DELETES`) retries in the background for
         up to the sandbox's ``sandbox_idle_timeout``, after which the service reclaims it anyway.
         """
         if self.sandbox_id is None or self.released:

@@ -40,7 +40,7 @@ from sandbox_core.schema import secret_values
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
 from sandbox_e2b.deadline import Deadline
-from sandbox_e2b.pool import get_pool, is_strict, kill, lifetime, sdk_options
+from sandbox_e2b.pool import get_pool, kill, lifetime, sdk_options
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Result, Sandbox
@@ -93,7 +93,7 @@ def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionRes
 
 def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results."""
-    languages = tuple(config.get("languages") or ())
+    languages = tuple(config["languages"])
     if request.language not in languages:
         return provider_failure(
             provider_name,
@@ -107,9 +107,8 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             config = {**config, "template": runtime_template(config, request.runtime, "e2b")}
         except UnknownRuntimeError as exc:
             return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
-    template = str(config.get("template") or "")
-    isolation = "strict" if is_strict(config) else "pooled"
-    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
+    template = str(config["template"])
+    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": config["isolation"]}
     pool = get_pool(config)
     started = time.monotonic()
 
@@ -148,7 +147,7 @@ def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str
     from e2b import NotFoundException
 
     wanted = lifetime(config, request.timeout)
-    if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
+    if not lease.reused and wanted <= int(config["sandbox_timeout"]):
         return  # just created with that lifetime
     try:
         lease.item.set_timeout(wanted)
@@ -229,7 +228,7 @@ def _run_python(
     from e2b import SandboxNotRunningException, SandboxUnreachableException, TimeoutException
     from e2b_code_interpreter import Context
 
-    limit = int(config.get("max_output_bytes") or 1 << 20)
+    limit = int(config["max_output_bytes"])
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
     rich: list[Result] = []
     kernel_errors: list[str] = []
@@ -320,7 +319,7 @@ def _run_javascript(
 ) -> ExecutionResult:
     from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
 
-    limit = int(config.get("max_output_bytes") or 1 << 20)
+    limit = int(config["max_output_bytes"])
     stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
     job_path = shlex.quote(posixpath.join(folder, ".job"))
     runner = shlex.quote(posixpath.join(posixpath.dirname(folder), RUNNER_FILES["javascript"]))
@@ -402,6 +401,6 @@ def check_health(config: Mapping[str, Any]) -> HealthStatus:
         healthy=True,
         message=f"E2B API answered in {latency * 1000:.0f} ms",
         latency=latency,
-        details={"runtime": RUNTIME_NAME, "template": config.get("template")},
+        details={"runtime": RUNTIME_NAME, "template": config["template"]},
     )
 

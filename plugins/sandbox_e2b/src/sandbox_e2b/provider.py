@@ -2,33 +2,29 @@
 
 This is the entry-point module sandbox-core loads, so it stays light: the E2B SDK is imported by
 :mod:`sandbox_e2b.execution` and :mod:`sandbox_e2b.pool`, and only when code runs, health is
-asked for, or pooled sandboxes are shut down.
+asked for, or pooled sandboxes are shut down. No module imports this one: the state it shares
+with them lives in :mod:`sandbox_e2b.state`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import PoolSet, pool_config_fields
+from sandbox_core.pooling import pool_config_fields
 from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_core.schema import ConfigField, ConfigSchema
 
 from sandbox_e2b import DEFAULT_TEMPLATE
-
-if TYPE_CHECKING:
-    from e2b_code_interpreter import Sandbox
+from sandbox_e2b.state import POOLS
 
 API_KEY_ENV = "E2B_API_KEY"
 DOMAIN_ENV = "E2B_DOMAIN"
 LANGUAGES = ("python", "javascript")
-POOLS: PoolSet[Sandbox] = PoolSet()
-"""This process's live sandboxes, one pool per config (:mod:`sandbox_e2b.pool` fills it). It lives
-here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK-side import."""
 
 SCHEMA = ConfigSchema(
     [
