@@ -155,3 +155,22 @@ class DuplicateProviderError(ProviderError):
 
 class ProviderUnavailableError(ProviderError):
     """The provider's backend cannot be reached or refused the work (after retries)."""
+
+
+class NotSupportedError(SandboxError):
+    """The provider in use lacks a capability the call needs (sessions, input files, ...)."""
+
+    def __init__(self, provider: str, capability: str) -> None:
+        self.provider = provider
+        self.capability = capability
+        super().__init__(
+            f"not supported by provider {provider!r}: {capability}; "
+            "use a provider that declares this capability (see `sandbox providers --json`)"
+        )
+
+
+class SessionGoneError(SandboxError):
+    """A session no longer exists: closed, expired, ended by a memory kill or by a backend restart.
+
+    Its state and files are lost; open a new session to go on.
+    """

@@ -44,7 +44,7 @@ A whole provider, end to end (``pyproject.toml`` declares
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -52,6 +52,7 @@ import pluggy
 from sandbox_core.errors import FieldProblem
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 
 PROJECT_NAME = "sandbox_core"
 PROVIDER_GROUP = "sandbox_core.providers"
@@ -63,6 +64,16 @@ _hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Marks a function as an implementation of one of the hooks below."""
 
+SESSION_HOOKS = (
+    "sandbox_session_open",
+    "sandbox_session_execute",
+    "sandbox_session_upload",
+    "sandbox_session_download",
+    "sandbox_session_list_files",
+    "sandbox_session_close",
+)
+"""The optional hooks of stateful sessions (added in 0.2); a provider declaring
+``ProviderInfo(sessions=True)`` implements all six."""
 PROVIDER_HOOKS = (
     "sandbox_provider_info",
     "sandbox_config_schema",
@@ -71,6 +82,7 @@ PROVIDER_HOOKS = (
     "sandbox_execute",
     "sandbox_upgrade_config",
     "sandbox_shutdown",
+    *SESSION_HOOKS,
 )
 REQUIRED_HOOKS = ("sandbox_config_schema", "sandbox_execute")
 
@@ -239,4 +251,166 @@ def sandbox_shutdown(provider_name: str) -> None:
             POOLS.shutdown()
 
     Added in 0.1.
+    """
+
+
+# -- sessions (added in 0.2) -------------------------------------------------------------------
+#
+# A session is an interpreter that keeps its names and files between executions. The core calls
+# these hooks only for providers whose ``sandbox_provider_info`` says ``sessions=True``; others get
+# a ``NotSupportedError`` from the client. A handle is the provider's opaque name for one session:
+# printable ASCII, at most 512 characters, free of secrets, and enough for ANY process with the
+# same config to reach the session (servers run several workers), e.g. "<sandbox id>/<context id>".
+# A handle whose session is gone (closed, expired, killed for memory, backend restarted) makes
+# execute/upload/download/list_files raise ``sandbox_core.errors.SessionGoneError``. File paths
+# reaching these hooks are already checked by the core (:mod:`sandbox_core.files`): relative, no
+# ``..``, no control characters, sizes bounded.
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+    """Create a session on the backend and return its handle.
+
+    The backend, not the client, must destroy the session after ``spec.idle_timeout`` seconds
+    without a call and after ``spec.max_lifetime`` seconds in all, so that a client that vanishes
+    leaves nothing behind for long. A backend that cannot take one more session raises
+    :class:`~sandbox_core.errors.ProviderUnavailableError`.
+
+    :param spec: the language, runtime and timeouts asked for (:class:`~sandbox_core.sessions.SessionSpec`).
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :return: the session's handle (see the rules above); the public session id is
+        ``"<provider_name>:<handle>"``.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_open(spec, config):
+            sandbox = Backend(config).create(template=spec.runtime, timeout=spec.idle_timeout)
+            return f"{sandbox.id}/{sandbox.new_context(spec.language).id}"
+
+    Added in 0.2.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_execute(
+    handle: str,
+    request: ExecutionRequest,
+    config: Mapping[str, Any],
+    provider_name: str,
+    on_output: Callable[[Any], None] | None,
+) -> ExecutionResult:
+    """Run ``request.code`` in the session's persistent interpreter and return the result.
+
+    Names defined by one execution are visible to the next; if the code defines ``main``,
+    ``main(**request.arguments)`` is called and its value returned, as for ``sandbox_execute``.
+    ``request.files`` are written into the working folder first. ``request.language`` and
+    ``request.runtime`` are the session's. A timeout stops this execution and restarts the
+    session's interpreter (its names are lost, its files kept): the result has status ``timeout``
+    and ``metadata["session_restarted"] = True``. A memory-limit kill ends the session: the result
+    has status ``memory_limit`` and later calls raise :class:`~sandbox_core.errors.SessionGoneError`.
+    Each call restarts the idle clock.
+
+    :param handle: what :func:`sandbox_session_open` returned (possibly in another process).
+    :param request: what to run; ``timeout`` bounds this execution only.
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :param on_output: called with each piece of output as it arrives, for providers that stream
+        (``None``: nobody listens). Implementations that do not stream leave it out.
+    :return: an :class:`~sandbox_core.model.ExecutionResult`.
+    :raises SessionGoneError: the session no longer exists.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_execute(handle, request, config):
+            sandbox_id, context_id = handle.split("/")
+            reply = Backend(config).run(sandbox_id, context_id, request.code, timeout=request.timeout)
+            return ExecutionResult(status="success", stdout=reply.stdout, exit_code=0)
+
+    Added in 0.2.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_upload(handle: str, path: str, data: bytes, config: Mapping[str, Any], provider_name: str) -> None:
+    """Write ``data`` to ``path`` in the session's working folder (creating folders, replacing a file).
+
+    :param handle: the session's handle.
+    :param path: a checked name relative to the working folder (``data/input.csv``).
+    :param data: the file's content.
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :raises SessionGoneError: the session no longer exists.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_upload(handle, path, data, config):
+            Backend(config).write_file(handle.split("/")[0], f"/home/user/{path}", data)
+
+    Added in 0.2.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_download(handle: str, path: str, config: Mapping[str, Any], provider_name: str) -> bytes:
+    """Read the file ``path`` of the session's working folder (one its code wrote, or an upload).
+
+    :param handle: the session's handle.
+    :param path: a checked name relative to the working folder.
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :return: the file's content; a missing file raises ``FileNotFoundError``.
+    :raises SessionGoneError: the session no longer exists.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_download(handle, path, config):
+            return Backend(config).read_file(handle.split("/")[0], f"/home/user/{path}")
+
+    Added in 0.2.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_list_files(handle: str, config: Mapping[str, Any], provider_name: str) -> Sequence[FileInfo]:
+    """List the regular files of the session's working folder, recursively.
+
+    :param handle: the session's handle.
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+    :return: one :class:`~sandbox_core.sessions.FileInfo` per file, paths relative to the folder.
+    :raises SessionGoneError: the session no longer exists.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_list_files(handle, config):
+            entries = Backend(config).list_dir(handle.split("/")[0], "/home/user", recursive=True)
+            return [FileInfo(path=e.relative_path, size=e.size) for e in entries if e.is_file]
+
+    Added in 0.2.
+    """
+
+
+@_hookspec(firstresult=True)
+def sandbox_session_close(handle: str, config: Mapping[str, Any], provider_name: str) -> None:
+    """Destroy the session and everything it holds on the backend.
+
+    Idempotent: closing a session that is already gone (closed, expired, unknown) is not an error.
+
+    :param handle: the session's handle.
+    :param config: the validated config.
+    :param provider_name: the name this provider is installed under.
+
+    Example::
+
+        @hookimpl
+        def sandbox_session_close(handle, config):
+            Backend(config).kill(handle.split("/")[0], missing_ok=True)
+
+    Added in 0.2.
     """

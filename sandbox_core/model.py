@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from sandbox_core.files import check_files
+
 DEFAULT_TIMEOUT = 30.0
 """Seconds of wall-clock time an execution gets when the caller does not say."""
 
@@ -61,6 +63,10 @@ def _check_runtime(value: str | None) -> None:
         raise ValueError(f"runtime: must be a runtime name or None, got {value!r}")
 
 
+def _file_sizes(files: Mapping[str, bytes]) -> str:
+    return "{" + ", ".join(f"{name!r}: <{len(data)} bytes>" for name, data in files.items()) + "}"
+
+
 @attrs.frozen
 class ExecutionRequest:
     """What an agent asks for: run ``code`` in ``language`` and call ``main(**arguments)``.
@@ -69,6 +75,9 @@ class ExecutionRequest:
     ``requested_by`` names the caller for the audit log (a user, a service, an agent id).
     ``runtime`` names the package set to run with (None: the provider's default for the
     language); a provider that does not know it fails the request, never substituting another.
+    ``files`` are input files (name relative to the working folder, to content) that the provider
+    puts into the working folder before the code runs; names and sizes are checked here
+    (:mod:`sandbox_core.files`), and only providers whose ``ProviderInfo.files`` is true get any.
     """
 
     code: str
@@ -77,6 +86,7 @@ class ExecutionRequest:
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     requested_by: str | None = None
     runtime: str | None = attrs.field(default=None, validator=lambda _i, _a, v: _check_runtime(v))
+    files: Mapping[str, bytes] = attrs.field(factory=dict, converter=check_files, repr=_file_sizes)
 
     @arguments.validator
     def _check_arguments(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -237,6 +247,18 @@ class ProviderInfo:
     runtimes: bool = False
     """The provider honours ``ExecutionRequest.runtime`` (refusing names it does not know); when
     False the core refuses requests that name a runtime, so none is silently ignored."""
+    sessions: bool = False
+    """The provider implements the ``sandbox_session_*`` hooks (stateful sessions, their files);
+    when False ``client.session()`` raises :class:`~sandbox_core.errors.NotSupportedError`."""
+    files: bool = False
+    """The provider puts ``ExecutionRequest.files`` into the working folder; when False the core
+    refuses requests that carry files, so none is silently dropped."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "languages": list(self.languages), "tags": list(self.tags)}
+        return {
+            "description": self.description,
+            "languages": list(self.languages),
+            "tags": list(self.tags),
+            "sessions": self.sessions,
+            "files": self.files,
+        }

@@ -17,7 +17,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -27,6 +27,7 @@ from sandbox_core import hookspecs
 from sandbox_core.errors import (
     DuplicateProviderError,
     FieldProblem,
+    NotSupportedError,
     PluginLoadError,
     ProviderContractError,
     ProviderDisabledError,
@@ -38,6 +39,7 @@ from sandbox_core.errors import (
 )
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ run: while one of them is missing, disabled or broken every execution is refused
 Other cross-cutting plugins that break are logged and listed, and executions go on without them."""
 
 CORE_DISTRIBUTION = "sandbox-core"
+MAX_HANDLE_CHARS = 512
+"""Longest session handle a provider may return."""
 
 _T = TypeVar("_T")
 
@@ -492,6 +496,63 @@ class ProviderRegistry:
         if info is None:
             return ProviderInfo(description=self.entry(name).summary)
         return _expect(name, "sandbox_provider_info", info, ProviderInfo)
+
+    # -- typed calls of the session hooks (added in 0.2) ------------------------------------
+
+    def _session_hook(self, name: str, hook_name: str) -> Any:
+        """The caller of session hook ``hook_name``; :class:`NotSupportedError` when the provider lacks it."""
+        if not self.has_hook(name, hook_name):
+            raise NotSupportedError(name, "sessions")
+        return self.hook(name, hook_name)
+
+    def session_open(self, name: str, spec: SessionSpec, config: Mapping[str, Any]) -> str:
+        """Open a session on provider ``name``; its handle (printable ASCII, at most 512 characters)."""
+        handle = self._session_hook(name, "sandbox_session_open")(spec=spec, config=config, provider_name=name)
+        if not (isinstance(handle, str) and 0 < len(handle) <= MAX_HANDLE_CHARS and all("!" <= c <= "~" for c in handle)):
+            raise ProviderContractError(name, "sandbox_session_open", handle, "a handle: printable ASCII, 1 to 512 characters")
+        return handle
+
+    def session_execute(
+        self,
+        name: str,
+        handle: str,
+        request: ExecutionRequest,
+        config: Mapping[str, Any],
+        on_output: Callable[[Any], None] | None = None,
+    ) -> ExecutionResult:
+        """Run ``request`` in session ``handle`` of provider ``name``; its exceptions propagate."""
+        result = self._session_hook(name, "sandbox_session_execute")(
+            handle=handle, request=request, config=config, provider_name=name, on_output=on_output
+        )
+        return _expect(name, "sandbox_session_execute", result, ExecutionResult)
+
+    def session_upload(self, name: str, handle: str, path: str, data: bytes, config: Mapping[str, Any]) -> None:
+        """Write a file into session ``handle``'s working folder."""
+        result = self._session_hook(name, "sandbox_session_upload")(
+            handle=handle, path=path, data=data, config=config, provider_name=name
+        )
+        if result is not None:
+            raise ProviderContractError(name, "sandbox_session_upload", result, "None")
+
+    def session_download(self, name: str, handle: str, path: str, config: Mapping[str, Any]) -> bytes:
+        """Read a file of session ``handle``'s working folder."""
+        data = self._session_hook(name, "sandbox_session_download")(handle=handle, path=path, config=config, provider_name=name)
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        return _expect(name, "sandbox_session_download", data, bytes)
+
+    def session_list_files(self, name: str, handle: str, config: Mapping[str, Any]) -> list[FileInfo]:
+        """The files of session ``handle``'s working folder."""
+        files = self._session_hook(name, "sandbox_session_list_files")(handle=handle, config=config, provider_name=name)
+        if isinstance(files, (str, bytes, Mapping)) or not isinstance(files, Sequence):
+            raise ProviderContractError(name, "sandbox_session_list_files", files, "a list of FileInfo")
+        return [_expect(name, "sandbox_session_list_files", f, FileInfo, what="a list of FileInfo") for f in files]
+
+    def session_close(self, name: str, handle: str, config: Mapping[str, Any]) -> None:
+        """Destroy session ``handle`` (idempotent)."""
+        result = self._session_hook(name, "sandbox_session_close")(handle=handle, config=config, provider_name=name)
+        if result is not None:
+            raise ProviderContractError(name, "sandbox_session_close", result, "None")
 
     # -- listing ----------------------------------------------------------------------------
 
