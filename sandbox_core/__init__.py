@@ -2,7 +2,7 @@
 
 For agents and applications: :func:`execute_code` / :func:`aexecute_code` and
 :class:`SandboxClient` (module :mod:`sandbox_core.client`), returning :class:`ExecutionResult`
-(:mod:`sandbox_core.model`). For provider authors: :data:`hookimpl` and the hook specifications in
+(:mod:`sandbox_core.model`), output events while code runs in :mod:`sandbox_core.streaming`. For provider authors: :data:`hookimpl` and the hook specifications in
 :mod:`sandbox_core.hookspecs`, config schemas in :mod:`sandbox_core.schema`, the runner protocol in
 :mod:`sandbox_core.runner` and the conformance kit in :mod:`sandbox_core.testing`. Errors derive
 from :class:`SandboxError` (:mod:`sandbox_core.errors`).
@@ -35,6 +35,7 @@ from sandbox_core.model import (
     HealthStatus,
     ProviderInfo,
 )
+from sandbox_core.streaming import OutputEvent
 
 if TYPE_CHECKING:
     from sandbox_core.client import SandboxClient, aexecute_code, execute_code
@@ -50,6 +51,7 @@ __all__ = [
     "FieldProblem",
     "HealthStatus",
     "NoProviderSelectedError",
+    "OutputEvent",
     "ProviderError",
     "ProviderInfo",
     "ProviderNotFoundError",

@@ -25,6 +25,7 @@ from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.registry import ProviderRegistry, get_registry
 from sandbox_core.schema import ConfigSchema, secret_values
+from sandbox_core.streaming import OutputCallback, OutputRelay
 
 if TYPE_CHECKING:
     from sandbox_core.settings import SettingsStore
@@ -167,12 +168,19 @@ class SandboxClient:
         *,
         requested_by: str | None = None,
         runtime: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> ExecutionResult:
         """Run ``code`` and return its :class:`ExecutionResult`.
 
         Invalid requests raise ``ValueError`` naming the field; configuration problems raise
         :class:`~sandbox_core.errors.ConfigurationError`. A failure of the provider's backend
         comes back as a result with status ``provider_error`` and a message free of secrets.
+
+        ``on_output`` is called with each :class:`~sandbox_core.streaming.OutputEvent` while the
+        code runs (providers that stream) or after it ended (the others); either way, once this
+        returns, the events of each stream joined equal the result's ``stdout``/``stderr``. A
+        callback that raises is logged and not called again; the execution and its result are
+        not affected (see :class:`~sandbox_core.streaming.OutputRelay`).
         """
         request = ExecutionRequest(
             code=code,
@@ -189,9 +197,11 @@ class SandboxClient:
                 "leave the runtime unset"
             )
         self._used.add(snapshot.provider)
+        relay = OutputRelay(on_output, snapshot.provider) if on_output is not None else None
+        forward = relay if relay is not None and self.registry.provider_info(snapshot.provider).streaming else None
         started = time.monotonic()
         try:
-            result = self.registry.execute(snapshot.provider, request, snapshot.config)
+            result = self.registry.execute(snapshot.provider, request, snapshot.config, forward)
         except SandboxError as exc:
             if not isinstance(exc, ProviderError):
                 raise
@@ -205,6 +215,8 @@ class SandboxClient:
                 provider=result.provider or snapshot.provider,
                 execution_time=result.execution_time or time.monotonic() - started,
             )
+        if relay is not None:
+            relay.finish(result)
         return result
 
     @staticmethod

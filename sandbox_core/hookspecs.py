@@ -53,6 +53,7 @@ from sandbox_core.errors import FieldProblem
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigSchema
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 
 PROJECT_NAME = "sandbox_core"
 PROVIDER_GROUP = "sandbox_core.providers"
@@ -172,7 +173,7 @@ def sandbox_health(config: Mapping[str, Any], provider_name: str) -> HealthStatu
 
 @_hookspec(firstresult=True)
 def sandbox_execute(
-    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
 ) -> ExecutionResult:
     """Run ``request.code`` in a sandbox and return the structured result.
 
@@ -186,9 +187,21 @@ def sandbox_execute(
     Called from several threads at once (one client serves many callers; async calls run in worker
     threads): keep per-execution state local and guard what executions share with a lock.
 
+    Streaming (optional): a provider whose :class:`~sandbox_core.model.ProviderInfo` says
+    ``streaming=True`` gets ``on_output``, a callable taking
+    :class:`~sandbox_core.streaming.OutputEvent`, when the caller wants output as it arrives
+    (``None`` otherwise). Call it with each piece of output as the host receives it, in order
+    within each stream, coalesced (not one call per byte) and never beyond the output limit: the
+    pieces of a stream, joined, must equal the result's ``stdout``/``stderr`` (the conformance kit
+    checks this). It may be called from any thread; it never raises (the core guards it). To take
+    it, name ``on_output`` in the implementation without a default value (pluggy passes no
+    argument that has a default). Providers that do not stream leave it out: the core then emits
+    the result's output as events after the execution.
+
     :param request: what to run (code, language, timeout, arguments).
     :param config: the validated config.
     :param provider_name: the name this provider is installed under.
+    :param on_output: where to send output events as they arrive, or ``None`` (see above).
     :return: an :class:`~sandbox_core.model.ExecutionResult`.
 
     Example::
@@ -196,6 +209,15 @@ def sandbox_execute(
         @hookimpl
         def sandbox_execute(request, config):
             return ExecutionResult(status="success", stdout="hello\\n", exit_code=0)
+
+    A streaming provider (its ``sandbox_provider_info`` returns ``ProviderInfo(streaming=True)``)::
+
+        @hookimpl
+        def sandbox_execute(request, config, on_output):
+            for line in ("hello\\n", "world\\n"):
+                if on_output is not None:
+                    on_output(OutputEvent("stdout", line))
+            return ExecutionResult(status="success", stdout="hello\\nworld\\n", exit_code=0)
 
     Added in 0.1.
     """

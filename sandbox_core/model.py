@@ -253,6 +253,9 @@ class ProviderInfo:
     files: bool = False
     """The provider puts ``ExecutionRequest.files`` into the working folder; when False the core
     refuses requests that carry files, so none is silently dropped."""
+    streaming: bool = False
+    """The provider calls ``sandbox_execute``'s ``on_output`` as output arrives; when False the core
+    passes ``None`` there and emits the result's output as events once the execution is over."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

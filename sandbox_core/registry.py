@@ -40,6 +40,7 @@ from sandbox_core.errors import (
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.schema import ConfigSchema
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 
 log = logging.getLogger(__name__)
 
@@ -471,9 +472,15 @@ class ProviderRegistry:
         status = self.hook(name, "sandbox_health")(config=config, provider_name=name)
         return _expect(name, "sandbox_health", status, HealthStatus)
 
-    def execute(self, name: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
-        """Run ``request`` through provider ``name``; its exceptions propagate to the caller."""
-        result = self.hook(name, "sandbox_execute")(request=request, config=config, provider_name=name)
+    def execute(
+        self, name: str, request: ExecutionRequest, config: Mapping[str, Any], on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        """Run ``request`` through provider ``name``; its exceptions propagate to the caller.
+
+        ``on_output`` goes to the provider as it is: the core's guarantees about events (see
+        :class:`~sandbox_core.streaming.OutputRelay`) are kept by :class:`~sandbox_core.client.SandboxClient`.
+        """
+        result = self.hook(name, "sandbox_execute")(request=request, config=config, provider_name=name, on_output=on_output)
         return _expect(name, "sandbox_execute", result, ExecutionResult)
 
     def upgrade_config(self, name: str, config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[str]] | None:

@@ -29,7 +29,7 @@ from sandbox_core.registry import ProviderRegistry, ProviderState
 
 def execute(registry: ProviderRegistry, name: str, code: str, config: dict[str, Any] | None = None) -> ExecutionResult:
     caller = registry.hook(name, "sandbox_execute")
-    return caller(request=ExecutionRequest(code=code), config=config or {"greeting": "hi"}, provider_name=name)
+    return caller(request=ExecutionRequest(code=code), config=config or {"greeting": "hi"}, provider_name=name, on_output=None)
 
 
 def calls(module: str) -> list[str]:
