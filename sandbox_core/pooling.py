@@ -15,6 +15,9 @@ a ``create`` and a ``destroy`` function.
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
   :meth:`PoolSet.for_config` derives a config's pool: keyed by the fields the provider names
   (:func:`config_key`, where secrets are hashed, never kept) and sized by the pool fields.
+- :class:`OpenSessions` — the stateful sessions a provider opened in this process, each with the
+  function that ends it: ended all at once by ``sandbox_shutdown``, and one by one when a session
+  given a deadline (its ``max_lifetime``) reaches it, by a daemon thread.
 - :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
   named and bounded the same way in every pooled provider's config.
 - :func:`runtime_template` — the backend template a config's ``runtime_templates`` maps a
@@ -553,3 +556,82 @@ def _shutdown_if_alive(ref: weakref.ref[PoolSet[T]]) -> None:
     pools = ref()
     if pools is not None:
         pools.shutdown()
+
+
+@attrs.define(eq=False)
+class _Session:
+    end: Callable[[], None]
+    deadline: float | None
+
+
+class OpenSessions:
+    """The sessions a provider opened in this process, by handle, each with the function that ends it. Thread-safe.
+
+    :meth:`end_all` (from the provider's ``sandbox_shutdown``) ends every one; a session added
+    with a ``deadline`` (``time.monotonic()`` seconds) is ended by a daemon thread when it passes,
+    for backends that cannot end a session at its ``max_lifetime`` by themselves. Sessions a
+    process only attached to belong to the process that opened them and are not listed here. A
+    child process made by ``fork`` starts with none.
+    """
+
+    def __init__(self, name: str = "sandbox") -> None:
+        self.name = name
+        self._sessions: dict[str, _Session] = {}
+        self._wakeup = threading.Condition()
+        self._reaper: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def add(self, handle: str, end: Callable[[], None], *, deadline: float | None = None) -> None:
+        with self._wakeup:
+            self._sessions[handle] = _Session(end, deadline)
+            if deadline is not None and (self._reaper is None or not self._reaper.is_alive()):
+                self._reaper = threading.Thread(target=self._reap, name=f"{self.name}-session-deadlines", daemon=True)
+                self._reaper.start()
+            self._wakeup.notify_all()
+
+    def discard(self, handle: str) -> None:
+        with self._wakeup:
+            self._sessions.pop(handle, None)
+
+    def handles(self) -> list[str]:
+        with self._wakeup:
+            return sorted(self._sessions)
+
+    def end_all(self) -> None:
+        """End every session listed; a failure is logged and the others still end."""
+        with self._wakeup:
+            sessions = list(self._sessions.items())
+            self._sessions.clear()
+        for handle, session in sessions:
+            self._end(handle, session)
+
+    def _end(self, handle: str, session: _Session) -> None:
+        try:
+            session.end()
+        except Exception:
+            log.warning("could not end %s session %s", self.name, handle, exc_info=True)
+
+    def _reap(self) -> None:
+        """The deadline thread: ends sessions past their deadline until none has one left."""
+        while True:
+            with self._wakeup:
+                now = time.monotonic()
+                due = [(h, s) for h, s in self._sessions.items() if s.deadline is not None and s.deadline <= now]
+                for handle, _ in due:
+                    del self._sessions[handle]
+                if not due:
+                    waits = [s.deadline - now for s in self._sessions.values() if s.deadline is not None]
+                    if not waits:
+                        self._reaper = None
+                        return
+                    self._wakeup.wait(timeout=min(waits))
+                    continue
+            for handle, session in due:
+                log.info("%s session %s reached its max_lifetime; ending it", self.name, handle)
+                self._end(handle, session)
+
+    def _forget(self) -> None:
+        self._sessions = {}
+        self._wakeup = threading.Condition()
+        self._reaper = None

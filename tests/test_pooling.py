@@ -19,7 +19,15 @@ import pytest
 
 from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.client import SandboxClient
-from sandbox_core.pooling import PendingDestroys, PoolClosedError, PoolSet, SandboxPool, config_key, pool_config_fields
+from sandbox_core.pooling import (
+    OpenSessions,
+    PendingDestroys,
+    PoolClosedError,
+    PoolSet,
+    SandboxPool,
+    config_key,
+    pool_config_fields,
+)
 from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema, Secret
 
@@ -470,3 +478,27 @@ def test_pool_set_derives_a_configs_pool_from_its_key_fields_and_pool_fields() -
         pass
     assert backend.live == set()  # strict: destroyed when its lease ended
     pools.shutdown()
+
+
+def test_open_sessions_end_all_at_shutdown_and_each_at_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    ended: list[str] = []
+    sessions = OpenSessions("acme")
+
+    def ender(handle: str) -> Any:
+        def end() -> None:
+            if handle == "broken":
+                raise RuntimeError("backend said no")
+            ended.append(handle)
+
+        return end
+
+    sessions.add("short", ender("short"), deadline=time.monotonic() + 0.2)
+    sessions.add("long", ender("long"), deadline=time.monotonic() + 3600)
+    sessions.add("closed", ender("closed"))
+    sessions.add("broken", ender("broken"))
+    sessions.discard("closed")
+    assert _wait(lambda: ended == ["short"])
+    assert sessions.handles() == ["broken", "long"]
+    sessions.end_all()
+    assert sorted(ended) == ["long", "short"] and sessions.handles() == []
+    assert any("could not end acme session broken" in r.getMessage() for r in caplog.records)
