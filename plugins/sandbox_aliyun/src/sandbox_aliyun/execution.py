@@ -96,7 +96,9 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         isolation=config["isolation"],
         throttle_retries=0,
     )
-    remote = RemoteRun.create(request.code, request.arguments, request.language, timeout, int(config["max_output_bytes"]))
+    remote = RemoteRun.create(
+        request.code, request.arguments, request.language, timeout, int(config["max_output_bytes"]), request.files
+    )
     started = time.monotonic()
     service_timeout = min(int(HARD_TIMEOUT), math.ceil(timeout + SERVICE_MARGIN))
 

@@ -22,12 +22,13 @@ from sandbox_aliyun.limits import (
     MAX_OUTPUT_BYTES,
     MAX_POOL_SIZE,
 )
-from sandbox_aliyun.state import CREDENTIAL_VARIABLES, POOLS
+from sandbox_aliyun.state import CREDENTIAL_VARIABLES, OPEN_SESSIONS, POOLS
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.pooling import pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""
@@ -144,6 +145,8 @@ def sandbox_provider_info() -> ProviderInfo:
         languages=("python", "javascript"),
         tags=("saas", "aliyun"),
         runtimes=True,
+        sessions=True,
+        files=True,
     )
 
 
@@ -225,8 +228,54 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Delete every pooled sandbox of this process, and retry those whose deletion failed earlier."""
+    """Delete every pooled sandbox and every session this process opened, and retry those whose
+    deletion failed earlier."""
+    OPEN_SESSIONS.end_all()
     POOLS.shutdown()
+
+
+@hookimpl
+def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+    from sandbox_aliyun import sessions
+
+    return sessions.open_session(spec, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_execute(
+    handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
+) -> ExecutionResult:
+    from sandbox_aliyun import sessions
+
+    return sessions.execute(handle, request, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_upload(handle: str, path: str, data: bytes, config: Mapping[str, Any]) -> None:
+    from sandbox_aliyun import sessions
+
+    sessions.upload(handle, path, data, config)
+
+
+@hookimpl
+def sandbox_session_download(handle: str, path: str, config: Mapping[str, Any]) -> bytes:
+    from sandbox_aliyun import sessions
+
+    return sessions.download(handle, path, config)
+
+
+@hookimpl
+def sandbox_session_list_files(handle: str, config: Mapping[str, Any]) -> list[FileInfo]:
+    from sandbox_aliyun import sessions
+
+    return sessions.list_files(handle, config)
+
+
+@hookimpl
+def sandbox_session_close(handle: str, config: Mapping[str, Any]) -> None:
+    from sandbox_aliyun import sessions
+
+    sessions.close(handle, config)
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """The provider's process-wide state, light enough for the entry-point module to import.
 
-The pools, the list of sandboxes whose deletion failed and the credential variables are needed by
-the hooks (``sandbox_shutdown`` empties the pools without importing agentrun-sdk) and by the
+The pools, the sessions opened here, the list of sandboxes whose deletion failed and the
+credential variables are needed by the hooks (``sandbox_shutdown`` empties the pools without importing agentrun-sdk) and by the
 modules that do the work (:mod:`~sandbox_aliyun.pool`, :mod:`~sandbox_aliyun.session`,
 :mod:`~sandbox_aliyun.execution`). They live here, so that no module imports the entry-point
 module :mod:`sandbox_aliyun.provider` back.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox_core.pooling import PendingDestroys, PoolSet
+from sandbox_core.pooling import OpenSessions, PendingDestroys, PoolSet
 
 if TYPE_CHECKING:
     from sandbox_aliyun.session import InterpreterSandbox
@@ -35,3 +35,6 @@ POOLS: PoolSet[InterpreterSandbox] = PoolSet(
 )
 """This process's warm sandboxes, one pool per account, key, template and pool settings (with the
 credentials as resolved, config or environment); :mod:`sandbox_aliyun.pool` fills it."""
+OPEN_SESSIONS = OpenSessions("aliyun")
+"""The sessions this process opened (:mod:`sandbox_aliyun.sessions` fills it), each deleted at its
+``max_lifetime`` by a deadline thread (AgentRun has no lifetime cap of its own) or at shutdown."""
