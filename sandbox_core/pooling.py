@@ -13,6 +13,11 @@ a ``create`` and a ``destroy`` function.
   background with backoff until they are gone or their deadline passes.
 - :class:`PoolSet` — a provider's process-wide pools by configuration, shut down together (by the
   provider's ``sandbox_shutdown`` hook, and at interpreter exit as a last resort).
+  :meth:`PoolSet.for_config` derives a config's pool: keyed by the fields the provider names
+  (:func:`config_key`, where secrets are hashed, never kept) and sized by the pool fields.
+- :class:`OpenSessions` — the stateful sessions a provider opened in this process, each with the
+  function that ends it: ended all at once by ``sandbox_shutdown``, and one by one when a session
+  given a deadline (its ``max_lifetime``) reaches it, by a daemon thread.
 - :func:`pool_config_fields` — the ``isolation``, ``pool_size`` and ``pool_idle_timeout`` fields,
   named and bounded the same way in every pooled provider's config.
 - :func:`runtime_template` — the backend template a config's ``runtime_templates`` maps a
@@ -34,19 +39,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
 from sandbox_core.errors import ProviderError
-from sandbox_core.schema import ConfigField
+from sandbox_core.schema import ConfigField, Secret
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ R = TypeVar("R")
 
 ISOLATION_MODES = ("pooled", "strict")
 """``pooled``: executions reuse warm sandboxes; ``strict``: a new sandbox per execution."""
+POOL_FIELDS = ("isolation", "pool_size", "pool_idle_timeout")
+"""The fields :func:`pool_config_fields` defines; part of every pool's key (:meth:`PoolSet.for_config`)."""
 
 
 def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16) -> list[ConfigField]:
@@ -93,6 +102,24 @@ def pool_config_fields(shared: str, *, default_size: int = 2, max_size: int = 16
             maximum=3600,
         ),
     ]
+
+
+def is_strict(config: Mapping[str, Any]) -> bool:
+    """Whether a validated pooled-provider config asks for a new sandbox per execution."""
+    return bool(config["isolation"] == "strict")
+
+
+def config_key(config: Mapping[str, Any], fields: Iterable[str]) -> str:
+    """A digest of ``config``'s values of ``fields``: equal for configs that may share sandboxes.
+
+    Secret values (:class:`~sandbox_core.schema.Secret`) go into the digest revealed, so a changed
+    key gets new sandboxes, but only as part of a SHA-256 digest: the key itself is never kept.
+    """
+    facts = {}
+    for name in sorted(set(fields)):
+        value = config.get(name)
+        facts[name] = value.reveal() if isinstance(value, Secret) else value
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 class UnknownRuntimeError(ValueError):
@@ -457,6 +484,12 @@ class PendingDestroys(Generic[T]):
 class PoolSet(Generic[T]):
     """A provider's pools in this process, one per backend configuration. Thread-safe.
 
+    :param key_fields: the config fields that decide which backend a sandbox belongs to (account,
+        credentials, endpoint, template): configs equal in these and in :data:`POOL_FIELDS` share
+        a pool (see :meth:`for_config`).
+    :param name: shown in the pools' log messages.
+    :param pending: where the provider puts items it could not destroy.
+
     The set shuts its pools down at interpreter exit too, as a last resort: providers should still
     do it from their ``sandbox_shutdown`` hook, which the core calls on :meth:`SandboxClient.close
     <sandbox_core.client.SandboxClient.close>` and :meth:`ProviderRegistry.shutdown
@@ -464,7 +497,11 @@ class PoolSet(Generic[T]):
     with an empty set: the sandboxes belong to the parent.
     """
 
-    def __init__(self, pending: PendingDestroys[T] | None = None) -> None:
+    def __init__(
+        self, key_fields: Iterable[str] = (), *, name: str = "sandbox", pending: PendingDestroys[T] | None = None
+    ) -> None:
+        self.key_fields = tuple(key_fields)
+        self.name = name
         self._pools: dict[Hashable, SandboxPool[T]] = {}
         self._lock = threading.Lock()
         self.pending = pending
@@ -480,6 +517,25 @@ class PoolSet(Generic[T]):
             if pool is None or pool.closed:
                 pool = self._pools[key] = factory()
             return pool
+
+    def for_config(self, config: Mapping[str, Any], create: Callable[[], T], destroy: Callable[[T], None]) -> SandboxPool[T]:
+        """The open pool serving the validated ``config``, made on first use.
+
+        Its key is :func:`config_key` over :attr:`key_fields` and :data:`POOL_FIELDS`; its size
+        and idle timeout come from the pool fields (``strict`` isolation keeps nothing idle).
+        ``create`` and ``destroy`` are used only when the pool is made.
+        """
+
+        def make() -> SandboxPool[T]:
+            return SandboxPool(
+                create,
+                destroy,
+                max_idle=0 if is_strict(config) else int(config["pool_size"]),
+                idle_timeout=float(config["pool_idle_timeout"]),
+                name=self.name,
+            )
+
+        return self.get(config_key(config, (*self.key_fields, *POOL_FIELDS)), make)
 
     def shutdown(self) -> None:
         """Shut down and forget every pool, then retry the pending destroys; a later :meth:`get` starts a new pool."""
@@ -500,3 +556,82 @@ def _shutdown_if_alive(ref: weakref.ref[PoolSet[T]]) -> None:
     pools = ref()
     if pools is not None:
         pools.shutdown()
+
+
+@attrs.define(eq=False)
+class _Session:
+    end: Callable[[], None]
+    deadline: float | None
+
+
+class OpenSessions:
+    """The sessions a provider opened in this process, by handle, each with the function that ends it. Thread-safe.
+
+    :meth:`end_all` (from the provider's ``sandbox_shutdown``) ends every one; a session added
+    with a ``deadline`` (``time.monotonic()`` seconds) is ended by a daemon thread when it passes,
+    for backends that cannot end a session at its ``max_lifetime`` by themselves. Sessions a
+    process only attached to belong to the process that opened them and are not listed here. A
+    child process made by ``fork`` starts with none.
+    """
+
+    def __init__(self, name: str = "sandbox") -> None:
+        self.name = name
+        self._sessions: dict[str, _Session] = {}
+        self._wakeup = threading.Condition()
+        self._reaper: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def add(self, handle: str, end: Callable[[], None], *, deadline: float | None = None) -> None:
+        with self._wakeup:
+            self._sessions[handle] = _Session(end, deadline)
+            if deadline is not None and (self._reaper is None or not self._reaper.is_alive()):
+                self._reaper = threading.Thread(target=self._reap, name=f"{self.name}-session-deadlines", daemon=True)
+                self._reaper.start()
+            self._wakeup.notify_all()
+
+    def discard(self, handle: str) -> None:
+        with self._wakeup:
+            self._sessions.pop(handle, None)
+
+    def handles(self) -> list[str]:
+        with self._wakeup:
+            return sorted(self._sessions)
+
+    def end_all(self) -> None:
+        """End every session listed; a failure is logged and the others still end."""
+        with self._wakeup:
+            sessions = list(self._sessions.items())
+            self._sessions.clear()
+        for handle, session in sessions:
+            self._end(handle, session)
+
+    def _end(self, handle: str, session: _Session) -> None:
+        try:
+            session.end()
+        except Exception:
+            log.warning("could not end %s session %s", self.name, handle, exc_info=True)
+
+    def _reap(self) -> None:
+        """The deadline thread: ends sessions past their deadline until none has one left."""
+        while True:
+            with self._wakeup:
+                now = time.monotonic()
+                due = [(h, s) for h, s in self._sessions.items() if s.deadline is not None and s.deadline <= now]
+                for handle, _ in due:
+                    del self._sessions[handle]
+                if not due:
+                    waits = [s.deadline - now for s in self._sessions.values() if s.deadline is not None]
+                    if not waits:
+                        self._reaper = None
+                        return
+                    self._wakeup.wait(timeout=min(waits))
+                    continue
+            for handle, session in due:
+                log.info("%s session %s reached its max_lifetime; ending it", self.name, handle)
+                self._end(handle, session)
+
+    def _forget(self) -> None:
+        self._sessions = {}
+        self._wakeup = threading.Condition()
+        self._reaper = None

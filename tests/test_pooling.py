@@ -19,9 +19,17 @@ import pytest
 
 from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.client import SandboxClient
-from sandbox_core.pooling import PendingDestroys, PoolClosedError, PoolSet, SandboxPool
+from sandbox_core.pooling import (
+    OpenSessions,
+    PendingDestroys,
+    PoolClosedError,
+    PoolSet,
+    SandboxPool,
+    config_key,
+    pool_config_fields,
+)
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import ConfigSchema
+from sandbox_core.schema import ConfigField, ConfigSchema, Secret
 
 
 class Backend:
@@ -248,7 +256,7 @@ def test_pooled_sandboxes_are_released_when_the_process_exits(tmp_path: Path) ->
         from sandbox_core import ExecutionResult, hookimpl
         from sandbox_core.client import execute_code
         from sandbox_core.registry import get_registry
-        from sandbox_core.schema import ConfigSchema
+        from sandbox_core.schema import ConfigField, ConfigSchema, Secret
         import sandbox_core.client as client_module
 
         class Provider:
@@ -419,7 +427,7 @@ def test_pending_destroys_give_up_at_their_deadline(caplog: pytest.LogCaptureFix
 def test_pool_set_shutdown_retries_pending_destroys_at_once() -> None:
     backend = Backend()
     pending: PendingDestroys[int] = PendingDestroys(backend.destroy, first_delay=3600)  # the thread would wait an hour
-    pools: PoolSet[int] = PoolSet(pending)
+    pools: PoolSet[int] = PoolSet(pending=pending)
     pending.add(backend.create(), give_up_after=7200)
 
     pools.shutdown()
@@ -438,3 +446,59 @@ def test_runtime_template_maps_a_runtime_or_refuses_naming_the_mapped_ones() -> 
         runtime_template({}, "python", "acme")
     with pytest.raises(UnknownRuntimeError, match="has no runtime"):
         runtime_template({"runtime_templates": "not a mapping"}, "python", "acme")
+
+
+POOLED_SCHEMA = ConfigSchema(
+    [ConfigField("api_key", "secret"), ConfigField("endpoint", "string"), ConfigField("label", "string"), *pool_config_fields("nothing")]
+)
+
+
+def test_config_key_tells_configs_apart_by_the_chosen_fields_and_never_holds_a_secret() -> None:
+    config = POOLED_SCHEMA.validate({"api_key": "s3cret-value", "endpoint": "a", "label": "x"})
+    key = config_key(config, ("api_key", "endpoint"))
+    assert "s3cret-value" not in key and key == config_key(dict(config), ("endpoint", "api_key"))
+    assert key == config_key({**config, "label": "y"}, ("api_key", "endpoint"))  # not a chosen field
+    assert key != config_key({**config, "endpoint": "b"}, ("api_key", "endpoint"))
+    assert key != config_key({**config, "api_key": Secret("another")}, ("api_key", "endpoint"))
+    assert key == config_key({**config, "api_key": "s3cret-value"}, ("api_key", "endpoint"))  # revealed or not
+
+
+def test_pool_set_derives_a_configs_pool_from_its_key_fields_and_pool_fields() -> None:
+    backend = Backend()
+    pools: PoolSet[int] = PoolSet(("api_key", "endpoint"), name="acme")
+    config = POOLED_SCHEMA.validate({"api_key": "k", "endpoint": "a", "pool_size": 3, "pool_idle_timeout": 90})
+    pool = pools.for_config(config, backend.create, backend.destroy)
+    assert (pool.max_idle, pool.idle_timeout, pool.name) == (3, 90.0, "acme")
+    assert pools.for_config({**config, "label": "other"}, backend.create, backend.destroy) is pool
+    for changed in ({"api_key": Secret("k2")}, {"endpoint": "b"}, {"pool_size": 1}, {"pool_idle_timeout": 30.0}):
+        assert pools.for_config({**config, **changed}, backend.create, backend.destroy) is not pool, changed
+    strict = pools.for_config({**config, "isolation": "strict"}, backend.create, backend.destroy)
+    assert strict is not pool and strict.max_idle == 0
+    with strict.lease():
+        pass
+    assert backend.live == set()  # strict: destroyed when its lease ended
+    pools.shutdown()
+
+
+def test_open_sessions_end_all_at_shutdown_and_each_at_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    ended: list[str] = []
+    sessions = OpenSessions("acme")
+
+    def ender(handle: str) -> Any:
+        def end() -> None:
+            if handle == "broken":
+                raise RuntimeError("backend said no")
+            ended.append(handle)
+
+        return end
+
+    sessions.add("short", ender("short"), deadline=time.monotonic() + 0.2)
+    sessions.add("long", ender("long"), deadline=time.monotonic() + 3600)
+    sessions.add("closed", ender("closed"))
+    sessions.add("broken", ender("broken"))
+    sessions.discard("closed")
+    assert _wait(lambda: ended == ["short"])
+    assert sessions.handles() == ["broken", "long"]
+    sessions.end_all()
+    assert sorted(ended) == ["long", "short"] and sessions.handles() == []
+    assert any("could not end acme session broken" in r.getMessage() for r in caplog.records)

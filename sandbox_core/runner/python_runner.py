@@ -249,10 +249,13 @@ def _save_open_figures(output_dir: "str | None") -> None:
             pyplot.close(number)
 
 
-def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
+def _run(job: "dict[str, Any]", namespace: "dict[str, Any] | None" = None) -> "tuple[dict[str, Any], str]":
     """Run the job's code; the report (without its value) and the value as JSON text.
 
-    Also called by providers that run the runner inside a kernel of their own (E2B).
+    Also called by providers that run the runner inside a kernel of their own (E2B, Aliyun).
+    ``namespace``: the globals to run in instead of a fresh module namespace, for a session whose
+    interpreter keeps its names from one job to the next; ``main`` is then called only when this
+    job's code (re)defined it, never a ``main`` an earlier job left there.
     """
     source = job["code"]
     arguments = job.get("arguments") or {}
@@ -266,12 +269,14 @@ def _run(job: "dict[str, Any]") -> "tuple[dict[str, Any], str]":
             os.environ["SANDBOX_OUTPUT_DIR"] = output_dir
     frame: dict[str, Any] = {"exit_code": 0, "error": None, "has_main": False}
     value_json = "null"
-    namespace: dict[str, Any] = {"__name__": job.get("run_name") or "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    if namespace is None:
+        namespace = {"__name__": job.get("run_name") or "__main__", "__builtins__": __builtins__, "__file__": _CODE_FILENAME}
+    earlier_main = namespace.get("main")
     try:
         code = compile(source, _CODE_FILENAME, "exec")
         exec(code, namespace)
         main = namespace.get("main")
-        if callable(main):
+        if callable(main) and main is not earlier_main:
             frame["has_main"] = True
             value = main(**arguments)
             try:

@@ -16,7 +16,7 @@ import pytest
 from fake_agentrun import FakeAgentRun
 
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS
-from sandbox_aliyun.provider import PENDING_DELETES
+from sandbox_aliyun.state import PENDING_DELETES
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import ConfigValidationError
 from sandbox_core.model import ExecutionResult, ExecutionStatus

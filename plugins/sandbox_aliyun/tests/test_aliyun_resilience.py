@@ -13,8 +13,8 @@ import pytest
 from fake_agentrun import FakeAgentRun
 
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS
-from sandbox_aliyun.provider import PENDING_DELETES
 from sandbox_aliyun.remote import read_envelope
+from sandbox_aliyun.state import PENDING_DELETES
 from sandbox_core.client import SandboxClient
 from sandbox_core.model import ExecutionStatus
 

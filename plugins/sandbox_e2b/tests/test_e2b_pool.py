@@ -197,12 +197,14 @@ def test_shutdown_hook_kills_the_idle_sandboxes(fake_e2b: FakeE2BServer, client:
     assert _run(client, "print('again')").ok  # a later execution starts a new pool
 
 
-def test_pool_key_tells_configurations_apart_without_holding_the_key(e2b_config: dict[str, Any]) -> None:
-    from sandbox_e2b.pool import pool_key
+def test_configs_share_a_pool_only_when_account_endpoint_template_and_pool_settings_agree(
+    e2b_config: dict[str, Any],
+) -> None:
+    from sandbox_e2b.pool import get_pool
+    from sandbox_e2b.provider import SCHEMA
 
-    key = pool_key(e2b_config)
-    assert e2b_config["api_key"] not in key
-    assert key == pool_key(dict(e2b_config))
-    assert key != pool_key({**e2b_config, "api_url": "http://127.0.0.1:1"})
-    assert key != pool_key({**e2b_config, "api_key": "another"})
-    assert key != pool_key({**e2b_config, "isolation": "strict"})
+    pool = get_pool(SCHEMA.validate(e2b_config))
+    assert get_pool(SCHEMA.validate(dict(e2b_config))) is pool
+    assert get_pool(SCHEMA.validate({**e2b_config, "languages": ["python"]})) is pool  # not a connection field
+    for changed in ({"api_url": "http://127.0.0.1:1"}, {"api_key": "another"}, {"template": "t2"}, {"isolation": "strict"}):
+        assert get_pool(SCHEMA.validate({**e2b_config, **changed})) is not pool, changed

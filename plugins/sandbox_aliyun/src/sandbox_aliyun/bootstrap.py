@@ -65,6 +65,12 @@ def bootstrap(payload_b64: str) -> None:
     started = time.monotonic()
     envelope: dict[str, object] = {"exit_code": None, "timed_out": False, "flooded": False, "error": None}
     try:
+        for name, content in (payload.get("files") or {}).items():
+            # Input files, their names checked by the host (relative, no ".."): into the job's folder.
+            target = os.path.join(workdir, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as handle:
+                handle.write(base64.b64decode(content))
         runner = os.path.join(workdir, payload["runner_name"])
         with open(runner, "w", encoding="utf-8") as handle:
             handle.write(payload["runner_source"])

@@ -46,6 +46,10 @@ class BackendRefusedError(AliyunProviderError):
     """AgentRun answered with an error that is none of the above (quota, server error, ...)."""
 
 
+class ResourceGoneError(BackendRefusedError):
+    """AgentRun answered 404: the sandbox, context or file named is not there (deleted, expired)."""
+
+
 class NoResultError(AliyunProviderError):
     """The interpreter answered, but without the bootstrap's result (it was killed or failed).
 

@@ -19,9 +19,9 @@ from typing import Any
 from sandbox_aliyun import RUNTIME_NAME
 from sandbox_aliyun.errors import AliyunProviderError, BackendRefusedError
 from sandbox_aliyun.limits import HARD_TIMEOUT, SERVICE_MARGIN
-from sandbox_aliyun.provider import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_aliyun.remote import RemoteRun, build_request_code, read_envelope, result_from_envelope
 from sandbox_aliyun.session import Connection, InterpreterSandbox
+from sandbox_aliyun.state import CREDENTIAL_VARIABLES, PENDING_DELETES
 from sandbox_core.failures import FailureKind, failure_of, provider_failure
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus
 from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
@@ -59,6 +59,13 @@ def connection_from(config: Mapping[str, Any]) -> Connection:
     )
 
 
+def seconds_for(request: ExecutionRequest, config: Mapping[str, Any]) -> float:
+    """The seconds an execution gets. The client has applied the core's timeout rule (capped at
+    the provider's declared maximum); this also guards a hook called directly."""
+    ceiling = min(float(config["timeout"]), HARD_TIMEOUT)
+    return min(request_seconds(request, ceiling), ceiling)
+
+
 def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
     """Execute ``request`` in a pooled (or, when strict, fresh) sandbox; backend failures become ``provider_error``.
 
@@ -74,9 +81,7 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         except UnknownRuntimeError as exc:
             return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
     connection = connection_from(config)
-    # The client has applied the core's timeout rule (capped at TIMEOUTS); this guards direct calls.
-    ceiling = min(float(config["timeout"]), HARD_TIMEOUT)
-    timeout = min(request_seconds(request, ceiling), ceiling)
+    timeout = seconds_for(request, config)
     meta: dict[str, Any] = {
         "runtime": RUNTIME_NAME,
         "region": connection.region,
@@ -84,7 +89,9 @@ def run(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
         "isolation": config["isolation"],
         "throttle_retries": 0,
     }
-    remote = RemoteRun.create(request.code, request.arguments, request.language, timeout, int(config["max_output_bytes"]))
+    remote = RemoteRun.create(
+        request.code, request.arguments, request.language, timeout, int(config["max_output_bytes"]), request.files
+    )
     started = time.monotonic()
     service_timeout = min(int(HARD_TIMEOUT), math.ceil(timeout + SERVICE_MARGIN))
 

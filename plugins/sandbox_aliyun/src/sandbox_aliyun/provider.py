@@ -2,7 +2,8 @@
 
 This is the entry-point module sandbox-core loads, also just to list providers or show the config
 form, so it stays light: agentrun-sdk takes seconds to import and is imported only by
-:mod:`sandbox_aliyun.session`, which the execute and health hooks import when they run.
+:mod:`sandbox_aliyun.session`, which the execute and health hooks import when they run. No module
+imports this one: the state it shares with them lives in :mod:`sandbox_aliyun.state`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox_aliyun.limits import (
@@ -21,15 +22,14 @@ from sandbox_aliyun.limits import (
     MAX_OUTPUT_BYTES,
     MAX_POOL_SIZE,
 )
+from sandbox_aliyun.state import CREDENTIAL_VARIABLES, OPEN_SESSIONS, POOLS
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import PendingDestroys, PoolSet, pool_config_fields
+from sandbox_core.pooling import pool_config_fields
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.timeouts import TimeoutSettings
-
-if TYPE_CHECKING:
-    from sandbox_aliyun.session import InterpreterSandbox
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-hongkong", "ap-southeast-1")
 """Regions offered in the form; the first is the SDK's default."""
@@ -40,21 +40,6 @@ start with ``STS.``; other ids of 16 to 24 letters and digits are let through, a
 have them. What fails is whitespace, punctuation and the 30-character shape of a secret."""
 SECRET_SHAPE = re.compile(r"[A-Za-z0-9]{30}")
 """An AccessKey secret: 30 letters and digits (recognised so that a pasted one gets a clear message)."""
-CREDENTIAL_VARIABLES = {
-    "access_key_id": "AGENTRUN_ACCESS_KEY_ID",
-    "access_key_secret": "AGENTRUN_ACCESS_KEY_SECRET",
-    "account_id": "AGENTRUN_ACCOUNT_ID",
-}
-"""Credential fields that fall back to these environment variables when the config leaves them empty."""
-PENDING_DELETES: PendingDestroys[InterpreterSandbox] = PendingDestroys(
-    lambda sandbox: sandbox.delete(attempts=1), label=lambda sandbox: str(sandbox.sandbox_id), name="aliyun"
-)
-"""Sandboxes whose deletion AgentRun refused (throttling, an outage): retried in the background with
-backoff until gone (or until the service's idle timeout reclaims them), once more at shutdown, and
-listed in the health details meanwhile."""
-POOLS: PoolSet[InterpreterSandbox] = PoolSet(PENDING_DELETES)
-"""This process's warm sandboxes, one pool per config (:mod:`sandbox_aliyun.pool` fills it).
-It lives here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK import."""
 FROM_ENV = " Leave it empty to use {variable} from the environment of the process that runs the code; a value here wins."
 
 TIMEOUTS = TimeoutSettings(
@@ -169,6 +154,8 @@ def sandbox_provider_info() -> ProviderInfo:
         tags=("saas", "aliyun"),
         runtimes=True,
         timeouts=TIMEOUTS,
+        sessions=True,
+        files=True,
     )
 
 
@@ -250,8 +237,54 @@ def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provid
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Delete every pooled sandbox of this process, and retry those whose deletion failed earlier."""
+    """Delete every pooled sandbox and every session this process opened, and retry those whose
+    deletion failed earlier."""
+    OPEN_SESSIONS.end_all()
     POOLS.shutdown()
+
+
+@hookimpl
+def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+    from sandbox_aliyun import sessions
+
+    return sessions.open_session(spec, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_execute(
+    handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str
+) -> ExecutionResult:
+    from sandbox_aliyun import sessions
+
+    return sessions.execute(handle, request, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_upload(handle: str, path: str, data: bytes, config: Mapping[str, Any]) -> None:
+    from sandbox_aliyun import sessions
+
+    sessions.upload(handle, path, data, config)
+
+
+@hookimpl
+def sandbox_session_download(handle: str, path: str, config: Mapping[str, Any]) -> bytes:
+    from sandbox_aliyun import sessions
+
+    return sessions.download(handle, path, config)
+
+
+@hookimpl
+def sandbox_session_list_files(handle: str, config: Mapping[str, Any]) -> list[FileInfo]:
+    from sandbox_aliyun import sessions
+
+    return sessions.list_files(handle, config)
+
+
+@hookimpl
+def sandbox_session_close(handle: str, config: Mapping[str, Any]) -> None:
+    from sandbox_aliyun import sessions
+
+    sessions.close(handle, config)
 
 
 @hookimpl

@@ -50,13 +50,22 @@ class RemoteRun:
     language: str
     timeout: float
     max_output_bytes: int
+    files: Mapping[str, bytes] = attrs.field(factory=dict, repr=False)
+    """Input files put into the job's working folder before the code runs."""
     envelope_marker: str = attrs.field(factory=new_envelope_marker)
 
     @classmethod
     def create(
-        cls, code: str, arguments: Mapping[str, Any], language: str, timeout: float, max_output_bytes: int
+        cls,
+        code: str,
+        arguments: Mapping[str, Any],
+        language: str,
+        timeout: float,
+        max_output_bytes: int,
+        files: Mapping[str, bytes] | None = None,
     ) -> RemoteRun:
-        return cls(Job(code=code, arguments=arguments, output_dir=OUTPUT_DIR), language, timeout, max_output_bytes)
+        job = Job(code=code, arguments=arguments, output_dir=OUTPUT_DIR)
+        return cls(job, language, timeout, max_output_bytes, dict(files or {}))
 
 
 @functools.cache
@@ -80,6 +89,7 @@ def build_request_code(run: RemoteRun) -> str:
         "max_output_bytes": run.max_output_bytes,
         "flood_bytes": run.max_output_bytes * FLOOD_FACTOR,
         "max_frame_bytes": MAX_FRAME_BYTES,
+        "files": {name: base64.b64encode(data).decode("ascii") for name, data in run.files.items()},
     }
     encoded = base64.b64encode(json.dumps(payload, ensure_ascii=False).encode("utf-8")).decode("ascii")
     # The bootstrap module ends with definitions only; the call below is what runs it.

@@ -9,6 +9,9 @@ when an execution or a health check needs it. It uses the SDK's data-plane calls
 - ``data_api.create_context`` / ``context.delete`` — ``POST /sandboxes/{id}/contexts`` and
   ``DELETE /sandboxes/{id}/contexts/{context}``: a fresh interpreter context per execution;
 - ``context.execute`` — ``POST /sandboxes/{id}/contexts/execute`` with Python code;
+- ``data_api.upload_file`` / ``download_file`` / ``list_directory`` — AgentRun's file API,
+  ``POST /sandboxes/{id}/filesystem/upload`` (multipart), ``GET .../filesystem/download`` and
+  ``GET .../filesystem``, for sessions' files; ``data_api.list_contexts`` — ``GET .../contexts``;
 - ``Sandbox.delete_by_id`` — ``DELETE /sandboxes/{id}``.
 
 Every request is signed by the SDK (``Agentrun-Authorization: AGENTRUN4-HMAC-SHA256 ...``) with the
@@ -23,6 +26,7 @@ import logging
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,11 +38,12 @@ from sandbox_aliyun.errors import (
     AliyunProviderError,
     BackendRefusedError,
     BackendUnreachableError,
+    ResourceGoneError,
     TemplateNotFoundError,
     ThrottledError,
 )
 from sandbox_aliyun.limits import THROTTLE_ATTEMPTS, THROTTLE_BASE_DELAY
-from sandbox_aliyun.provider import PENDING_DELETES
+from sandbox_aliyun.state import PENDING_DELETES
 from sandbox_core.redaction import scrub
 from sandbox_core.schema import Secret
 
@@ -152,9 +157,12 @@ def translate(
                     "code-interpreter template in the AgentRun console and set template_name to it"
                 )
             )
-        return BackendRefusedError(
+        refused = ResourceGoneError if exc.status_code == 404 else BackendRefusedError
+        return refused(
             connection.scrub(f"AgentRun refused {action} at {where}: HTTP {exc.status_code}{code}: {exc.message}")
         )
+    if isinstance(exc, ResourceNotExistError):
+        return ResourceGoneError(connection.scrub(f"AgentRun has no such resource while {action} at {where}: {exc}"))
     if isinstance(exc, (AgentRunError, ValueError)):
         return BackendRefusedError(connection.scrub(f"AgentRun failed while {action} at {where}: {exc}"))
     return BackendRefusedError(connection.scrub(f"unexpected error while {action} at {where}: {type(exc).__name__}: {exc}"))
@@ -244,6 +252,17 @@ class InterpreterSandbox:
             f"connecting to sandbox {self.sandbox_id}",
         )
 
+    @classmethod
+    def attach(cls, connection: Connection, http_timeout: float, sandbox_id: str) -> InterpreterSandbox:
+        """The live sandbox ``sandbox_id`` (made by another process, say); :class:`ResourceGoneError` when gone."""
+        sandbox = cls(connection, http_timeout)
+        sandbox._sandbox = sandbox._call(
+            lambda: Sandbox.connect(sandbox_id, template_type=TemplateType.CODE_INTERPRETER, config=sandbox.config),
+            f"connecting to sandbox {sandbox_id}",
+        )
+        sandbox.sandbox_id = sandbox_id
+        return sandbox
+
     def wait_ready(self, deadline: float) -> None:
         """Poll the interpreter's health endpoint until it answers ``ok`` or the deadline passes."""
         last = "no answer"
@@ -303,10 +322,65 @@ class InterpreterSandbox:
             return False
         return True
 
+    def contexts(self) -> list[str]:
+        """The ids of the sandbox's live contexts."""
+        reply = self._call(lambda: self._sandbox.data_api.list_contexts(), f"listing the contexts of sandbox {self.sandbox_id}")
+        items = reply if isinstance(reply, list) else []
+        return [str(item["id"]) for item in items if isinstance(item, dict) and item.get("id")]
+
+    def upload(self, path: str, data: bytes) -> None:
+        """Write ``data`` to the absolute sandbox ``path`` through AgentRun's file API (folders are made)."""
+        with tempfile.TemporaryDirectory(prefix="sandbox-aliyun-") as folder:
+            local = os.path.join(folder, "upload")
+            with open(local, "wb") as handle:
+                handle.write(data)
+            self._call(
+                lambda: self._sandbox.data_api.upload_file(local_file_path=local, target_file_path=path),
+                f"uploading {path} to sandbox {self.sandbox_id}",
+            )
+
+    def download(self, path: str) -> bytes:
+        """The bytes of the absolute sandbox ``path``; :class:`ResourceGoneError` when there is no such file."""
+        with tempfile.TemporaryDirectory(prefix="sandbox-aliyun-") as folder:
+            local = os.path.join(folder, "download")
+            self._call(
+                lambda: self._sandbox.data_api.download_file(path=path, save_path=local),
+                f"downloading {path} from sandbox {self.sandbox_id}",
+            )
+            with open(local, "rb") as handle:
+                return handle.read()
+
+    def list_files(self, folder: str, depth: int) -> list[tuple[str, int]]:
+        """The regular files under ``folder`` (absolute), as paths relative to it and sizes.
+
+        The listing is read here rather than trusted blindly: ``{"entries": [{"path", "type",
+        "size"}, ...]}`` (or the bare list); a reply of another shape is an error naming the keys
+        that came instead.
+        """
+        reply = self._call(
+            lambda: self._sandbox.data_api.list_directory(path=folder, depth=depth),
+            f"listing {folder} in sandbox {self.sandbox_id}",
+        )
+        entries = reply.get("entries") if isinstance(reply, dict) else reply
+        if not isinstance(entries, list):
+            keys = ", ".join(sorted(map(str, reply))) if isinstance(reply, dict) else type(reply).__name__
+            raise BackendRefusedError(
+                f"AgentRun's listing of {folder} in sandbox {self.sandbox_id} has no 'entries' list (it held: "
+                f"{keys or 'nothing'}): AgentRun's reply format may have changed"
+            )
+        prefix = folder.rstrip("/") + "/"
+        return [
+            (str(entry["path"])[len(prefix) :], int(entry.get("size") or 0))
+            for entry in entries
+            if isinstance(entry, dict)
+            and entry.get("type") == "file"
+            and str(entry.get("path", "")).startswith(prefix)
+        ]
+
     def release(self) -> None:
         """Delete the sandbox; if the service refuses, it goes on the provider's retry list.
 
-        The list (:data:`sandbox_aliyun.provider.PENDING_DELETES`) retries in the background for
+        The list (:data:`sandbox_aliyun.state.PENDING_DELETES`) retries in the background for
         up to the sandbox's ``sandbox_idle_timeout``, after which the service reclaims it anyway.
         """
         if self.sandbox_id is None or self.released:

@@ -18,9 +18,13 @@ POST        ``/sandboxes``                              create from ``templateNa
 GET         ``/sandboxes/{id}``                         describe
 GET         ``/sandboxes/{id}/health``                  ``{"status": "ok"}`` once ready
 POST        ``/sandboxes/{id}/contexts``                create a context (``language``, ``cwd``)
+GET         ``/sandboxes/{id}/contexts``                list the contexts
 GET         ``/sandboxes/{id}/contexts/{ctx}``          describe a context
 DELETE      ``/sandboxes/{id}/contexts/{ctx}``          delete a context (ends its kernel)
 POST        ``/sandboxes/{id}/contexts/execute``        run ``code`` (``contextId`` or ``language``, ``timeout``)
+POST        ``/sandboxes/{id}/filesystem/upload``       write a file (multipart: ``file``, ``path``)
+GET         ``/sandboxes/{id}/filesystem/download``     a file's bytes (``?path=``)
+GET         ``/sandboxes/{id}/filesystem``              list a folder (``?path=&depth=``)
 DELETE      ``/sandboxes/{id}``                         delete
 ==========  ==========================================  ==========================================
 """
@@ -28,6 +32,7 @@ DELETE      ``/sandboxes/{id}``                         delete
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +40,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .signing import verify
@@ -57,7 +62,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str, Any]]) -> Starlette:
     secrets = {credentials.access_key_id: credentials.access_key_secret}
 
-    async def guarded(request: Request, handler: Any) -> JSONResponse:
+    async def guarded(request: Request, handler: Any) -> Response:
         key_id, rejection = verify(
             request.method, request.url.path, request.url.query, request.headers, secrets, credentials.region
         )
@@ -71,7 +76,7 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
         return response
 
     def sandbox_or_404(request: Request) -> Any:
-        return store.get(request.path_params["sandbox_id"])
+        return store.touch(request.path_params["sandbox_id"])
 
     async def create(request: Request) -> JSONResponse:
         body = json.loads(await request.body() or b"{}")
@@ -150,8 +155,70 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
             return _error(404, "SandboxNotFound", "sandbox not found")
         return _answer(200, {"code": "SUCCESS", "data": sandbox.describe()})
 
+    def sandbox_path(sandbox: Any, path: str) -> str | None:
+        """Where sandbox path ``path`` (absolute) lives in the sandbox's folder; None if it climbs out."""
+        target = os.path.realpath(os.path.join(sandbox.folder, path.lstrip("/")))
+        root = os.path.realpath(sandbox.folder)
+        return target if target == root or target.startswith(root + os.sep) else None
+
+    async def upload_file(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        async with request.form(max_part_size=64 << 20) as form:
+            target = sandbox_path(sandbox, str(form.get("path") or ""))
+            part = form.get("file")
+            if target is None or part is None or isinstance(part, str):
+                return _error(400, "InvalidParameter", "a 'file' part and an absolute 'path' inside the sandbox are required")
+            data = await part.read()
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.write(data)
+        store.files_uploaded.append(str(form.get("path")))
+        return JSONResponse({"path": str(form.get("path")), "size": len(data)})
+
+    async def download_file(request: Request) -> Response:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        target = sandbox_path(sandbox, request.query_params.get("path", ""))
+        if target is None or not os.path.isfile(target):
+            return _error(404, "FileNotFound", f"{request.query_params.get('path')}: no such file")
+        with open(target, "rb") as handle:
+            return Response(handle.read(), media_type="application/octet-stream")
+
+    async def list_directory(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        path = request.query_params.get("path", "/home/user")
+        folder = sandbox_path(sandbox, path)
+        if folder is None or not os.path.isdir(folder):
+            return _error(404, "FileNotFound", f"{path}: no such directory")
+        depth = int(request.query_params.get("depth") or 1)
+        entries = []
+        for here, dirs, files in os.walk(folder):
+            level = os.path.relpath(here, folder).count(os.sep) + (0 if here == folder else 1)
+            if level >= depth:
+                dirs.clear()
+            for name in sorted(dirs) + sorted(files):
+                full = os.path.join(here, name)
+                entries.append({
+                    "name": name,
+                    "path": path.rstrip("/") + "/" + os.path.relpath(full, folder).replace(os.sep, "/"),
+                    "type": "directory" if os.path.isdir(full) else "file",
+                    "size": os.path.getsize(full),
+                })
+        return JSONResponse({"path": path, "entries": entries})
+
+    async def list_contexts(request: Request) -> JSONResponse:
+        sandbox = sandbox_or_404(request)
+        if sandbox is None:
+            return _error(404, "SandboxNotFound", "sandbox not found")
+        return JSONResponse([context.describe() for context in list(sandbox.contexts.values())])
+
     def route(path: str, handler: Any, method: str) -> Route:
-        async def endpoint(request: Request) -> JSONResponse:
+        async def endpoint(request: Request) -> Response:
             return await guarded(request, handler)
 
         return Route(path, endpoint, methods=[method])
@@ -164,6 +231,10 @@ def build_app(store: SandboxStore, credentials: Credentials, log: list[dict[str,
             route("/sandboxes/{sandbox_id}/health", health, "GET"),
             route("/sandboxes/{sandbox_id}/contexts/execute", execute, "POST"),
             route("/sandboxes/{sandbox_id}/contexts", create_context, "POST"),
+            route("/sandboxes/{sandbox_id}/contexts", list_contexts, "GET"),
+            route("/sandboxes/{sandbox_id}/filesystem/upload", upload_file, "POST"),
+            route("/sandboxes/{sandbox_id}/filesystem/download", download_file, "GET"),
+            route("/sandboxes/{sandbox_id}/filesystem", list_directory, "GET"),
             route("/sandboxes/{sandbox_id}/contexts/{context_id}", describe_context, "GET"),
             route("/sandboxes/{sandbox_id}/contexts/{context_id}", delete_context, "DELETE"),
         ]

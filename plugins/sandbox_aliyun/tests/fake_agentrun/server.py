@@ -39,6 +39,13 @@ class FakeAgentRun:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._stopped = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="fake-agentrun-idle", daemon=True)
+
+    def _reap(self) -> None:
+        """Deletes sandboxes idle past their idle timeout, as the service does."""
+        while not self._stopped.wait(0.2):
+            self.store.expire()
 
     @property
     def url(self) -> str:
@@ -63,9 +70,11 @@ class FakeAgentRun:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the fake AgentRun server did not start")
             time.sleep(0.01)
+        self._reaper.start()
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()

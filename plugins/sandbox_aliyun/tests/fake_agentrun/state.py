@@ -5,7 +5,9 @@ variables survive between executions in one context and nothing else: as in the 
 execute without a context id runs the code in a throwaway process instead. Either way the reply
 has the code interpreter's shape: ``{"contextId", "results": [{"type": "stdout", "text"},
 {"type": "stderr", "text"}, {"type": "error", ...}, {"type": "endOfExecution", "status"}]}``. An
-execution past its timeout kills the context's process (the context is gone afterwards).
+execution past its timeout kills the context's process (the context is gone afterwards). A sandbox
+no request named for its ``sandboxIdleTimeoutSeconds`` is deleted (:meth:`SandboxStore.expire`, run
+by the server's reaper thread), as the service does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -85,6 +88,8 @@ class FakeSandbox:
     status: str = "READY"
     executions: int = 0
     contexts: dict[str, FakeContext] = attrs.field(factory=dict)
+    last_used: float = attrs.field(factory=time.monotonic)
+    """When a request last named this sandbox (``time.monotonic()``): its idle timeout counts from here."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,6 +112,9 @@ class SandboxStore:
         self.deleted: list[str] = []
         self.executed_timeouts: list[Any] = []
         self.contexts_created: list[str] = []
+        self.files_uploaded: list[str] = []
+        self.expired: list[str] = []
+        """Sandboxes the fake deleted because nobody used them for their idle timeout."""
         self.throttled: list[str] = []
         self.deletes_throttled = False
         """While True, every sandbox delete answers HTTP 429 ``Throttling.User`` (an admin switch)."""
@@ -164,6 +172,24 @@ class SandboxStore:
     def get(self, sandbox_id: str) -> FakeSandbox | None:
         with self._lock:
             return self.live.get(sandbox_id)
+
+    def touch(self, sandbox_id: str) -> FakeSandbox | None:
+        """The sandbox a request names, its idle clock restarted."""
+        with self._lock:
+            sandbox = self.live.get(sandbox_id)
+            if sandbox is not None:
+                sandbox.last_used = time.monotonic()
+            return sandbox
+
+    def expire(self) -> list[str]:
+        """Delete the sandboxes idle longer than their idle timeout, as the service does; their ids."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [s.sandbox_id for s in self.live.values() if now - s.last_used > s.idle_timeout]
+        for sandbox_id in idle:
+            if self.delete(sandbox_id) is not None:
+                self.expired.append(sandbox_id)
+        return idle
 
     def delete(self, sandbox_id: str) -> FakeSandbox | None:
         with self._lock:

@@ -8,6 +8,11 @@ Which module is for whom:
   per-execution folder), and the health probe.
 - :mod:`sandbox_e2b.pool` — the live sandboxes: creation, the warm pool, killing them.
   These two import the SDK, inside their functions.
+- :mod:`sandbox_e2b.sessions` — stateful sessions: a sandbox with one persistent code context,
+  files through envd.
+- :mod:`sandbox_e2b.output` — the output captures, and the events they pass on while code runs.
+- :mod:`sandbox_e2b.state` — the process-wide pools, shared by the hooks and :mod:`~sandbox_e2b.pool`
+  (no module imports the entry-point module).
 - :mod:`sandbox_e2b.deadline` — the execution's own timeout around the SDK's blocking call.
 - :mod:`sandbox_e2b.errors` — turning SDK exceptions into messages and failure kinds.
 """

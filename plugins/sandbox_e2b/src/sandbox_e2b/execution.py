@@ -26,7 +26,7 @@ import posixpath
 import secrets as _random
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,14 +34,16 @@ import attrs
 from sandbox_core.failures import FailureKind, provider_failure
 from sandbox_core.model import Artifact, ExecutionRequest, ExecutionResult, ExecutionStatus, HealthStatus
 from sandbox_core.pooling import Lease, UnknownRuntimeError, runtime_template
-from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_source
+from sandbox_core.runner import Job, build_result, runner_source
 from sandbox_core.schema import secret_values
+from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import request_seconds
 
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
 from sandbox_e2b.deadline import Deadline
-from sandbox_e2b.pool import get_pool, is_strict, kill, lifetime, sdk_options
+from sandbox_e2b.output import captures
+from sandbox_e2b.pool import get_pool, kill, lifetime, sdk_options
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Result, Sandbox
@@ -54,7 +56,7 @@ RUNNER_FILES = {"python": "runner.py", "javascript": "runner.js"}
 RICH_FORMATS = (("png", "image/png", True), ("jpeg", "image/jpeg", True), ("svg", "image/svg+xml", False))
 """Rich-result formats kept as artifacts: name, MIME type, and whether the kernel sends base64."""
 
-_DRIVER = """
+_DRIVER_TEMPLATE = """
 def _sandbox_core_execute(job_path, runner):
     import json, os, sys
     with open(job_path, encoding="utf-8") as handle:
@@ -62,7 +64,7 @@ def _sandbox_core_execute(job_path, runner):
     os.remove(job_path)
     namespace = {"__name__": "sandbox_core_runner", "__file__": "<sandbox-core-runner>"}
     exec(compile(runner, "<sandbox-core-runner>", "exec"), namespace)
-    frame, value_json = namespace["_run"](job)
+    frame, value_json = namespace["_run"](job@NAMESPACE@)
     rest = json.dumps(frame, ensure_ascii=False)
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -77,9 +79,14 @@ del _sandbox_core_execute
 """Runs the job in the context's kernel. The runner is executed in a namespace of its own (not as
 ``__main__``, where it would wait for a job on stdin), so the kernel's globals stay clean and the
 runner's frames are left out of user tracebacks by their file name."""
+_DRIVER = _DRIVER_TEMPLATE.replace("@NAMESPACE@", "")
+"""One-shot: the user code runs in a fresh namespace of the runner's."""
+SESSION_DRIVER = _DRIVER_TEMPLATE.replace("@NAMESPACE@", ", globals()")
+"""Sessions: the user code runs in the kernel's own globals (the driver is defined there), so its
+names are there for the next execution."""
 
 
-class _Unclean(Exception):
+class Unclean(Exception):
     """The execution cannot go on; the sandbox must not be reused."""
 
     def __init__(self, problem: Problem) -> None:
@@ -87,14 +94,19 @@ class _Unclean(Exception):
         self.problem = problem
 
 
-def _fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
+def fail(provider_name: str, problem: Problem, **metadata: Any) -> ExecutionResult:
     facts = {"runtime": RUNTIME_NAME, **metadata}
     return provider_failure(provider_name, problem.message, problem.kind, retry_after=problem.retry_after, **facts)
 
 
-def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
-    """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results."""
-    languages = tuple(config.get("languages") or ())
+def execute(
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None = None
+) -> ExecutionResult:
+    """Run ``request`` on a leased sandbox; E2B failures become ``provider_error`` results.
+
+    ``on_output`` gets the code's output as the SDK delivers it (see :mod:`sandbox_e2b.output`).
+    """
+    languages = tuple(config["languages"])
     if request.language not in languages:
         return provider_failure(
             provider_name,
@@ -108,9 +120,8 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             config = {**config, "template": runtime_template(config, request.runtime, "e2b")}
         except UnknownRuntimeError as exc:
             return provider_failure(provider_name, str(exc), FailureKind.BAD_CONFIG, runtime=RUNTIME_NAME)
-    template = str(config.get("template") or "")
-    isolation = "strict" if is_strict(config) else "pooled"
-    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": isolation}
+    template = str(config["template"])
+    metadata: dict[str, Any] = {"runtime": RUNTIME_NAME, "template": template, "isolation": config["isolation"]}
     pool = get_pool(config)
     started = time.monotonic()
 
@@ -128,7 +139,7 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
             started = time.monotonic()  # the replacement's creation starts now
             raise
         lease.mark_started()
-        return _execute_on(lease, request, config, provider_name, metadata, reusable=pool.max_idle > 0)
+        return _execute_on(lease, request, config, provider_name, metadata, on_output, reusable=pool.max_idle > 0)
 
     # A pooled sandbox may have ended while idle (its E2B lifetime, or killed from the dashboard):
     # that shows when its lifetime is renewed, before the code started, and a new one is taken.
@@ -137,7 +148,7 @@ def execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name:
     except E2BUnavailableError as failed:
         metadata.pop("sandbox_id", None)
         metadata.pop("sandbox_reused", None)
-        return _fail(provider_name, failed.problem, **metadata)
+        return fail(provider_name, failed.problem, **metadata)
 
 
 class _Gone(E2BUnavailableError):
@@ -149,7 +160,7 @@ def _renew(lease: Lease[Sandbox], request: ExecutionRequest, config: Mapping[str
     from e2b import NotFoundException
 
     wanted = lifetime(config, request_seconds(request))
-    if not lease.reused and wanted <= int(config.get("sandbox_timeout") or 300):
+    if not lease.reused and wanted <= int(config["sandbox_timeout"]):
         return  # just created with that lifetime
     try:
         lease.item.set_timeout(wanted)
@@ -167,6 +178,7 @@ def _execute_on(
     config: Mapping[str, Any],
     provider_name: str,
     metadata: dict[str, Any],
+    on_output: OutputCallback | None,
     *,
     reusable: bool,
 ) -> ExecutionResult:
@@ -174,24 +186,36 @@ def _execute_on(
     secrets = secret_values(config)
     context_id: str | None = None
     try:
-        folder, job = _upload(sandbox, request, secrets)
+        folder, job = upload_job(sandbox, request, secrets)
+        write_files(sandbox, folder, request.files, secrets)
         if request.language == "python":
             context_id = _create_context(sandbox, folder, secrets)
             metadata["context_id"] = context_id
-            result = _run_python(sandbox, context_id, folder, job, request, config, provider_name, metadata)
+            stop = _killer(sandbox, config)
+            result = run_python(sandbox, context_id, folder, job, request, config, provider_name, metadata, stop, on_output)
         else:
-            result = _run_javascript(sandbox, folder, job, request, config, provider_name, metadata)
+            result = _run_javascript(sandbox, folder, job, request, config, provider_name, metadata, on_output)
         if result.status is ExecutionStatus.TIMEOUT or result.metadata.get("kernel_lost"):
             lease.discard()
         elif reusable:  # else it is killed now: no need to tidy it up
             _clean(sandbox, folder, context_id, secrets)
         return result
-    except _Unclean as failed:
+    except Unclean as failed:
         lease.discard()
-        return _fail(provider_name, failed.problem, **metadata)
+        return fail(provider_name, failed.problem, **metadata)
 
 
-def _upload(sandbox: Sandbox, request: ExecutionRequest, secrets: list[str]) -> tuple[str, Job]:
+def write_files(sandbox: Sandbox, folder: str, files: Mapping[str, bytes], secrets: list[str]) -> None:
+    """Write input files (names checked by the core: relative, no ``..``) into ``folder``, in one request."""
+    if not files:
+        return
+    try:
+        sandbox.files.write_files([{"path": posixpath.join(folder, name), "data": data} for name, data in files.items()])
+    except Exception as exc:
+        raise Unclean(describe(exc, action="writing the input files", secrets=secrets)) from None
+
+
+def upload_job(sandbox: Sandbox, request: ExecutionRequest, secrets: list[str]) -> tuple[str, Job]:
     """Upload the job (and the JavaScript runner) into a new per-execution folder.
 
     The job's paths are those the sandbox reports it wrote, which is what its processes see.
@@ -205,7 +229,7 @@ def _upload(sandbox: Sandbox, request: ExecutionRequest, secrets: list[str]) -> 
         job = Job(code=request.code, arguments=request.arguments, output_dir=posixpath.join(folder, "output"))
         sandbox.files.write(posixpath.join(folder, ".job"), job.encode())
     except Exception as exc:
-        raise _Unclean(describe(exc, action="uploading the job", secrets=secrets)) from None
+        raise Unclean(describe(exc, action="uploading the job", secrets=secrets)) from None
     return folder, job
 
 
@@ -214,10 +238,10 @@ def _create_context(sandbox: Sandbox, folder: str, secrets: list[str]) -> str:
         context_id: str = sandbox.create_code_context(cwd=folder, language="python").id
         return context_id
     except Exception as exc:
-        raise _Unclean(describe(exc, action="creating a code context", secrets=secrets)) from None
+        raise Unclean(describe(exc, action="creating a code context", secrets=secrets)) from None
 
 
-def _run_python(
+def run_python(
     sandbox: Sandbox,
     context_id: str,
     folder: str,
@@ -226,22 +250,27 @@ def _run_python(
     config: Mapping[str, Any],
     provider_name: str,
     metadata: dict[str, Any],
+    stop: Callable[[], None],
+    on_output: OutputCallback | None,
+    *,
+    driver: str = _DRIVER,
 ) -> ExecutionResult:
+    """Run ``job`` in code context ``context_id`` with ``driver`` (the one-shot one, or a session's);
+    ``stop`` ends the code when the timeout passes first."""
     from e2b import SandboxNotRunningException, SandboxUnreachableException, TimeoutException
     from e2b_code_interpreter import Context
 
-    limit = int(config.get("max_output_bytes") or 1 << 20)
-    stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
+    stdout, stderr, feed_stdout = captures(job.marker, int(config["max_output_bytes"]), on_output)
     rich: list[Result] = []
     kernel_errors: list[str] = []
-    code = _DRIVER % (posixpath.join(folder, ".job"), runner_source("python"))
-    deadline = _deadline(sandbox, request, config)
+    code = driver % (posixpath.join(folder, ".job"), runner_source("python"))
+    deadline = Deadline(request_seconds(request), stop)
 
     def run() -> None:
         sandbox.run_code(
             code,
             context=Context(context_id, "python", folder),
-            on_stdout=deadline.guard(lambda message: stdout.feed(message.line.encode("utf-8"))),
+            on_stdout=deadline.guard(lambda message: feed_stdout(message.line)),
             on_stderr=deadline.guard(lambda message: stderr.feed(message.line.encode("utf-8"))),
             on_result=deadline.guard(rich.append),
             on_error=deadline.guard(lambda error: kernel_errors.append(error.traceback or f"{error.name}: {error.value}")),
@@ -252,13 +281,13 @@ def _run_python(
         timed_out = deadline.run(run)
     except (SandboxNotRunningException, SandboxUnreachableException) as exc:
         # Subclasses of TimeoutException, but the sandbox ended or vanished: not the code's fault.
-        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+        raise Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     except TimeoutException as exc:
         if not str(exc).startswith("Execution timed out"):
-            raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+            raise Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
         timed_out = True
     except Exception as exc:
-        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+        raise Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     elapsed = deadline.elapsed
     exit_code: int | None = None
     if not timed_out and stdout.frame() is None:
@@ -318,25 +347,25 @@ def _run_javascript(
     config: Mapping[str, Any],
     provider_name: str,
     metadata: dict[str, Any],
+    on_output: OutputCallback | None,
 ) -> ExecutionResult:
     from e2b import CommandExitException, SandboxNotRunningException, SandboxUnreachableException, TimeoutException
 
-    limit = int(config.get("max_output_bytes") or 1 << 20)
-    stdout, stderr = ResultStream(job.marker, limit), BoundedCapture(limit)
+    stdout, stderr, feed_stdout = captures(job.marker, int(config["max_output_bytes"]), on_output)
     job_path = shlex.quote(posixpath.join(folder, ".job"))
     runner = shlex.quote(posixpath.join(posixpath.dirname(folder), RUNNER_FILES["javascript"]))
     # The job file is unlinked once the shell has opened it as stdin, before user code starts, so
     # the code cannot read the job's result marker from the file system.
     command = f"cd {shlex.quote(folder)} && {{ rm -f {job_path} && exec node {runner}; }} < {job_path}"
     exit_codes: list[int] = []
-    deadline = _deadline(sandbox, request, config)
+    deadline = Deadline(request_seconds(request), _killer(sandbox, config))
 
     def run() -> None:
         try:
             outcome = sandbox.commands.run(
                 command,
                 timeout=request_seconds(request),
-                on_stdout=deadline.guard(lambda text: stdout.feed(text.encode("utf-8"))),
+                on_stdout=deadline.guard(feed_stdout),
                 on_stderr=deadline.guard(lambda text: stderr.feed(text.encode("utf-8"))),
             )
         except CommandExitException as exited:
@@ -348,11 +377,11 @@ def _run_javascript(
         timed_out = deadline.run(run)
     except (SandboxNotRunningException, SandboxUnreachableException) as exc:
         # Subclasses of TimeoutException, but the sandbox ended or vanished: not the code's fault.
-        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+        raise Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     except TimeoutException:
         timed_out = True
     except Exception as exc:
-        raise _Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
+        raise Unclean(describe(exc, action="running the code", secrets=secret_values(config))) from None
     exit_code = None if timed_out or not exit_codes else exit_codes[0]
     return build_result(
         provider=provider_name,
@@ -366,10 +395,10 @@ def _run_javascript(
     )
 
 
-def _deadline(sandbox: Sandbox, request: ExecutionRequest, config: Mapping[str, Any]) -> Deadline:
-    """The execution's deadline; when it passes the sandbox is killed, which stops the code at once
-    (a timed-out sandbox is discarded anyway, and killing it needs only the control plane)."""
-    return Deadline(request_seconds(request), lambda: kill(sandbox, secret_values(config)))
+def _killer(sandbox: Sandbox, config: Mapping[str, Any]) -> Callable[[], None]:
+    """How a one-shot execution is stopped at its deadline: the sandbox is killed, which stops the
+    code at once (a timed-out sandbox is discarded anyway, and killing it needs only the control plane)."""
+    return lambda: kill(sandbox, secret_values(config))
 
 
 def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[str]) -> None:
@@ -379,7 +408,7 @@ def _clean(sandbox: Sandbox, folder: str, context_id: str | None, secrets: list[
             sandbox.remove_code_context(context_id)
         sandbox.commands.run(f"rm -rf {shlex.quote(folder)}", timeout=30)
     except Exception as exc:
-        raise _Unclean(describe(exc, action="cleaning up after the execution", secrets=secrets)) from None
+        raise Unclean(describe(exc, action="cleaning up after the execution", secrets=secrets)) from None
 
 
 def check_health(config: Mapping[str, Any]) -> HealthStatus:
@@ -403,6 +432,6 @@ def check_health(config: Mapping[str, Any]) -> HealthStatus:
         healthy=True,
         message=f"E2B API answered in {latency * 1000:.0f} ms",
         latency=latency,
-        details={"runtime": RUNTIME_NAME, "template": config.get("template")},
+        details={"runtime": RUNTIME_NAME, "template": config["template"]},
     )
 

@@ -2,25 +2,24 @@
 
 One :class:`~sandbox_core.pooling.SandboxPool` per connection configuration (the fields that
 decide which account, endpoint and template a sandbox belongs to, and the pool settings), all in
-:data:`sandbox_e2b.provider.POOLS`, which the provider's ``sandbox_shutdown`` hook empties. In
+:data:`sandbox_e2b.state.POOLS`, which the provider's ``sandbox_shutdown`` hook empties
+(sandbox-core's :meth:`~sandbox_core.pooling.PoolSet.for_config` keys and sizes them). In
 ``strict`` isolation the pool keeps nothing, so every execution gets a sandbox of its own that is
 killed when it ends. The SDK is imported inside the functions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sandbox_core.pooling import SandboxPool
+from sandbox_core.pooling import SandboxPool, is_strict
 from sandbox_core.schema import Secret, secret_values
 
 from sandbox_e2b.errors import E2BUnavailableError, describe
-from sandbox_e2b.provider import POOLS
+from sandbox_e2b.state import POOLS
 
 if TYPE_CHECKING:
     from e2b_code_interpreter import Sandbox
@@ -30,9 +29,6 @@ logger = logging.getLogger(__name__)
 SANDBOX_METADATA = {"created_by": "sandbox-core"}
 LIFETIME_MARGIN = 60
 """Seconds a sandbox may outlive its execution's timeout before E2B kills it by itself."""
-
-_KEY_FIELDS = ("api_key", "domain", "api_url", "sandbox_url", "template", "request_timeout", "sandbox_timeout")
-_POOL_FIELDS = ("isolation", "pool_size", "pool_idle_timeout")
 
 
 def sdk_options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +40,7 @@ def sdk_options(config: Mapping[str, Any]) -> dict[str, Any]:
     api_key = config["api_key"]
     options: dict[str, Any] = {
         "api_key": api_key.reveal() if isinstance(api_key, Secret) else str(api_key),
-        "request_timeout": float(config.get("request_timeout") or 30.0),
+        "request_timeout": float(config["request_timeout"]),
         "debug": False,
     }
     for name in ("domain", "api_url", "sandbox_url"):
@@ -53,44 +49,27 @@ def sdk_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def is_strict(config: Mapping[str, Any]) -> bool:
-    return config.get("isolation") == "strict"
-
-
-def pool_key(config: Mapping[str, Any]) -> str:
-    """A fingerprint of what makes sandboxes interchangeable (the key is hashed, never kept)."""
-    facts: dict[str, Any] = {}
-    for name in (*_KEY_FIELDS, *_POOL_FIELDS):
-        value = config.get(name)
-        facts[name] = value.reveal() if isinstance(value, Secret) else value
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def idle_timeout(config: Mapping[str, Any]) -> float:
-    return float(config.get("pool_idle_timeout") or 60.0)
-
-
 def lifetime(config: Mapping[str, Any], execution_timeout: float) -> int:
     """The E2B lifetime a sandbox gets when leased: the execution, a margin, then its idle time."""
     needed = math.ceil(execution_timeout) + LIFETIME_MARGIN
     if not is_strict(config):
-        needed += math.ceil(idle_timeout(config))
-    return max(int(config.get("sandbox_timeout") or 300), needed)
+        needed += math.ceil(config["pool_idle_timeout"])
+    return max(int(config["sandbox_timeout"]), needed)
 
 
 def get_pool(config: Mapping[str, Any]) -> SandboxPool[Sandbox]:
+    """The pool serving the validated ``config`` in this process, made on first use."""
     secrets = secret_values(config)
     options = sdk_options(config)
-    template = str(config.get("template") or "")
-    max_idle = 0 if is_strict(config) else int(config.get("pool_size", 2))
+    template = str(config["template"])
 
     def create() -> Sandbox:
         from e2b_code_interpreter import Sandbox
 
         try:
             sandbox = Sandbox.create(
-                template=template or None,
-                timeout=int(config.get("sandbox_timeout") or 300),
+                template=template,
+                timeout=int(config["sandbox_timeout"]),
                 metadata=dict(SANDBOX_METADATA),
                 **options,
             )
@@ -102,10 +81,7 @@ def get_pool(config: Mapping[str, Any]) -> SandboxPool[Sandbox]:
     def destroy(sandbox: Sandbox) -> None:
         kill(sandbox, secrets)
 
-    return POOLS.get(
-        pool_key(config),
-        lambda: SandboxPool(create, destroy, max_idle=max_idle, idle_timeout=idle_timeout(config), name="e2b"),
-    )
+    return POOLS.for_config(config, create, destroy)
 
 
 def kill(sandbox: Sandbox, secrets: list[str]) -> None:

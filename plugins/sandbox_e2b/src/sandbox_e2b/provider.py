@@ -2,33 +2,31 @@
 
 This is the entry-point module sandbox-core loads, so it stays light: the E2B SDK is imported by
 :mod:`sandbox_e2b.execution` and :mod:`sandbox_e2b.pool`, and only when code runs, health is
-asked for, or pooled sandboxes are shut down.
+asked for, or pooled sandboxes are shut down. No module imports this one: the state it shares
+with them lives in :mod:`sandbox_e2b.state`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
-from sandbox_core.pooling import PoolSet, pool_config_fields
+from sandbox_core.pooling import pool_config_fields
 from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_core.schema import ConfigField, ConfigSchema
+from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 
 from sandbox_e2b import DEFAULT_TEMPLATE
-
-if TYPE_CHECKING:
-    from e2b_code_interpreter import Sandbox
+from sandbox_e2b.state import OPEN_SESSIONS, POOLS
 
 API_KEY_ENV = "E2B_API_KEY"
 DOMAIN_ENV = "E2B_DOMAIN"
 LANGUAGES = ("python", "javascript")
-POOLS: PoolSet[Sandbox] = PoolSet()
-"""This process's live sandboxes, one pool per config (:mod:`sandbox_e2b.pool` fills it). It lives
-here, in the light entry-point module, so that ``sandbox_shutdown`` needs no SDK-side import."""
 
 SCHEMA = ConfigSchema(
     [
@@ -125,10 +123,14 @@ SCHEMA = ConfigSchema(
 def sandbox_provider_info() -> ProviderInfo:
     return ProviderInfo(
         description="E2B code-interpreter sandboxes (Firecracker microVMs): pooled with a fresh code "
-        "context per execution, or a fresh sandbox per execution (strict)",
+        "context per execution, or a fresh sandbox per execution (strict); sessions keep one sandbox "
+        "and code context",
         languages=LANGUAGES,
         tags=("saas", "microvm"),
         runtimes=True,
+        sessions=True,
+        files=True,
+        streaming=True,
     )
 
 
@@ -160,16 +162,64 @@ def sandbox_health(config: Mapping[str, Any]) -> HealthStatus:
 
 
 @hookimpl
-def sandbox_execute(request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+def sandbox_execute(
+    request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+) -> ExecutionResult:
     from sandbox_e2b.execution import execute
 
-    return execute(request, config, provider_name)
+    return execute(request, config, provider_name, on_output)
 
 
 @hookimpl
 def sandbox_shutdown() -> None:
-    """Kill the pooled sandboxes this process keeps (idle ones now, leased ones when they return)."""
+    """Kill the pooled sandboxes this process keeps (idle ones now, leased ones when they return)
+    and the sessions it opened."""
     POOLS.shutdown()
+    OPEN_SESSIONS.end_all()
+
+
+@hookimpl
+def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any], provider_name: str) -> str:
+    from sandbox_e2b import sessions
+
+    return sessions.open_session(spec, config, provider_name)
+
+
+@hookimpl
+def sandbox_session_execute(
+    handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+) -> ExecutionResult:
+    from sandbox_e2b import sessions
+
+    return sessions.execute(handle, request, config, provider_name, on_output)
+
+
+@hookimpl
+def sandbox_session_upload(handle: str, path: str, data: bytes, config: Mapping[str, Any]) -> None:
+    from sandbox_e2b import sessions
+
+    sessions.upload(handle, path, data, config)
+
+
+@hookimpl
+def sandbox_session_download(handle: str, path: str, config: Mapping[str, Any]) -> bytes:
+    from sandbox_e2b import sessions
+
+    return sessions.download(handle, path, config)
+
+
+@hookimpl
+def sandbox_session_list_files(handle: str, config: Mapping[str, Any]) -> list[FileInfo]:
+    from sandbox_e2b import sessions
+
+    return sessions.list_files(handle, config)
+
+
+@hookimpl
+def sandbox_session_close(handle: str, config: Mapping[str, Any]) -> None:
+    from sandbox_e2b import sessions
+
+    sessions.close(handle, config)
 
 
 @hookimpl

@@ -1,10 +1,12 @@
-"""The fake envd: file upload, health, and the process service's ``Start`` stream.
+"""The fake envd: file upload and download, directory listing, health, and the process service's ``Start`` stream.
 
 The SDK reaches envd through one URL for every sandbox (its ``sandbox_url`` option) and names
 the sandbox in the ``E2b-Sandbox-Id`` header, with the sandbox's access token in
 ``X-Access-Token``. ``POST /files`` takes ``multipart/form-data`` (one ``file`` part per file,
 its file name being the sandbox path) or ``application/octet-stream`` with ``?path=``, and
-answers the entries it wrote. ``POST /process.Process/Start`` is a Connect server stream in JSON:
+answers the entries it wrote; ``GET /files?path=`` answers a file's bytes (404 when there is none).
+``POST /filesystem.Filesystem/ListDir`` is a unary Connect call in JSON (``{"path", "depth"}`` in,
+``{"entries": [{"name", "type", "path", "size"}]}`` out). ``POST /process.Process/Start`` is a Connect server stream in JSON:
 the request is ``{"process": {"cmd", "args", "envs", "cwd"}}``; the answer is a ``start`` event
 with the pid, ``data`` events with base64 ``stdout``/``stderr`` chunks, an ``end`` event with
 the exit code, then the end-of-stream envelope.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -77,6 +80,32 @@ def routes(cloud: FakeCloud) -> list[Route]:
             written.append(_write(sandbox, request.query_params["path"], await request.body()))
         return JSONResponse(written)
 
+    async def download(request: Request) -> Response:
+        sandbox = _sandbox(cloud, request)
+        if sandbox is None:
+            return _not_found()
+        target = sandbox.resolve(request.query_params.get("path", ""))
+        if not target.is_file():
+            return JSONResponse({"code": 404, "message": f"path '{request.query_params.get('path')}' does not exist"}, status_code=404)
+        return Response(target.read_bytes(), media_type="application/octet-stream")
+
+    async def list_dir(request: Request) -> Response:
+        sandbox = _sandbox(cloud, request)
+        if sandbox is None:
+            return JSONResponse({"code": "unavailable", "message": "The sandbox was not found"}, status_code=503)
+        body = json.loads(await request.body() or b"{}")
+        folder = sandbox.resolve(str(body.get("path") or ""))
+        if not folder.is_dir():
+            return JSONResponse({"code": "not_found", "message": f"{body.get('path')}: no such directory"}, status_code=404)
+        depth = int(body.get("depth") or 1)
+        entries = []
+        for path in sorted(folder.rglob("*")):
+            if len(path.relative_to(folder).parts) > depth:
+                continue
+            kind = "FILE_TYPE_DIRECTORY" if path.is_dir() else "FILE_TYPE_FILE"
+            entries.append({"name": path.name, "type": kind, "path": str(path), "size": str(path.stat().st_size)})
+        return JSONResponse({"entries": entries})
+
     async def start(request: Request) -> Response:
         sandbox = _sandbox(cloud, request)
         if sandbox is None:
@@ -129,5 +158,7 @@ def routes(cloud: FakeCloud) -> list[Route]:
     return [
         Route("/health", health, methods=["GET"]),
         Route("/files", upload, methods=["POST"]),
+        Route("/files", download, methods=["GET"]),
+        Route("/filesystem.Filesystem/ListDir", list_dir, methods=["POST"]),
         Route("/process.Process/Start", start, methods=["POST"]),
     ]

@@ -7,6 +7,7 @@ With the SDK's ``sandbox_url`` override every port of every sandbox is the same 
 - ``POST /contexts`` ``{"language", "cwd"}`` starts a kernel (a real Python process running
   :mod:`fake_e2b.kernel`) and answers ``{"id", "language", "cwd"}``;
 - ``GET /contexts`` lists them; ``DELETE /contexts/{id}`` kills one (404 when unknown);
+  ``POST /contexts/{id}/restart`` replaces its kernel by a new one (its names are gone);
 - ``POST /execute`` ``{"code", "context_id", "language", "env_vars"}`` streams the kernel's events
   as JSON lines, the format the SDK's ``parse_output`` reads. When the client goes away (its
   timeout) the kernel is killed, as a real interrupt would stop the code.
@@ -55,6 +56,21 @@ def _kill(sandbox: FakeSandbox, context: FakeContext) -> None:
         pass
 
 
+async def _start_kernel(sandbox: FakeSandbox, cwd: Path) -> asyncio.subprocess.Process:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox.home), "LANG": "C.UTF-8"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-u",
+        str(KERNEL),
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        limit=64 << 20,
+    )
+
+
 def routes(cloud: FakeCloud) -> list[Route]:
     async def create_context(request: Request) -> Response:
         sandbox = _sandbox(cloud, request)
@@ -67,18 +83,7 @@ def routes(cloud: FakeCloud) -> list[Route]:
         cwd = sandbox.resolve(body["cwd"]) if body.get("cwd") else sandbox.home
         if not cwd.is_dir():
             return JSONResponse({"code": 400, "message": f"{body.get('cwd')}: no such directory"}, status_code=400)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(sandbox.home), "LANG": "C.UTF-8"}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-u",
-            str(KERNEL),
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            limit=64 << 20,
-        )
+        process = await _start_kernel(sandbox, cwd)
         context = FakeContext(secrets.token_hex(8), language, str(cwd), process)
         sandbox.pids.add(process.pid)
         sandbox.contexts[context.context_id] = context
@@ -102,6 +107,21 @@ def routes(cloud: FakeCloud) -> list[Route]:
             return JSONResponse({"code": 404, "message": "context not found"}, status_code=404)
         _kill(sandbox, context)
         await context.process.wait()
+        return Response(status_code=204)
+
+    async def restart_context(request: Request) -> Response:
+        sandbox = _sandbox(cloud, request)
+        if sandbox is None:
+            return _gone()
+        old = sandbox.contexts.get(request.path_params["context_id"])
+        if old is None:
+            return JSONResponse({"code": 404, "message": "context not found"}, status_code=404)
+        _kill(sandbox, old)
+        await old.process.wait()
+        process = await _start_kernel(sandbox, Path(old.cwd))
+        sandbox.pids.add(process.pid)
+        sandbox.contexts[old.context_id] = FakeContext(old.context_id, old.language, old.cwd, process)
+        cloud.restarts.append(old.context_id)
         return Response(status_code=204)
 
     async def execute(request: Request) -> Response:
@@ -144,5 +164,6 @@ def routes(cloud: FakeCloud) -> list[Route]:
         Route("/contexts", create_context, methods=["POST"]),
         Route("/contexts", list_contexts, methods=["GET"]),
         Route("/contexts/{context_id}", remove_context, methods=["DELETE"]),
+        Route("/contexts/{context_id}/restart", restart_context, methods=["POST"]),
         Route("/execute", execute, methods=["POST"]),
     ]

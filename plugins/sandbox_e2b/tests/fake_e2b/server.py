@@ -56,6 +56,13 @@ class FakeE2BServer:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fake-e2b", daemon=True)
+        self._stopped = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="fake-e2b-lifetimes", daemon=True)
+
+    def _reap(self) -> None:
+        """Ends sandboxes whose lifetime ran out, as E2B does."""
+        while not self._stopped.wait(0.2):
+            self.cloud.expire()
 
     def start(self) -> FakeE2BServer:
         self._thread.start()
@@ -64,9 +71,11 @@ class FakeE2BServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the fake E2B server did not start")
             time.sleep(0.01)
+        self._reaper.start()
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         self.cloud.kill_all()
         self._server.should_exit = True
         self._thread.join(timeout=10)

@@ -3,7 +3,9 @@
 A sandbox's file system is a folder on this machine: sandbox path ``/x/y`` is ``<folder>/x/y``,
 and a relative path is relative to the sandbox user's home, ``<folder>/home/user``, as in E2B.
 Its commands and the Python kernels behind its code contexts run as local child processes (in
-their own session, so a kill takes the whole group). Everything the tests look at afterwards is recorded: sandboxes created and killed, with
+their own session, so a kill takes the whole group). A sandbox whose lifetime (its ``timeout``,
+counted from creation or the last renewal) runs out is killed, as E2B does (:meth:`FakeCloud.expire`,
+called by the server's reaper thread). Everything the tests look at afterwards is recorded: sandboxes created and killed, with
 what they were created with.
 """
 
@@ -52,6 +54,12 @@ class FakeSandbox:
     pids: set[int] = attrs.field(factory=set)
     contexts: dict[str, FakeContext] = attrs.field(factory=dict)
     executions: int = 0
+    expires_at: float | None = None
+    """When E2B ends the sandbox by itself (``time.monotonic()``): its lifetime from creation or the last renewal."""
+
+    def renew(self, lifetime: int | None) -> None:
+        self.lifetime = lifetime
+        self.expires_at = None if lifetime is None else time.monotonic() + lifetime
 
     @property
     def home(self) -> Path:
@@ -89,6 +97,10 @@ class FakeCloud:
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.created: list[str] = []
         self.killed: list[str] = []
+        self.restarts: list[str] = []
+        """Code contexts whose kernel was restarted."""
+        self.expired: list[str] = []
+        """Sandboxes ended by their lifetime (also in ``killed``)."""
         self.create_requests: list[dict[str, Any]] = []
         self.timeouts: list[tuple[str, int]] = []
         """Every ``set_timeout``: the sandbox and its new lifetime."""
@@ -105,6 +117,7 @@ class FakeCloud:
             lifetime=lifetime,
             metadata=metadata,
         )
+        sandbox.renew(lifetime)
         sandbox.home.mkdir(parents=True)
         (sandbox.root / "tmp").mkdir()
         with self._lock:
@@ -137,6 +150,15 @@ class FakeCloud:
                 pass
         shutil.rmtree(sandbox.root, ignore_errors=True)
         return True
+
+    def expire(self) -> list[str]:
+        """Kill the sandboxes whose lifetime ran out, as E2B does; their ids."""
+        now = time.monotonic()
+        expired = [s.sandbox_id for s in self.running() if s.expires_at is not None and s.expires_at <= now]
+        for sandbox_id in expired:
+            if self.kill(sandbox_id):
+                self.expired.append(sandbox_id)
+        return expired
 
     def kill_all(self) -> None:
         for sandbox in self.running():

@@ -23,7 +23,6 @@ import itertools
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from sandbox_core.schema import Secret
 from sandbox_core.streaming import OutputCallback, OutputEvent
 from sandbox_core.timeouts import request_seconds
 from sandbox_selfmanaged import EVENTS_MEDIA_TYPE, PROVIDER_NAME
+from sandbox_selfmanaged.shared_clients import CLIENTS
 
 CONNECT_TIMEOUT = 5.0
 KEEPALIVE_SECONDS = 2.0
@@ -49,7 +49,6 @@ request is not sent on a connection the executor is closing: that would fail as 
 which cannot be told apart from an executor dying mid-execution and so is never retried."""
 DOWN_SECONDS = 10.0
 HEALTH_TIMEOUT = 10.0
-_CACHE_SIZE = 8
 
 
 class _Refused(Exception):
@@ -340,32 +339,10 @@ class ExecutorClient:
         return HealthStatus(healthy=bool(good), message=message, latency=time.monotonic() - started, details=details)
 
 
-_clients: OrderedDict[tuple[tuple[str, ...], str | None, bool], ExecutorClient] = OrderedDict()
-_clients_lock = threading.Lock()
-
-
 def client_for(config: Mapping[str, Any]) -> ExecutorClient:
     """The shared client for this config's endpoints, token and TLS setting."""
     token = config.get("token")
     if isinstance(token, Secret):
         token = token.reveal()
-    key = (tuple(config["endpoints"]), token or None, bool(config.get("verify_tls", True)))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = ExecutorClient(list(key[0]), key[1], verify_tls=key[2])
-            _clients[key] = client
-            while len(_clients) > _CACHE_SIZE:
-                _clients.popitem(last=False)[1].close()
-        else:
-            _clients.move_to_end(key)
-        return client
-
-
-def close_all() -> None:
-    """Close every shared client (their keep-alive connections); later calls make new ones."""
-    with _clients_lock:
-        clients = list(_clients.values())
-        _clients.clear()
-    for client in clients:
-        client.close()
+    endpoints, token, verify_tls = tuple(config["endpoints"]), token or None, bool(config.get("verify_tls", True))
+    return CLIENTS.get((endpoints, token, verify_tls), lambda: ExecutorClient(list(endpoints), token, verify_tls=verify_tls))

@@ -23,6 +23,7 @@ from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import TimeoutSettings
+from sandbox_selfmanaged.shared_clients import CLIENTS
 
 TOKEN_ENV = "SANDBOX_EXECUTOR_TOKEN"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -172,11 +173,7 @@ def sandbox_execute(
 @hookimpl
 def sandbox_shutdown() -> None:
     """Close the HTTP connections kept to executors (the executors' own warm pools stay theirs)."""
-    import sys
-
-    client_module = sys.modules.get("sandbox_selfmanaged.client")
-    if client_module is not None:  # never used in this process: nothing to close, nothing to import
-        client_module.close_all()
+    CLIENTS.close_all()
 
 
 @hookimpl

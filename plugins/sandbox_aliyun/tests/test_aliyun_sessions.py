@@ -1,0 +1,215 @@
+"""Aliyun sessions and files against the fake AgentRun: a sandbox with one persistent context.
+
+The sessions run through the registry's typed session calls (the core's boundary) and the real
+agentrun-sdk against :mod:`fake_agentrun`, whose contexts are real Python processes; the fake
+counts the sandboxes and contexts left alive and deletes sandboxes idle past their idle timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_agentrun import FakeAgentRun
+
+from sandbox_core.errors import SessionGoneError
+from sandbox_core.model import ExecutionRequest, ExecutionStatus
+from sandbox_core.registry import get_registry
+from sandbox_core.sessions import SessionSpec
+
+PROVIDER = "aliyun_codeinterpreter"
+
+
+@pytest.fixture
+def config(fake_agentrun: FakeAgentRun) -> dict[str, Any]:
+    return get_registry().config_schema(PROVIDER).validate(fake_agentrun.config())
+
+
+@pytest.fixture
+def opened(fake_agentrun: FakeAgentRun, config: dict[str, Any]) -> Iterator[list[str]]:
+    """Handles the test opens; all closed afterwards, and the fake must then hold none of them."""
+    handles: list[str] = []
+    yield handles
+    for handle in handles:
+        get_registry().session_close(PROVIDER, handle, config)
+    assert not set(fake_agentrun.store.live) & {handle.split("/")[0] for handle in handles}
+
+
+def _open(opened: list[str], config: dict[str, Any], **spec: Any) -> str:
+    handle = get_registry().session_open(PROVIDER, SessionSpec(**spec), config)
+    opened.append(handle)
+    return handle
+
+
+def _run(handle: str, config: dict[str, Any], code: str, **request: Any) -> Any:
+    return get_registry().session_execute(PROVIDER, handle, ExecutionRequest(code=code, **request), config)
+
+
+def test_names_persist_across_executions_and_main_is_called_once_per_definition(
+    opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config)
+    assert _run(handle, config, "import math\ncounter = 41\n").ok
+    second = _run(handle, config, "counter += 1\ndef main(n):\n    return counter + n + math.floor(0.5)\n", arguments={"n": 100})
+    assert second.ok and second.value == 142, second
+    third = _run(handle, config, "print(counter)\n")
+    assert third.stdout == "42\n" and third.value is None, third
+
+
+def test_errors_in_a_session_are_reported_and_the_session_goes_on(opened: list[str], config: dict[str, Any]) -> None:
+    handle = _open(opened, config)
+    failed = _run(handle, config, "x = 1\nraise ValueError('bad input')\n")
+    assert failed.status is ExecutionStatus.ERROR and failed.error is not None and failed.error.type == "ValueError"
+    assert _run(handle, config, "def main():\n    return x\n").value == 1
+
+
+def test_two_sessions_see_neither_names_nor_files_of_each_other(opened: list[str], config: dict[str, Any]) -> None:
+    first, second = _open(opened, config), _open(opened, config)
+    assert first.split("/")[0] != second.split("/")[0]
+    get_registry().session_upload(PROVIDER, first, "mine.txt", b"first's", config)
+    assert _run(first, config, "secret = 1\n").ok
+    probe = _run(second, config, "import os\ndef main():\n    return ['secret' in globals(), os.path.exists('mine.txt')]\n")
+    assert probe.value == [False, False], probe
+    assert get_registry().session_list_files(PROVIDER, second, config) == []
+
+
+def test_uploaded_files_are_read_by_code_and_files_the_code_writes_are_downloaded(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    registry = get_registry()
+    handle = _open(opened, config)
+    registry.session_upload(PROVIDER, handle, "in/data.csv", b"x,y\n1,2\n3,4\n", config)
+    assert fake_agentrun.store.files_uploaded[-1] == "/home/user/in/data.csv"  # through the file API
+    code = (
+        "import csv, os\n"
+        "rows = list(csv.DictReader(open('in/data.csv')))\n"
+        "os.makedirs('out', exist_ok=True)\n"
+        "with open('out/total.txt', 'w') as f:\n"
+        "    f.write(str(sum(int(r['x']) + int(r['y']) for r in rows)))\n"
+    )
+    assert _run(handle, config, code).ok
+    assert registry.session_download(PROVIDER, handle, "out/total.txt", config) == b"10"
+    listed = {info.path: info.size for info in registry.session_list_files(PROVIDER, handle, config)}
+    assert listed == {"in/data.csv": 12, "out/total.txt": 2}
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        registry.session_download(PROVIDER, handle, "nope.txt", config)
+
+
+def test_a_three_step_session_loads_computes_and_plots(opened: list[str], config: dict[str, Any]) -> None:
+    """The issue's data session without pandas: load a CSV upload, compute, draw a chart artifact."""
+    handle = _open(opened, config)
+    get_registry().session_upload(PROVIDER, handle, "sales.csv", b"month,amount\njan,3\nfeb,5\nmar,4\n", config)
+    load = _run(handle, config, "import csv\nrows = list(csv.DictReader(open('sales.csv')))\ndef main():\n    return len(rows)\n")
+    compute = _run(handle, config, "total = sum(int(r['amount']) for r in rows)\ndef main():\n    return total\n")
+    plot = _run(
+        handle,
+        config,
+        "import os\n"
+        "bars = ''.join(f'<rect x=\"{i * 20}\" y=\"0\" width=\"15\" height=\"{int(r[\"amount\"]) * 10}\"/>' "
+        "for i, r in enumerate(rows))\n"
+        "with open(os.path.join(os.environ['SANDBOX_OUTPUT_DIR'], 'chart.svg'), 'w') as f:\n"
+        "    f.write(f'<svg xmlns=\"http://www.w3.org/2000/svg\">{bars}</svg>')\n"
+        "def main():\n    return total\n",
+    )
+    assert (load.value, compute.value, plot.value) == (3, 12, 12), (load, compute, plot)
+    (chart,) = plot.artifacts
+    assert chart.name == "chart.svg" and chart.content.count(b"<rect") == 3
+
+
+def test_one_shot_input_files_are_in_the_working_folder(fake_agentrun: FakeAgentRun, config: dict[str, Any]) -> None:
+    request = ExecutionRequest(
+        code="def main():\n    return open('data/in.txt').read() + open('b.bin', 'rb').read().hex()\n",
+        files={"data/in.txt": b"hello ", "b.bin": b"\x00\xff"},
+    )
+    result = get_registry().execute(PROVIDER, request, config)
+    assert result.ok and result.value == "hello 00ff", result
+
+
+def test_close_and_shutdown_leave_no_sandbox_or_context(fake_agentrun: FakeAgentRun, config: dict[str, Any]) -> None:
+    from sandbox_aliyun import provider
+
+    registry = get_registry()
+    closed = registry.session_open(PROVIDER, SessionSpec(), config)
+    left = registry.session_open(PROVIDER, SessionSpec(), config)
+    assert _run(closed, config, "x = 1").ok and _run(left, config, "y = 2").ok
+    assert len(fake_agentrun.store.live[closed.split("/")[0]].contexts) == 1
+
+    registry.session_close(PROVIDER, closed, config)
+    registry.session_close(PROVIDER, closed, config)  # idempotent
+    assert closed.split("/")[0] not in fake_agentrun.store.live
+    with pytest.raises(SessionGoneError, match="open a new session"):
+        _run(closed, config, "x")
+
+    provider.sandbox_shutdown()
+    assert left.split("/")[0] not in fake_agentrun.store.live  # its sandbox, and so its context, is gone
+
+
+def test_a_timeout_gives_the_session_a_new_context_and_the_session_goes_on(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config)
+    assert _run(handle, config, "kept = 'before'\n").ok
+    timed_out = _run(handle, config, "import time\ntime.sleep(30)\n", timeout=1)
+    assert timed_out.status is ExecutionStatus.TIMEOUT and timed_out.metadata["session_restarted"] is True
+    after = _run(handle, config, "def main():\n    return 'kept' in globals()\n")
+    assert after.ok and after.value is False and "session_restarted" not in after.metadata
+    assert len(fake_agentrun.store.live[handle.split("/")[0]].contexts) == 1  # the old context is gone
+
+
+def test_an_idle_session_is_deleted_by_the_service_itself(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config, idle_timeout=1)
+    assert _run(handle, config, "x = 1").ok
+    sandbox_id = handle.split("/")[0]
+    deadline = time.monotonic() + 30
+    while sandbox_id not in fake_agentrun.store.expired and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_id in fake_agentrun.store.expired  # its idle timeout ran out: no client did anything
+    with pytest.raises(SessionGoneError):
+        _run(handle, config, "x")
+
+
+def test_the_opening_process_deletes_a_session_at_its_max_lifetime(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config, max_lifetime=1)
+    sandbox_id = handle.split("/")[0]
+    deadline = time.monotonic() + 30
+    while sandbox_id in fake_agentrun.store.live and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_id in fake_agentrun.store.deleted and sandbox_id not in fake_agentrun.store.expired
+
+
+def test_another_process_attaches_by_the_handle(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config)
+    assert _run(handle, config, "shared = 'set by the first process'\n").ok
+    script = (
+        "import json, sys\n"
+        "from sandbox_core.model import ExecutionRequest\n"
+        "from sandbox_core.registry import get_registry\n"
+        "registry = get_registry()\n"
+        "handle, raw = sys.argv[1], json.loads(sys.argv[2])\n"
+        "config = registry.config_schema('aliyun_codeinterpreter').validate(raw)\n"
+        "request = ExecutionRequest(code='def main():\\n    return shared')\n"
+        "print(json.dumps(registry.session_execute('aliyun_codeinterpreter', handle, request, config).value))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SANDBOX_", "AGENTRUN_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", script, handle, json.dumps(fake_agentrun.config())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == "set by the first process"
+    assert _run(handle, config, "def main():\n    return shared\n").value == "set by the first process"
