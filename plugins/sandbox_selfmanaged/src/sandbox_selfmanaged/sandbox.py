@@ -48,8 +48,10 @@ FLOOD_FACTOR = 4
 DRAIN_SECONDS = 1.0
 """How long to keep reading the pipes after a kill, to keep output written just before it."""
 READ_CHUNK = 65536
-PID_FILE_POLL = 0.005
-"""How often a boot looks for the sandbox's pid file (``runsc run`` writes it once created)."""
+PID_FILE_FIRST_LOOK = 0.06
+PID_FILE_POLL = 0.01
+"""When a boot first looks for the sandbox's pid file (``runsc run`` writes it once created, ≈ 0.1 s
+after it starts, later under load), and how often after that: each look costs the executor CPU."""
 KEEPER_EXIT_SECONDS = 10.0
 """How long teardown waits for the keeper to delete runsc's state after the sandbox was killed."""
 
@@ -300,8 +302,10 @@ class Sandbox:
     def _await_created(self, pid_file: Path, deadline: float) -> None:
         """Wait until ``runsc run`` has created the sandbox (its pid file), and hold on to its process."""
         assert self.keeper is not None
+        pause = PID_FILE_FIRST_LOOK
         while True:
-            code = self.supervisor.wait(self.keeper, PID_FILE_POLL)
+            code = self.supervisor.wait(self.keeper, pause)
+            pause = PID_FILE_POLL
             if code is not None:
                 if code == JOIN_FAILED and self.cgroups_path is not None:
                     raise SandboxBootError("gVisor could not start a sandbox: it could not enter its cgroup")
