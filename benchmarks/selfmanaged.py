@@ -1,21 +1,29 @@
 """Benchmark of the self-managed gVisor provider, everything measured side by side in one run.
 
-    uv run --with matplotlib python benchmarks/selfmanaged.py [--rounds 60] [--duration 8]
+    uv run --with matplotlib python benchmarks/selfmanaged.py [--rounds 60] [--duration 8] [--baseline DIR]
 
 (as root, with runsc installed). It starts a real ``sandbox-executor`` and measures:
 
+- CPU-seconds per fresh-sandbox execution at concurrency 1, 4 and 16: the executor and
+  everything it starts (runsc, gofers, sentries; reaped or alive), counted from /proc, so other
+  load on a shared machine does not enter the figure. With ``--baseline DIR`` (another checkout
+  with its own ``.venv``, e.g. ``git worktree add --detach DIR <older commit>`` then
+  ``uv sync --all-packages`` in it) that checkout's executor runs alongside and both are measured
+  in paired blocks that alternate, so the previous design's figure comes from the same run;
+  ``--cpu-only`` stops there;
 - latency of one trivial execution, p50/p95, interleaved round by round so machine noise hits
   every method alike: the full stack (``sandbox_core.SandboxClient`` → ``self_managed`` provider →
   HTTP → executor → warm gVisor sandbox) for Python and JavaScript; an unsandboxed
-  ``python3 -c`` subprocess (and ``node -e``); a naive ``runsc do`` per execution. Between
+  ``python3 -I -c`` subprocess (and ``node -e``); a naive ``runsc do`` per execution. Between
   measurements the warm pool is allowed to refill, so this is the latency of a request that
   finds the executor idle;
-- sustained executions per second at concurrency 1, 4 and 16, with latency and host CPU
-  seconds per execution;
+- sustained executions per second at concurrency 1, 4 and 16 (failures counted), with latency
+  and the executor's CPU-seconds per execution;
 - memory of one idle warm sandbox, from its memory cgroup and as PSS of its processes (RSS
   would count shared pages once per sandbox).
 
-Results go to ``benchmarks/results/selfmanaged.json`` and ``selfmanaged.png``.
+Results go to ``benchmarks/results/selfmanaged.json`` and ``selfmanaged.png``
+(``selfmanaged-cpu.json`` with ``--cpu-only``).
 """
 
 from __future__ import annotations
@@ -33,9 +41,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +81,55 @@ def cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-class Executor:
-    """A sandbox-executor subprocess for the benchmark."""
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every descendant it started, reaped or alive (from /proc).
 
-    def __init__(self, workdir: Path, runtimes: str) -> None:
+    A reaped child's time (and what it reaped) is in its parent's ``cutime``/``cstime``; the
+    executor is the subreaper of every runsc process and sandbox, so the executor's own four
+    counters plus the four of each live descendant count each CPU-second exactly once.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        child = int(entry.name)
+        parents.setdefault(int(fields[1]), []).append(child)
+        times[child] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo += parents.get(current, [])
+    return total / ticks
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` itself (all its threads), its children not included."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Executor:
+    """A sandbox-executor subprocess for the benchmark (``executable``: another checkout's, for a baseline)."""
+
+    def __init__(self, workdir: Path, runtimes: str, executable: str | None = None) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_urlsafe(24)
+        workdir.mkdir(parents=True, exist_ok=True)
         self.state_dir = workdir / "state"
         self.log = workdir / "executor.log"
-        executable = str(Path(sys.executable).with_name("sandbox-executor"))
+        executable = executable or str(Path(sys.executable).with_name("sandbox-executor"))
         command = [
             executable, "serve", "--port", str(self.port), "--state-dir", str(self.state_dir),
             "--python-pool-size", str(POOL["python"]), "--javascript-pool-size", str(POOL["javascript"]),
@@ -119,6 +164,25 @@ class Executor:
                 return
             time.sleep(0.02)
 
+    def descendants(self) -> int:
+        """How many processes the executor has running (itself excluded)."""
+        count, todo = -1, [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            count += 1
+            try:
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return count
+
+    def wait_descendants(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until no more than ``count`` processes run under the executor (used sandboxes are gone)."""
+        deadline = time.monotonic() + timeout
+        while self.descendants() > count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def stop(self) -> None:
         self.http.close()
         self.process.send_signal(signal.SIGTERM)
@@ -148,7 +212,7 @@ def measure_latency(executor: Executor, client: SandboxClient, rounds: int, runs
     methods: dict[str, Callable[[], None]] = {
         "full_stack_python": full_stack("python", PYTHON_CODE),
         "full_stack_javascript": full_stack("javascript", JS_CODE),
-        "unsandboxed_python_subprocess": command(["/usr/bin/python3", "-c", PYTHON_CODE]),
+        "unsandboxed_python_subprocess": command(["/usr/bin/python3", "-I", "-c", PYTHON_CODE]),
         "unsandboxed_node_subprocess": command([node, "-e", JS_CODE]),
         "runsc_do_python": command([runsc, f"--root={runsc_root}", f"--log={runsc_root}/runsc.log", "--network=none", "--platform=ptrace", "do", "/usr/bin/python3", "-c", PYTHON_CODE]),
     }
@@ -167,35 +231,86 @@ def measure_latency(executor: Executor, client: SandboxClient, rounds: int, runs
     return {name: summary(values) for name, values in samples.items()}, summary(inner)
 
 
-def measure_throughput(executor: Executor, client: SandboxClient, concurrency: int, duration: float) -> dict[str, Any]:
-    executor.settle()
+def run_executions(client: SandboxClient, concurrency: int, *, count: int | None = None, until: float | None = None) -> tuple[list[float], list[str]]:
+    """Trivial executions from ``concurrency`` threads: ``count`` in all, or as many as fit before ``until``."""
     latencies: list[float] = []
     failures: list[str] = []
-    stop_at = time.monotonic() + duration
+    left = [count if count is not None else -1]
+    lock = threading.Lock()
 
     def worker() -> None:
-        while time.monotonic() < stop_at:
+        while True:
+            with lock:
+                if left[0] == 0 or (until is not None and time.monotonic() >= until):
+                    return
+                left[0] -= 1
             started = time.perf_counter()
             result = client.execute(PYTHON_CODE, timeout=60)
-            if result.ok:
+            if result.ok and result.stdout == "42\n":
                 latencies.append(time.perf_counter() - started)
             else:
-                failures.append(result.status.value)
+                failures.append(f"{result.status.value}: {result.error}")
 
-    cpu_before, wall_before = cpu_seconds(), time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
+    return latencies, failures
+
+
+def measure_throughput(executor: Executor, client: SandboxClient, concurrency: int, duration: float) -> dict[str, Any]:
+    executor.settle()
+    cpu_before, wall_before = tree_cpu_seconds(executor.process.pid), time.monotonic()
+    latencies, failures = run_executions(client, concurrency, until=wall_before + duration)
     wall = time.monotonic() - wall_before
-    cpu = cpu_seconds() - cpu_before
+    executor.settle()  # the refills the executions caused are part of their cost
+    cpu = tree_cpu_seconds(executor.process.pid) - cpu_before
     return {
         "concurrency": concurrency,
         "executions": len(latencies),
         "failures": len(failures),
+        "failure_examples": failures[:3],
         "executions_per_second": round(len(latencies) / wall, 2),
         "latency": summary(latencies),
-        "cpu_seconds_per_execution": round(cpu / max(1, len(latencies)), 3),
-        "cpu_utilisation_of_machine": round(cpu / wall / (os.cpu_count() or 1), 2),
+        "executor_cpu_seconds_per_execution": round(cpu / max(1, len(latencies)), 4),
+    }
+
+
+def measure_cpu(executors: dict[str, Executor], clients: dict[str, SandboxClient], concurrency: int, blocks: int, per_block: int) -> dict[str, Any]:
+    """CPU-seconds per fresh-sandbox execution of each executor: paired blocks, interleaved.
+
+    Each block runs ``per_block`` trivial executions at ``concurrency`` on one executor, then
+    waits until its warm pool is refilled and the used sandboxes are gone, so a block pays for
+    exactly its own sandboxes. The executors alternate block by block (the order flips every
+    round), so load from the rest of the machine falls on both alike. CPU is counted for the
+    executor and everything it starts (:func:`tree_cpu_seconds`), not the whole machine.
+    """
+    spent: dict[str, list[float]] = {name: [] for name in executors}
+    own: dict[str, list[float]] = {name: [] for name in executors}
+    failures: dict[str, list[str]] = {name: [] for name in executors}
+    for block in range(blocks):
+        names = list(executors) if block % 2 == 0 else list(reversed(executors))
+        for name in names:
+            executor = executors[name]
+            executor.settle()
+            idle = executor.descendants()
+            before, own_before = tree_cpu_seconds(executor.process.pid), own_cpu_seconds(executor.process.pid)
+            latencies, failed = run_executions(clients[name], concurrency, count=per_block)
+            executor.settle()
+            executor.wait_descendants(idle)
+            done = max(1, len(latencies))
+            spent[name].append((tree_cpu_seconds(executor.process.pid) - before) / done)
+            own[name].append((own_cpu_seconds(executor.process.pid) - own_before) / done)
+            failures[name] += failed
+    return {
+        name: {
+            "cpu_seconds_per_execution": round(statistics.fmean(values), 4),
+            "stdev_between_blocks": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "executor_own_cpu_seconds_per_execution": round(statistics.fmean(own[name]), 4),
+            "blocks": len(values),
+            "executions": blocks * per_block,
+            "failures": len(failures[name]),
+        }
+        for name, values in spent.items()
     }
 
 
@@ -272,6 +387,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60, help="latency samples per method")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput level")
+    parser.add_argument("--cpu-blocks", type=int, default=6, help="interleaved blocks per executor and concurrency (CPU per execution)")
+    parser.add_argument("--cpu-per-block", type=int, default=16, help="executions per block")
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="another checkout (with its own .venv, e.g. a git worktree of an older commit) whose executor's "
+        "CPU per execution is measured interleaved with this one's",
+    )
+    parser.add_argument("--cpu-only", action="store_true", help="measure only CPU per execution (no latency, throughput, memory)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--runtimes", default="",
@@ -281,21 +404,46 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: runsc needs it")
+    baseline_executable = None
+    if args.baseline is not None:
+        baseline_executable = str(args.baseline.resolve() / ".venv" / "bin" / "sandbox-executor")
+        if not os.access(baseline_executable, os.X_OK):
+            raise SystemExit(f"--baseline: {baseline_executable} is missing (run uv sync --all-packages in that checkout)")
     args.output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-selfmanaged-"))
-    executor = Executor(workdir, args.runtimes)
+    executors = {"current": Executor(workdir / "current", args.runtimes)}
+    latency: dict[str, Any] = {}
+    in_sandbox: dict[str, float] = {}
+    memory: dict[str, Any] = {}
+    throughput: list[dict[str, Any]] = []
     try:
-        health = executor.health()
-        config = {"endpoints": [executor.url], "token": executor.token}
-        with closing(SandboxClient(provider="self_managed", config=config)) as client:
-            latency, in_sandbox = measure_latency(executor, client, args.rounds, workdir / "runsc-do")
-            memory = measure_memory(executor)
-            throughput = [measure_throughput(executor, client, c, args.duration) for c in (1, 4, 16)]
+        if baseline_executable is not None:
+            executors["baseline"] = Executor(workdir / "baseline", args.runtimes, baseline_executable)
+        health = executors["current"].health()
+        clients = {
+            name: SandboxClient(provider="self_managed", config={"endpoints": [executor.url], "token": executor.token})
+            for name, executor in executors.items()
+        }
+        try:
+            cpu = {
+                f"concurrency_{c}": measure_cpu(executors, clients, c, args.cpu_blocks, args.cpu_per_block)
+                for c in (1, 4, 16)
+            }
+            if "baseline" in executors:
+                executors.pop("baseline").stop()
+            if not args.cpu_only:
+                executor, client = executors["current"], clients["current"]
+                latency, in_sandbox = measure_latency(executor, client, args.rounds, workdir / "runsc-do")
+                memory = measure_memory(executor)
+                throughput = [measure_throughput(executor, client, c, args.duration) for c in (1, 4, 16)]
+        finally:
+            for client in clients.values():
+                client.close()
     finally:
-        executor.stop()
+        for executor in executors.values():
+            executor.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    baseline = latency["unsandboxed_python_subprocess"]["p50_ms"]
-    results = {
+    results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
@@ -306,24 +454,35 @@ def main() -> int:
             "node_in_sandbox": health["languages"]["javascript"]["version"],
             "date": time.strftime("%Y-%m-%d"),
         },
-        "config": {"rounds": args.rounds, "throughput_seconds": args.duration, "warm_pool": POOL, "runtimes": args.runtimes, "code": {"python": PYTHON_CODE, "javascript": JS_CODE}},
-        "latency": latency,
-        "python_time_inside_executor": in_sandbox,
-        "ratios": {
-            "full_stack_python_p50_over_unsandboxed_python_p50": round(latency["full_stack_python"]["p50_ms"] / baseline, 2),
-            "full_stack_javascript_p50_over_unsandboxed_node_p50": round(
-                latency["full_stack_javascript"]["p50_ms"] / latency["unsandboxed_node_subprocess"]["p50_ms"], 2
-            ),
-            "runsc_do_p50_over_full_stack_python_p50": round(latency["runsc_do_python"]["p50_ms"] / latency["full_stack_python"]["p50_ms"], 2),
+        "config": {
+            "rounds": args.rounds, "throughput_seconds": args.duration, "cpu_blocks": args.cpu_blocks,
+            "cpu_per_block": args.cpu_per_block, "baseline": str(args.baseline) if args.baseline else None,
+            "warm_pool": POOL, "runtimes": args.runtimes, "code": {"python": PYTHON_CODE, "javascript": JS_CODE},
         },
-        "throughput": throughput,
-        "memory_per_warm_sandbox": memory,
+        "cpu_per_execution": cpu,
     }
-    (args.output / "selfmanaged.json").write_text(json.dumps(results, indent=2) + "\n")
-    try:
-        chart(results, args.output / "selfmanaged.png")
-    except ImportError:
-        print("matplotlib is not installed: no chart (uv run --with matplotlib ...)", file=sys.stderr)
+    if not args.cpu_only:
+        baseline = latency["unsandboxed_python_subprocess"]["p50_ms"]
+        results |= {
+            "latency": latency,
+            "python_time_inside_executor": in_sandbox,
+            "ratios": {
+                "full_stack_python_p50_over_unsandboxed_python_p50": round(latency["full_stack_python"]["p50_ms"] / baseline, 2),
+                "full_stack_javascript_p50_over_unsandboxed_node_p50": round(
+                    latency["full_stack_javascript"]["p50_ms"] / latency["unsandboxed_node_subprocess"]["p50_ms"], 2
+                ),
+                "runsc_do_p50_over_full_stack_python_p50": round(latency["runsc_do_python"]["p50_ms"] / latency["full_stack_python"]["p50_ms"], 2),
+            },
+            "throughput": throughput,
+            "memory_per_warm_sandbox": memory,
+        }
+    name = "selfmanaged-cpu.json" if args.cpu_only else "selfmanaged.json"
+    (args.output / name).write_text(json.dumps(results, indent=2) + "\n")
+    if not args.cpu_only:
+        try:
+            chart(results, args.output / "selfmanaged.png")
+        except ImportError:
+            print("matplotlib is not installed: no chart (uv run --with matplotlib ...)", file=sys.stderr)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -1,7 +1,8 @@
 """Child processes of the executor: spawning, reaping, and the orphans gVisor leaves to us.
 
-``runsc create`` forks the sandbox and gofer processes and exits; as a *child subreaper* the
-executor inherits them (instead of PID 1), so it learns their exit status at once and reaps them
+``runsc run`` (the keeper of a fresh sandbox) is the executor's child; ``runsc restore
+--detach`` forks the sandbox and gofer processes and exits: as a *child subreaper* the executor
+inherits such orphans (instead of PID 1), so it learns their exit status at once and reaps them
 promptly. Without that, ``runsc delete`` waits on slow reaping by PID 1 and takes more than a
 second instead of ~35 ms.
 

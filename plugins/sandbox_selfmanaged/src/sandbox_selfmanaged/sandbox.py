@@ -1,8 +1,16 @@
 """One gVisor sandbox, from boot to deletion: the only object that touches its processes and files.
 
-A sandbox is booted ahead of time (``runsc create`` + ``runsc start``) with the runner already
-started and blocked reading its job from stdin, so an execution only has to write the job, close
-stdin and stream stdout/stderr back. It is used for exactly one execution and then destroyed.
+A sandbox is booted ahead of time with the runner already started and blocked reading its job
+from stdin, so an execution only has to write the job, close stdin and stream stdout/stderr back.
+It is used for exactly one execution and then destroyed.
+
+Its lifecycle is one ``runsc run`` process (the *keeper*), started inside the sandbox's own cgroup
+whose limits the engine wrote first (see :mod:`sandbox_selfmanaged.cgroups`). The keeper creates
+and starts the sandbox, waits for it, and deletes runsc's state when it ends, however it ends: a
+SIGKILL of the sandbox process (timeout, flood, cancellation, teardown) is the whole teardown.
+The engine then only reaps the keeper and removes the cgroup. A sandbox restored from a
+checkpoint is made by ``runsc restore --detach`` (runsc sets up its cgroup) and deleted by
+``runsc delete``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import os
 import secrets
 import selectors
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +33,7 @@ import attrs
 from sandbox_core.runner import BoundedCapture, Job, ResultStream
 from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_core.runner.python_runner import PRELOAD_READY
-from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.cgroups import JOIN_FAILED, Cgroups
 from sandbox_selfmanaged.errors import SandboxBootError
 from sandbox_selfmanaged.limits import Limits
 from sandbox_selfmanaged.oci import build_spec
@@ -40,6 +49,12 @@ FLOOD_FACTOR = 4
 DRAIN_SECONDS = 1.0
 """How long to keep reading the pipes after a kill, to keep output written just before it."""
 READ_CHUNK = 65536
+PID_FILE_FIRST_LOOK = 0.06
+PID_FILE_POLL = 0.01
+"""When a boot first looks for the sandbox's pid file (``runsc run`` writes it once created, ≈ 0.1 s
+after it starts, later under load), and how often after that: each look costs the executor CPU."""
+KEEPER_EXIT_SECONDS = 10.0
+"""How long teardown waits for the keeper to delete runsc's state after the sandbox was killed."""
 
 
 def new_sandbox_id() -> str:
@@ -164,6 +179,11 @@ class Sandbox:
         self.log_file = layout.logs / f"{sandbox_id}.log"
         self.cgroups_path = f"{layout.cgroup_parent.rstrip('/')}/{sandbox_id}" if layout.cgroup_parent else None
         self.pid: int | None = None
+        self.keeper: int | None = None
+        """The ``runsc run`` (or ``restore``) process that owns the sandbox; None until it is started."""
+        self._pidfd: int | None = None
+        self._own_cgroup = False
+        """The engine made this sandbox's cgroup, so removes it when the sandbox is gone."""
         self.state = State.READY
         self.boot_seconds = 0.0
         self.ready_at = 0.0
@@ -232,49 +252,98 @@ class Sandbox:
         )
         (self.bundle / "config.json").write_text(json.dumps(spec))
         pid_file = self.bundle / "sandbox.pid"
+        if image is None:
+            argv = self._keeper_argv(spec, pid_file)
+        else:
+            argv = list(self.runsc.restore_argv(self.id, self.bundle, pid_file, self._runsc_log(), image))
         stdin_r, self._stdin = os.pipe()
         self._stdout, stdout_w = os.pipe()
         self._stderr, stderr_w = os.pipe()
         try:
-            if image is None:
-                argv = self.runsc.create_argv(self.id, self.bundle, pid_file, self.log_file)
-            else:
-                argv = self.runsc.restore_argv(self.id, self.bundle, pid_file, self.log_file, image)
-            creator = self.supervisor.spawn(
-                argv,
-                stdin=stdin_r,
-                stdout=stdout_w,
-                stderr=stderr_w,
-            )
+            process = self.supervisor.spawn(argv, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w)
         except OSError as exc:
             raise SandboxBootError(f"gVisor could not start a sandbox: runsc could not be run: {exc}") from None
         finally:
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
-        code = self.supervisor.wait(creator, timeout)
+        if image is None:
+            self.keeper = process
+            self._await_created(pid_file, started + timeout)
+            if self.runtime.preload:
+                self._await_preloaded(started + timeout)
+        else:
+            self._await_restored(process, pid_file, timeout)
+        self.restored = image is not None
+        self.boot_seconds = time.monotonic() - started
+        self.ready_at = time.monotonic()
+
+    def _keeper_argv(self, spec: dict[str, object], pid_file: Path) -> list[str]:
+        """``runsc run`` in the sandbox's cgroup, created here with the spec's limits."""
+        argv = list(self.runsc.run_argv(self.id, self.bundle, pid_file, self._runsc_log()))
+        if self.cgroups_path is None:
+            return argv
+        resources = spec["linux"]["resources"]  # type: ignore[index]
+        try:
+            self.cgroups.create(
+                self.cgroups_path,
+                memory_bytes=resources["memory"]["limit"],
+                cpu_quota_us=resources["cpu"]["quota"],
+                cpu_period_us=resources["cpu"]["period"],
+                pids=resources["pids"]["limit"],
+            )
+        except OSError as exc:
+            raise SandboxBootError(f"gVisor could not start a sandbox: its cgroup could not be set up: {exc}") from None
+        self._own_cgroup = True
+        return self.cgroups.join_argv(self.cgroups_path, argv)
+
+    def _runsc_log(self) -> Path | str:
+        """runsc's log: a file only when logs are kept (its errors reach the stderr pipe anyway)."""
+        return self.log_file if self.layout.keep_logs else os.devnull
+
+    def _await_created(self, pid_file: Path, deadline: float) -> None:
+        """Wait until ``runsc run`` has created the sandbox (its pid file), and hold on to its process."""
+        assert self.keeper is not None
+        pause = PID_FILE_FIRST_LOOK
+        while True:
+            code = self.supervisor.wait(self.keeper, pause)
+            pause = PID_FILE_POLL
+            if code is not None:
+                if code == JOIN_FAILED and self.cgroups_path is not None:
+                    raise SandboxBootError("gVisor could not start a sandbox: it could not enter its cgroup")
+                raise SandboxBootError(f"gVisor could not start a sandbox: runsc run exited with code {code}: {self._failure_text()}")
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                pid = 0
+            if pid > 0:
+                break
+            if time.monotonic() >= deadline:
+                raise SandboxBootError("gVisor could not start a sandbox: runsc run did not create it in time")
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise SandboxBootError("gVisor could not start a sandbox: its process ended at once") from None
+        # The pidfd names the process that has this pid now; it is the sandbox if the keeper is its
+        # parent. From here on it is signalled through the pidfd, which a reused pid cannot fool.
+        if _parent_of(pid) != self.keeper:
+            os.close(pidfd)
+            raise SandboxBootError("gVisor could not start a sandbox: its process ended at once")
+        self.pid, self._pidfd = pid, pidfd
+
+    def _await_restored(self, restorer: int, pid_file: Path, timeout: float) -> None:
+        code = self.supervisor.wait(restorer, timeout)
         if code is None:
-            self.supervisor.kill(creator)
-            self.supervisor.wait(creator, 5)
-        self.supervisor.forget(creator)
+            self.supervisor.kill(restorer)
+            self.supervisor.wait(restorer, 5)
+        self.supervisor.forget(restorer)
         if code != 0:
             reason = f"did not finish within {timeout:g}s" if code is None else f"exited with code {code}"
-            step = "create" if image is None else "restore"
-            raise SandboxBootError(f"gVisor could not start a sandbox: runsc {step} {reason}: {self._failure_text()}")
+            raise SandboxBootError(f"gVisor could not start a sandbox: runsc restore {reason}: {self._failure_text()}")
         try:
             self.pid = int(pid_file.read_text().strip())
         except (OSError, ValueError) as exc:
             raise SandboxBootError(f"gVisor could not start a sandbox: runsc wrote no sandbox pid ({exc})") from None
         self.supervisor.adopt(self.pid)
-        if image is None:
-            result = self.runsc.start(self.id, self.log_file, timeout=timeout)
-            if not result.ok:
-                detail = result.output_text() or self._failure_text()
-                raise SandboxBootError(f"gVisor could not start a sandbox: runsc start failed: {detail}")
-            if self.runtime.preload:
-                self._await_preloaded(started + timeout)
-        self.restored = image is not None
-        self.boot_seconds = time.monotonic() - started
-        self.ready_at = time.monotonic()
 
     def _await_preloaded(self, deadline: float) -> None:
         """Wait for the runner's ready line on stderr (its preloaded imports are done)."""
@@ -329,8 +398,8 @@ class Sandbox:
     # -- state --------------------------------------------------------------------------------
 
     def alive(self) -> bool:
-        """True while the sandbox process runs (a warm sandbox that died cannot be used)."""
-        return self.pid is not None and not self.supervisor.exited(self.pid)
+        """True while the sandbox runs (a warm sandbox that died cannot be used)."""
+        return self.pid is not None and not self.supervisor.exited(self.keeper if self.keeper is not None else self.pid)
 
     def set_memory_limit(self, limit: int) -> bool:
         if self.cgroups_path is None:
@@ -347,8 +416,15 @@ class Sandbox:
 
     def kill(self) -> None:
         """SIGKILL the sandbox process: the sentry and everything it runs die at once."""
-        if self.pid is not None:
-            self.supervisor.kill(self.pid)
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        elif self.keeper is not None:
+            self.supervisor.kill(self.keeper)  # not created yet: the keeper is all there is
+        elif self.pid is not None:
+            self.supervisor.kill(self.pid)  # restored: an adopted orphan
 
     # -- one execution ------------------------------------------------------------------------
 
@@ -495,9 +571,10 @@ class Sandbox:
         return payload
 
     def _wait_exit(self, until: float) -> int | None:
-        if self.pid is None:
+        waited = self.keeper if self.keeper is not None else self.pid
+        if waited is None:
             return None
-        code = self.supervisor.wait(self.pid, max(0.0, until - time.monotonic()))
+        code = self.supervisor.wait(waited, max(0.0, until - time.monotonic()))
         if code is None:
             return None
         return code if code >= 0 else 128 - code
@@ -515,28 +592,44 @@ class Sandbox:
     # -- teardown -----------------------------------------------------------------------------
 
     def destroy(self) -> bool:
-        """Kill the sandbox, delete it from runsc and remove its files. Idempotent.
+        """Kill the sandbox, delete it from runsc and remove its cgroup and files. Idempotent.
 
-        Returns False, keeping everything needed to try again, when runsc could not delete it
-        (runsc failed, or could not even be run); :attr:`cleanup_error` then says why.
+        Returns False, keeping everything needed to try again, when it could not be deleted
+        (runsc failed, could not even be run, or the cgroup would not go); :attr:`cleanup_error`
+        then says why.
         """
         if self.state is State.DESTROYED:
             return True
         self._close_stdio()
         self.kill()
-        if self.pid is not None or self.bundle.exists():
+        if self.keeper is not None:
+            if self.supervisor.wait(self.keeper, KEEPER_EXIT_SECONDS) is None:
+                self.cleanup_error = f"runsc run did not end within {KEEPER_EXIT_SECONDS:g}s of the sandbox's kill"
+                self.supervisor.kill(self.keeper)
+                return False
+        # A keeper ends having deleted its sandbox, unless it was itself killed or failed.
+        if self.runsc.has_state(self.id):
             try:
-                result = self.runsc.delete(self.id, self.log_file)
+                result = self.runsc.delete(self.id, self._runsc_log())
             except OSError as exc:  # runsc cannot be run at all (removed, not executable)
                 self.cleanup_error = f"runsc could not be run: {exc}"
                 return False
-            if not result.ok and self.pid is not None:
+            if not result.ok:
                 self.cleanup_error = f"runsc delete failed: {result.output_text()}"
                 return False
+        if self._own_cgroup and self.cgroups_path is not None and not self.cgroups.remove(self.cgroups_path):
+            self.cleanup_error = f"its cgroup {self.cgroups_path} could not be removed"
+            return False
+        self._own_cgroup = False
         self.cleanup_error = None
-        if self.pid is not None:
+        if self.keeper is not None:
+            self.supervisor.forget(self.keeper)
+        elif self.pid is not None:
             self.supervisor.wait(self.pid, 5.0)
             self.supervisor.forget(self.pid)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         shutil.rmtree(self.bundle, ignore_errors=True)
         if not self.layout.keep_logs:
             try:
@@ -546,3 +639,11 @@ class Sandbox:
         self.state = State.DESTROYED
         return True
 
+
+def _parent_of(pid: int) -> int | None:
+    """The parent of ``pid`` from ``/proc`` (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
