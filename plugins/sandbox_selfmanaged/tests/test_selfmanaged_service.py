@@ -267,7 +267,7 @@ def test_start_up_removes_what_a_crashed_executor_left(tmp_path: Path) -> None:
     crashed.process.send_signal(signal.SIGKILL)
     crashed.process.wait()
     leftovers = subprocess.run([RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False).stdout.split()
-    assert len(leftovers) == 2, "the crashed executor should have left its warm sandboxes"
+    assert len(leftovers) >= 2, "the crashed executor should have left its warm sandboxes (and their plain twins)"
     successor = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
     try:
         log = successor.log()
