@@ -16,8 +16,8 @@ from starlette.routing import Mount
 
 from sandbox_core import hookimpl
 from sandbox_core.admin.app import API_PREFIX, create_app
-from sandbox_core.registry import ProviderRegistry
 from sandbox_core.redaction import MASK
+from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 from sandbox_core.testing import UnsandboxedSubprocessProvider

@@ -20,8 +20,8 @@ from admin_support import AUTH, TOKEN
 from fastapi.testclient import TestClient
 
 from sandbox_core.admin.app import create_app
-from sandbox_core.registry import ProviderRegistry
 from sandbox_core.redaction import MASK
+from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
 from sandbox_selfmanaged.runsc_platform import check_gvisor

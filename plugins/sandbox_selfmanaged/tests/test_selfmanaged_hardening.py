@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
+
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
-from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
 
 DRIVER = Path(__file__).with_name("engine_faults.py")
 

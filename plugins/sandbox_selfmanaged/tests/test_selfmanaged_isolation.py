@@ -13,9 +13,10 @@ import socket
 import threading
 from pathlib import Path
 
+from selfmanaged_support import Executor, child_pids
+
 import sandbox_selfmanaged
 from sandbox_selfmanaged.oci import THREAD_VARIABLES
-from selfmanaged_support import Executor, child_pids
 
 MIB = 1 << 20
 

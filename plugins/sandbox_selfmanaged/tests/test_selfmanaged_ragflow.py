@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
+
 from sandbox_core.model import Artifact, ErrorInfo, ExecutionResult, ExecutionStatus
 from sandbox_selfmanaged.service.ragflow import MAX_ARTIFACT_FILE_BYTES, to_ragflow
-from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
 
 RECIPE = Path(__file__).resolve().parents[3] / "deploy" / "ragflow"
 
