@@ -237,7 +237,9 @@ def test_a_stale_etag_is_409_and_changes_nothing(api: TestClient, sandbox_settin
     assert sandbox_settings.provider_config("guarded")["region"] == "eu-west"
 
 
-def test_every_change_is_audited_with_field_names_only(api: TestClient, caplog: pytest.LogCaptureFixture, sandbox_settings: SettingsStore, tmp_path: Any) -> None:
+def test_every_change_is_audited_with_field_names_only(
+    api: TestClient, caplog: pytest.LogCaptureFixture, sandbox_settings: SettingsStore, tmp_path: Any
+) -> None:
     audit_file = tmp_path / "audit.log"
     sandbox_settings.set_json("sandbox.audit", {"enabled": True, "path": str(audit_file)})
     caplog.set_level(logging.INFO, logger="sandbox_core.audit")

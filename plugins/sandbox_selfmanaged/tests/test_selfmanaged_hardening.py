@@ -233,7 +233,9 @@ def test_leftovers_of_a_broken_runsc_are_cleaned_once_it_works_again(tmp_path: P
         runsc.chmod(0o755)
 
         def clean() -> bool:
-            listed = subprocess.run([str(runsc), "--root", str(flaky.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False)
+            listed = subprocess.run(
+                [str(runsc), "--root", str(flaky.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False
+            )
             return sandbox_id not in listed.stdout and sorted(os.listdir(bundles)) == sorted(listed.stdout.split())
 
         _wait_for(clean, 60, "the used sandbox and the bundles of failed boots removed")
