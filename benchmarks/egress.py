@@ -177,7 +177,9 @@ def phase_latency(rounds: int, work: Path) -> dict[str, Any]:
     sandboxed: list[float] = []
     try:
         assert engine.wait_ready(120), engine.health()
-        request = ExecutionRequest(code=SANDBOX_CODE, arguments={"cert": cert.read_text(), "rounds": 1}, network=[f"{NAME}:443"], timeout=120)
+        request = ExecutionRequest(
+            code=SANDBOX_CODE, arguments={"cert": cert.read_text(), "rounds": 1}, network=[f"{NAME}:443"], timeout=120
+        )
         for _ in range(rounds):
             direct.append(https_get(context, lambda: socket.create_connection((ADDRESS, 443))))
             proxied.append(https_get(context, lambda: through_socket(sandbox_socket.path)))

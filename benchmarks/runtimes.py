@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sandbox_selfmanaged.cgroups import Cgroups
-from sandbox_selfmanaged.engine import EngineConfig
 
 from sandbox_core import SandboxClient
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SNIPPET = textwrap.dedent("""
@@ -249,7 +249,9 @@ def main() -> int:
             for executor in executors.values():  # warm-up: the image, caches, connections
                 for _ in range(2):
                     one_round(executor, {k: [] for k in ("cpu", "latency", "ready", "restored")})
-            samples: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in ("cpu", "latency", "ready", "restored")} for mode in executors}
+            samples: dict[str, dict[str, list[float]]] = {
+                mode: {k: [] for k in ("cpu", "latency", "ready", "restored")} for mode in executors
+            }
             for _ in range(args.rounds):
                 for mode, executor in executors.items():
                     one_round(executor, samples[mode])
@@ -280,8 +282,12 @@ def main() -> int:
         "modes": per_mode,
         "checkpoint_image": restore_state,
         "ratios_restored_over_booted": {
-            "cpu_seconds_per_execution_p50": ratio(restored["cpu_seconds_per_execution"]["p50_s"], booted["cpu_seconds_per_execution"]["p50_s"]),
-            "cpu_seconds_per_execution_mean": ratio(restored["cpu_seconds_per_execution"]["mean_s"], booted["cpu_seconds_per_execution"]["mean_s"]),
+            "cpu_seconds_per_execution_p50": ratio(
+                restored["cpu_seconds_per_execution"]["p50_s"], booted["cpu_seconds_per_execution"]["p50_s"]
+            ),
+            "cpu_seconds_per_execution_mean": ratio(
+                restored["cpu_seconds_per_execution"]["mean_s"], booted["cpu_seconds_per_execution"]["mean_s"]
+            ),
             "latency_p50": ratio(restored["latency"]["p50_ms"], booted["latency"]["p50_ms"]),
             "sandbox_ready_p50": ratio(restored["sandbox_ready"]["p50_ms"], booted["sandbox_ready"]["p50_ms"]),
             "sustained_executions_per_second": ratio(

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sandbox_selfmanaged.cgroups import Cgroups
-from sandbox_selfmanaged.engine import EngineConfig
 
 from sandbox_core import SandboxClient
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_P50_MS = 5.0

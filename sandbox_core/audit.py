@@ -1,10 +1,11 @@
 """The audit log: a cross-cutting plugin that records every execution, switched on in settings.
 
 It wraps the ``sandbox_execute`` and ``sandbox_session_execute`` hooks of whichever provider runs
-and writes one JSON line per execution (a session's carry its handle): when, who asked, which provider, language, status, exit code, duration and the size of
-the code. It never records the code, its arguments, its output or any config value, so neither
-user data nor secrets end up in the log. Lines go to the ``sandbox_core.audit`` logger and, when
-the ``sandbox.audit`` settings row names a ``path``, are appended to that file as well.
+and writes one JSON line per execution (a session's carry its handle): when, who asked, which
+provider, language, status, exit code, duration and the size of the code. It never records the
+code, its arguments, its output or any config value, so neither user data nor secrets end up in
+the log. Lines go to the ``sandbox_core.audit`` logger and, when the ``sandbox.audit`` settings
+row names a ``path``, are appended to that file as well.
 """
 
 from __future__ import annotations

@@ -86,7 +86,11 @@ RAGFLOW = RuleSet(
     javascript=tuple(
         (re.compile(pattern), rule)
         for pattern, rule in (
-            (r"""(?:require\s*\(|\bfrom\s+|\bimport\s*\(?)\s*['"`](?:node:)?(child_process|fs|worker_threads|vm|net|dgram|cluster)['"`]""", "module {0}"),
+            (
+                r"""(?:require\s*\(|\bfrom\s+|\bimport\s*\(?)\s*['"`]"""
+                r"""(?:node:)?(child_process|fs|worker_threads|vm|net|dgram|cluster)['"`]""",
+                "module {0}",
+            ),
             (r"\beval\s*\(", "call eval"),
             (r"\bFunction\s*\(", "call Function"),
             (r"\bprocess\s*\.\s*binding\s*\(", "call process.binding"),

@@ -4,8 +4,9 @@
 so it fails every case about what code can see or reach. Run only with the small bounds of
 ``test_isolation_kit.py`` (a few processes, a few MiB), which keep the attacks harmless outside a
 sandbox. The other mutants break one promise of a provider: truncating a flood, reading the
-result only from the runner's frame, or giving code an egress proxy that filters nothing. This module is copied next to the generated test file of each
-run, so it imports only installed packages.
+result only from the runner's frame, or giving code an egress proxy that filters nothing. This
+module is copied next to the generated test file of each run, so it imports only installed
+packages.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def test_exec_without_timeout_takes_the_providers_default(local: SettingsStore, 
     assert code == 0
     assert json.loads(out)["metadata"]["timeout"] == 20  # the local provider's default, lowered to its maximum
     code, out, _ = sandbox("exec", "-c", "print(1)", "--timeout", "25", "--json")
-    assert json.loads(out)["metadata"]["timeout_clamped"] == {"requested": 25, "applied": 20, "reason": "the provider's max_timeout setting is 20s"}
+    clamped = {"requested": 25, "applied": 20, "reason": "the provider's max_timeout setting is 20s"}
+    assert json.loads(out)["metadata"]["timeout_clamped"] == clamped
     assert "default: the provider's" in sandbox("exec", "--help")[1]
 
 

@@ -63,7 +63,8 @@ def client(store: SettingsStore, registry: ProviderRegistry) -> Iterator[Callabl
     made: list[SandboxClient] = []
 
     def make(refresh_interval: float) -> SandboxClient:
-        made.append(SandboxClient(settings=SettingsStore(os.environ["SANDBOX_DATABASE_URL"]), registry=registry, refresh_interval=refresh_interval))
+        settings = SettingsStore(os.environ["SANDBOX_DATABASE_URL"])
+        made.append(SandboxClient(settings=settings, registry=registry, refresh_interval=refresh_interval))
         return made[-1]
 
     yield make

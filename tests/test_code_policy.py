@@ -91,7 +91,10 @@ def test_policy_can_be_switched_off_explicitly(value: str, client: SandboxClient
 
 def test_ordinary_code_passes(client: SandboxClient, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(POLICY_ENV, "ragflow")
-    code = "import json, math\nfrom collections import Counter\n\ndef main(xs):\n    return json.dumps({'n': math.fsum(xs), 'c': Counter(xs)})\n"
+    code = (
+        "import json, math\nfrom collections import Counter\n\n"
+        "def main(xs):\n    return json.dumps({'n': math.fsum(xs), 'c': Counter(xs)})\n"
+    )
     assert client.execute(code, arguments={"xs": [1, 2]}).stdout == "ran"
     assert client.execute("function main(args) { return JSON.parse('[1]'); }", language="javascript").stdout == "ran"
     assert len(recorder.seen) == 2
@@ -125,7 +128,9 @@ def test_ragflow_policy_refuses_javascript_patterns(
     assert recorder.seen == []
 
 
-def test_code_that_does_not_parse_is_left_to_the_runtime(client: SandboxClient, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_that_does_not_parse_is_left_to_the_runtime(
+    client: SandboxClient, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(POLICY_ENV, "ragflow")
     client.execute("import os\ndef broken(:\n")
     assert recorder.seen == ["import os\ndef broken(:\n"], "nothing of it can run: the runtime reports the SyntaxError"

@@ -71,7 +71,8 @@ def test_config_set_refuses_moving_the_endpoints_under_a_saved_token(saved: Sett
 
 
 def test_config_set_refuses_a_masked_token_with_new_endpoints(saved: SettingsStore, sandbox: Run) -> None:
-    code, _, err = sandbox("config", "set", "self_managed", "--replace", "--json", '{"endpoints": ["http://127.0.0.1:10"], "token": "********"}')
+    moved = '{"endpoints": ["http://127.0.0.1:10"], "token": "********"}'
+    code, _, err = sandbox("config", "set", "self_managed", "--replace", "--json", moved)
     assert code == 3 and "token: enter it again" in err
     assert saved.provider_config("self_managed")["endpoints"] == ["http://127.0.0.1:9"]
 
@@ -99,7 +100,8 @@ def _url_fields(registry: ProviderRegistry) -> list[tuple[str, str, bool]]:
 def test_every_url_field_refuses_credentials(registry: ProviderRegistry) -> None:
     client = SandboxClient(registry=registry)
     fields = _url_fields(registry)
-    assert {(p, f) for p, f, _ in fields} >= {("self_managed", "endpoints"), ("e2b", "api_url"), ("e2b", "sandbox_url"), ("aliyun_codeinterpreter", "endpoint")}
+    expected = {("self_managed", "endpoints"), ("e2b", "api_url"), ("e2b", "sandbox_url"), ("aliyun_codeinterpreter", "endpoint")}
+    assert {(p, f) for p, f, _ in fields} >= expected
     for provider, field, multiple in fields:
         url = "http://admin:Pa55w0rd-in-url@127.0.0.1:8808"
         with pytest.raises(ConfigValidationError) as caught:
@@ -110,7 +112,9 @@ def test_every_url_field_refuses_credentials(registry: ProviderRegistry) -> None
         assert "Pa55w0rd" not in str(caught.value)
 
 
-def test_config_set_refuses_credentials_in_endpoints_without_echoing_them(sandbox_settings: SettingsStore, registry: ProviderRegistry, sandbox: Run) -> None:
+def test_config_set_refuses_credentials_in_endpoints_without_echoing_them(
+    sandbox_settings: SettingsStore, registry: ProviderRegistry, sandbox: Run
+) -> None:
     code, out, err = sandbox("config", "set", "self_managed", "endpoints=http://u:Pa55w0rd@127.0.0.1:8808")
     assert code == 3 and "must not contain a user name or password" in err
     assert "Pa55w0rd" not in out + err
@@ -118,7 +122,9 @@ def test_config_set_refuses_credentials_in_endpoints_without_echoing_them(sandbo
     assert code == 3 and "Pa55w0rd" not in out + err
 
 
-def test_a_url_password_saved_earlier_is_masked_when_shown(sandbox_settings: SettingsStore, registry: ProviderRegistry, sandbox: Run) -> None:
+def test_a_url_password_saved_earlier_is_masked_when_shown(
+    sandbox_settings: SettingsStore, registry: ProviderRegistry, sandbox: Run
+) -> None:
     sandbox_settings.save_provider_config("self_managed", {"endpoints": ["http://u:Pa55w0rd@127.0.0.1:8808"]})
     code, out, err = sandbox("config", "show", "self_managed", "--json")
     assert code == 0, err

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_core.testing.isolation_cases import CASE_NAMES, METADATA_ADDRESSES, OUTSIDE_ADDRESSES
 from sandbox_core.testing.hostbait import HostBait
+from sandbox_core.testing.isolation_cases import CASE_NAMES, METADATA_ADDRESSES, OUTSIDE_ADDRESSES
 
 MUTANTS_SOURCE = Path(__file__).with_name("isolation_mutants.py").read_text(encoding="utf-8")
 

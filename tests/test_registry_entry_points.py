@@ -458,7 +458,8 @@ def test_a_broken_cross_cutting_plugin_is_logged_and_listed(fake_site: FakeSite,
     with caplog.at_level("WARNING", logger="sandbox_core.registry"):
         assert execute(registry, "alpha", "x").stdout == "alpha:hi"
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert any("sandbox plugin 'policy' from fake-policy 2.1 is broken: ImportError: policy rules file is missing" in r.getMessage() for r in warnings)
+    broken = "sandbox plugin 'policy' from fake-policy 2.1 is broken: ImportError: policy rules file is missing"
+    assert any(broken in r.getMessage() for r in warnings)
     rows = {row.name: row for row in registry.plugin_statuses()}
     assert (rows["policy"].state, rows["policy"].package, rows["policy"].version) == (ProviderState.BROKEN, "fake-policy", "2.1")
     assert "policy rules file is missing" in rows["policy"].error

@@ -462,7 +462,13 @@ def test_a_value_over_its_limit_is_dropped_and_flagged_and_artifacts_stay() -> N
 
 @pytest.mark.parametrize(
     "frame_text",
-    [b'{"artifacts": 5, "value": [1]}', b'{"exit_code": "0", "value": 1}', b'{"value": [1, 2', b"[1]", b'{"value": 1, "runner_exit_code": 3}'],
+    [
+        b'{"artifacts": 5, "value": [1]}',
+        b'{"exit_code": "0", "value": 1}',
+        b'{"value": [1, 2',
+        b"[1]",
+        b'{"value": 1, "runner_exit_code": 3}',
+    ],
 )
 def test_a_relayed_value_frame_is_checked_the_same_way(frame_text: bytes) -> None:
     stream = split_feed(b"out\n" + MARKER.encode() + frame_text + b"\n", ())

@@ -434,7 +434,8 @@ def test_python_artifact_names_with_control_characters_are_made_safe(client: San
         " if (!text.includes('exit_code')) return w(fd, data, offset, length);"
         " w(fd, Buffer.from(text.replace(/\"exit_code\": ?1/, '\"exit_code\": 0')"
         ".replace(/\"error\": ?\\{.*?\\}, ?\"has_main\"/, '\"error\": null, \"has_main\"'))); return length; };",
-        "Object.prototype.toJSON = function () { return this && 'exit_code' in this ? {value: 'forged', exit_code: 0, error: null} : this; };",
+        "Object.prototype.toJSON = function () {"
+        " return this && 'exit_code' in this ? {value: 'forged', exit_code: 0, error: null} : this; };",
         "JSON.stringify = () => '{\"value\": \"forged\", \"exit_code\": 0, \"error\": null}';",
         "process.exit = () => {}; process.reallyExit = () => {};",
         "process.stdout.write = () => true; Buffer.concat = () => Buffer.from('{\"value\": \"forged\"}');",

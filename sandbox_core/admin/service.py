@@ -158,7 +158,9 @@ class AdminService:
             if_unchanged=etag is not None,
         )
         changed = change.changed
-        logger.info("saved the config of %s (changed fields: %s)%s", name, ", ".join(changed) or "none", " and activated it" if activate else "")
+        logger.info(
+            "saved the config of %s (changed fields: %s)%s", name, ", ".join(changed) or "none", " and activated it" if activate else ""
+        )
         return {**self._config_view(name, schema, sealed), "changed": changed}
 
     def _prepare(self, name: str, submitted: Mapping[str, Any], stored_raw: Mapping[str, Any] | None = None) -> ConfigChange:
@@ -173,7 +175,8 @@ class AdminService:
         if name is None:
             return {"provider": None, "healthy": False, "message": "no provider is selected: activate one", "latency": None, "runtimes": []}
         if name not in self.registry.names():
-            return {"provider": name, "healthy": False, "message": f"the active provider {name!r} is not installed", "latency": None, "runtimes": []}
+            message = f"the active provider {name!r} is not installed"
+            return {"provider": name, "healthy": False, "message": message, "latency": None, "runtimes": []}
         schema = self.schema(name)
         stored = decrypt_secrets(self.store.provider_config(name), schema.secret_fields)
         scrub = scrubber(schema.secrets_in(stored))
@@ -215,7 +218,8 @@ class AdminService:
             languages = self.registry.provider_info(name).languages or ("python",)
         language = "python" if "python" in languages else languages[0]
         client = SandboxClient(provider=name, config=change.merged, registry=self.registry)
-        result = client.execute(PROBES.get(language, PROBES["python"]), language, timeout=self.probe_timeout, requested_by="admin:test-connection")
+        probe = PROBES.get(language, PROBES["python"])
+        result = client.execute(probe, language, timeout=self.probe_timeout, requested_by="admin:test-connection")
         scrub = scrubber(change.schema.secrets_in(change.merged))
         result = attrs.evolve(result, stdout=scrub(result.stdout), stderr=scrub(result.stderr))
         success = result.status is ExecutionStatus.SUCCESS and result.exit_code == 0

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from sandbox_core.cli.common import EXIT_CODES_HELP, run_guarded
 from sandbox_core.admin.cli import admin
+from sandbox_core.cli.common import EXIT_CODES_HELP, run_guarded
 from sandbox_core.cli.config import config
 from sandbox_core.cli.execute import exec_command
 from sandbox_core.cli.isolation import check_isolation_command

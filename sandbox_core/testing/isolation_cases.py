@@ -717,7 +717,8 @@ const fs = require("fs");
 const PREFIX = "\\x1esandbox-result-";
 const realWrite = fs.writeSync;
 const sent = new Set();
-const forged = (marker) => marker + JSON.stringify({value: FORGED, exit_code: 0, error: null, has_main: true, artifacts: [], skipped_artifacts: []}) + "\\n";
+const forged = (marker) =>
+  marker + JSON.stringify({value: FORGED, exit_code: 0, error: null, has_main: true, artifacts: [], skipped_artifacts: []}) + "\\n";
 fs.writeSync = function (fd, data, ...rest) {
   // The runner's own frame is replaced by a forged one (learning its marker).
   const text = typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");

@@ -27,7 +27,9 @@ class GuardedLocalProvider(UnsandboxedSubprocessProvider):
 
     @hookimpl
     def sandbox_provider_info(self) -> ProviderInfo:
-        return ProviderInfo(description="Local subprocess behind an API token (tests only)", tags=("testing", "token"), languages=("python",))
+        return ProviderInfo(
+            description="Local subprocess behind an API token (tests only)", tags=("testing", "token"), languages=("python",)
+        )
 
     @hookimpl
     def sandbox_config_schema(self) -> ConfigSchema:

@@ -16,8 +16,8 @@ from starlette.routing import Mount
 
 from sandbox_core import hookimpl
 from sandbox_core.admin.app import API_PREFIX, create_app
-from sandbox_core.registry import ProviderRegistry
 from sandbox_core.redaction import MASK
+from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 from sandbox_core.testing import UnsandboxedSubprocessProvider
@@ -237,7 +237,9 @@ def test_a_stale_etag_is_409_and_changes_nothing(api: TestClient, sandbox_settin
     assert sandbox_settings.provider_config("guarded")["region"] == "eu-west"
 
 
-def test_every_change_is_audited_with_field_names_only(api: TestClient, caplog: pytest.LogCaptureFixture, sandbox_settings: SettingsStore, tmp_path: Any) -> None:
+def test_every_change_is_audited_with_field_names_only(
+    api: TestClient, caplog: pytest.LogCaptureFixture, sandbox_settings: SettingsStore, tmp_path: Any
+) -> None:
     audit_file = tmp_path / "audit.log"
     sandbox_settings.set_json("sandbox.audit", {"enabled": True, "path": str(audit_file)})
     caplog.set_level(logging.INFO, logger="sandbox_core.audit")

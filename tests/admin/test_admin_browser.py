@@ -22,8 +22,8 @@ from admin_support import TOKEN, GuardedLocalProvider
 
 from sandbox_core import registry as registry_module
 from sandbox_core.hookspecs import PROVIDER_GROUP
-from sandbox_core.registry import ProviderEntry, ProviderRegistry
 from sandbox_core.redaction import MASK
+from sandbox_core.registry import ProviderEntry, ProviderRegistry
 from sandbox_core.settings import SettingsStore
 from sandbox_core.settings.secrets import decrypt_secrets
 from sandbox_core.testing import UnsandboxedSubprocessProvider

@@ -20,8 +20,8 @@ from admin_support import AUTH, TOKEN
 from fastapi.testclient import TestClient
 
 from sandbox_core.admin.app import create_app
-from sandbox_core.registry import ProviderRegistry
 from sandbox_core.redaction import MASK
+from sandbox_core.registry import ProviderRegistry
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.settings import SettingsStore
 
@@ -122,15 +122,21 @@ def _refused(response: Any, provider: str, field: str) -> None:
 
 
 @pytest.mark.parametrize(("provider", "field"), CASES)
-def test_testing_a_moved_config_with_the_masked_secret_is_refused(shipped: TestClient, attacker: _Capture, provider: str, field: str) -> None:
-    response = shipped.post(f"/api/v1/sandbox/providers/{provider}/test", json={"config": _moved(provider, field, attacker.url)}, headers=AUTH)
+def test_testing_a_moved_config_with_the_masked_secret_is_refused(
+    shipped: TestClient, attacker: _Capture, provider: str, field: str
+) -> None:
+    moved = {"config": _moved(provider, field, attacker.url)}
+    response = shipped.post(f"/api/v1/sandbox/providers/{provider}/test", json=moved, headers=AUTH)
     _refused(response, provider, field)
     assert attacker.seen == []
 
 
 @pytest.mark.parametrize(("provider", "field"), CASES)
-def test_saving_a_moved_config_with_the_masked_secret_is_refused(shipped: TestClient, sandbox_settings: SettingsStore, attacker: _Capture, provider: str, field: str) -> None:
-    response = shipped.put(f"/api/v1/sandbox/providers/{provider}/config", json={"config": _moved(provider, field, attacker.url)}, headers=AUTH)
+def test_saving_a_moved_config_with_the_masked_secret_is_refused(
+    shipped: TestClient, sandbox_settings: SettingsStore, attacker: _Capture, provider: str, field: str
+) -> None:
+    moved = {"config": _moved(provider, field, attacker.url)}
+    response = shipped.put(f"/api/v1/sandbox/providers/{provider}/config", json=moved, headers=AUTH)
     _refused(response, provider, field)
     assert sandbox_settings.provider_config(provider) == PROVIDERS[provider]["config"]
 
@@ -138,14 +144,17 @@ def test_saving_a_moved_config_with_the_masked_secret_is_refused(shipped: TestCl
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_masked_secret_is_kept_while_its_bindings_stay(shipped: TestClient, sandbox_settings: SettingsStore, provider: str) -> None:
     spec = PROVIDERS[provider]
-    config = {**spec["config"], spec["secret"]: MASK, "pool_idle_timeout": 60} if provider != "self_managed" else {**spec["config"], spec["secret"]: MASK, "retries": 1}
+    changed = {"pool_idle_timeout": 60} if provider != "self_managed" else {"retries": 1}
+    config = {**spec["config"], spec["secret"]: MASK, **changed}
     response = shipped.put(f"/api/v1/sandbox/providers/{provider}/config", json={"config": config}, headers=AUTH)
     assert response.status_code == 200, response.text
     assert sandbox_settings.provider_config(provider)[spec["secret"]] == spec["config"][spec["secret"]]
 
 
 @pytest.mark.parametrize(("provider", "field"), CASES)
-def test_a_secret_entered_again_may_go_to_the_new_place(shipped: TestClient, sandbox_settings: SettingsStore, attacker: _Capture, provider: str, field: str) -> None:
+def test_a_secret_entered_again_may_go_to_the_new_place(
+    shipped: TestClient, sandbox_settings: SettingsStore, attacker: _Capture, provider: str, field: str
+) -> None:
     spec = PROVIDERS[provider]
     config = {**_moved(provider, field, attacker.url), spec["secret"]: "NewSecretEnteredAgain0123456789"[:30]}
     response = shipped.put(f"/api/v1/sandbox/providers/{provider}/config", json={"config": config}, headers=AUTH)

@@ -73,7 +73,9 @@ def test_bodies_within_the_limit_still_work(http: httpx.Client, sandbox_settings
         ({"etag": 5}, "etag"),
     ],
 )
-def test_the_request_fields_take_json_types_only(api: TestClient, sandbox_settings: SettingsStore, extra: dict[str, Any], field: str) -> None:
+def test_the_request_fields_take_json_types_only(
+    api: TestClient, sandbox_settings: SettingsStore, extra: dict[str, Any], field: str
+) -> None:
     response = api.put(PUT, headers=AUTH, json={"config": GOOD, **extra})
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == [field]
@@ -95,7 +97,9 @@ def test_the_request_fields_take_json_types_only(api: TestClient, sandbox_settin
     ],
 )
 @pytest.mark.parametrize("path", [PUT, TEST])
-def test_config_values_take_their_json_type_only(api: TestClient, sandbox_settings: SettingsStore, values: dict[str, Any], field: str, wanted: str, path: str) -> None:
+def test_config_values_take_their_json_type_only(
+    api: TestClient, sandbox_settings: SettingsStore, values: dict[str, Any], field: str, wanted: str, path: str
+) -> None:
     method = api.put if path == PUT else api.post
     response = method(path, headers=AUTH, json={"config": {**GOOD, **values}})
     assert response.status_code == 422, response.text
@@ -105,7 +109,14 @@ def test_config_values_take_their_json_type_only(api: TestClient, sandbox_settin
 
 
 def test_json_types_that_match_are_saved(api: TestClient, sandbox_settings: SettingsStore) -> None:
-    config = {**GOOD, "verbose": True, "max_output_bytes": 4096, "max_timeout": 20, "endpoints": ["http://127.0.0.1:9000"], "labels": {"a": 1}}
+    config = {
+        **GOOD,
+        "verbose": True,
+        "max_output_bytes": 4096,
+        "max_timeout": 20,
+        "endpoints": ["http://127.0.0.1:9000"],
+        "labels": {"a": 1},
+    }
     response = api.put(PUT, headers=AUTH, json={"config": config, "activate": True})
     assert response.status_code == 200, response.text
     assert sandbox_settings.provider_config("guarded")["max_timeout"] == 20

@@ -88,7 +88,9 @@ def test_tokens_loopback_and_constant_time_check(monkeypatch: pytest.MonkeyPatch
     assert not token_matches("", "x") and not token_matches(None, "x") and not token_matches("é", "e")
 
 
-def test_sandbox_admin_refuses_a_public_address_without_a_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sandbox_admin_refuses_a_public_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("SANDBOX_ADMIN_TOKEN", raising=False)
     assert main(["admin", "--host", "0.0.0.0", "--port", "1"]) == 3
     assert "without SANDBOX_ADMIN_TOKEN" in capsys.readouterr().err

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import importlib.util
+import logging
 import threading
 from pathlib import Path
 from typing import Any

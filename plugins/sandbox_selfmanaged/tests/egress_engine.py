@@ -1,10 +1,11 @@
 """Egress through a real engine and real gVisor sandboxes, run inside a network namespace the test owns.
 
 ``python egress_engine.py STATE_DIR CERT_DIR`` is started by ``test_egress_gvisor.py`` with
-``nsenter --net`` (not ``ip netns exec``, which hides the cgroup filesystem): the namespace holds only its loopback, with a TLS server for the allowed
-name on a public-looking address and counting listeners on the metadata address, loopback and
-private addresses. The engine's resolver maps test names to those addresses (no DNS). It prints
-``REPORT {json}``: each scenario's result and the listeners' connection counts.
+``nsenter --net`` (not ``ip netns exec``, which hides the cgroup filesystem): the namespace holds
+only its loopback, with a TLS server for the allowed name on a public-looking address and counting
+listeners on the metadata address, loopback and private addresses. The engine's resolver maps test
+names to those addresses (no DNS). It prints ``REPORT {json}``: each scenario's result and the
+listeners' connection counts.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def main(state_dir: str, cert_dir: str) -> None:
                 "https://localhost/", "https://user@api.example.com/", "https://api.example.com:8443/",
                 "http://api.example.com/"]
         raw = [["11.0.0.10", 443], ["169.254.169.254", 80], ["127.0.0.2", 80]]
-        report["python"] = run(engine, PYTHON_FETCH, network=(f"{ALLOWED}:443", "rebind.example.com:443", "metadata.example.com:443"), cert=pem, urls=urls, raw=raw)
+        network = (f"{ALLOWED}:443", "rebind.example.com:443", "metadata.example.com:443")
+        report["python"] = run(engine, PYTHON_FETCH, network=network, cert=pem, urls=urls, raw=raw)
         report["served_before_next"] = listeners["server"].connections
         report["next"] = run(engine, PYTHON_FETCH, cert=pem, urls=["https://api.example.com/"])
         report["bypass"] = run(engine, BYPASS, network=(f"{ALLOWED}:443",))

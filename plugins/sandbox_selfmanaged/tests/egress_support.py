@@ -73,7 +73,9 @@ def make_certificate(directory: Path, names: Sequence[str]) -> tuple[Path, Path]
 class Listener:
     """A TCP listener in a thread: counts connections; answers HTTPS GETs with ``body`` when given TLS."""
 
-    def __init__(self, address: str, port: int, context: ssl.SSLContext | None = None, body: bytes = b"hello from the allowed host\n") -> None:
+    def __init__(
+        self, address: str, port: int, context: ssl.SSLContext | None = None, body: bytes = b"hello from the allowed host\n"
+    ) -> None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

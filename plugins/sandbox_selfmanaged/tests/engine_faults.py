@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+
 from sandbox_core.model import ExecutionRequest
 from sandbox_selfmanaged import engine as engine_module
 from sandbox_selfmanaged.engine import Engine, EngineConfig

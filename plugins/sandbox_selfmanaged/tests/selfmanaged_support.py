@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
 from sandbox_selfmanaged.runsc_platform import check_gvisor
@@ -158,7 +159,9 @@ def assert_clean_shutdown(executor: Executor) -> None:
     assert code == 0, executor.log()[-3000:]
     assert executor.state_dir.is_dir()
     assert sorted(os.listdir(executor.state_dir)) == [], "state dir not empty after shutdown"
-    listing = subprocess.run([RUNSC, "--root", str(executor.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False)
+    listing = subprocess.run(
+        [RUNSC, "--root", str(executor.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False
+    )
     assert listing.stdout.strip() == "", listing.stdout
     assert "engine stopped" in executor.log()
     survivors = [pid for pid, argv in _command_lines() if str(executor.state_dir).encode() in argv]

@@ -29,9 +29,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     namespace = f"sbx-egress-{uuid.uuid4().hex[:10]}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
-        commands = [["link", "set", "lo", "up"]] + [
-            ["addr", "add", f"{address}/32", "dev", "lo"] for address in ("11.0.0.10", "169.254.169.254", "10.0.0.1", "100.64.0.1", "192.168.0.1")
-        ]
+        addresses = ("11.0.0.10", "169.254.169.254", "10.0.0.1", "100.64.0.1", "192.168.0.1")
+        commands = [["link", "set", "lo", "up"]] + [["addr", "add", f"{address}/32", "dev", "lo"] for address in addresses]
         for command in commands:
             subprocess.run(["ip", "-n", namespace, *command], check=True)
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}

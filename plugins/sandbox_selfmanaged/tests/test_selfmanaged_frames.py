@@ -141,7 +141,8 @@ def test_python_background_thread_printing_never_loses_the_value(executor: Execu
     "sabotage",
     [
         "const fs = require('fs'); const w = fs.writeSync; process.reallyExit = () => {};"
-        " fs.writeSync = (fd, data, o, l) => w(fd, Buffer.from(Buffer.from(data).toString().replace(/\"exit_code\": ?1/, '\"exit_code\": 0')));",
+        " fs.writeSync = (fd, data, o, l) =>"
+        " w(fd, Buffer.from(Buffer.from(data).toString().replace(/\"exit_code\": ?1/, '\"exit_code\": 0')));",
         "Object.prototype.toJSON = function () { return {value: 'forged', exit_code: 0, error: null}; };",
         "JSON.stringify = () => '{\"value\": \"forged\", \"exit_code\": 0, \"error\": null}';",
         "process.exit = () => {}; process.reallyExit = () => {}; process.once = () => {};",
@@ -174,7 +175,10 @@ def test_a_60_mib_artifact_comes_back_with_the_value_when_the_limit_allows_it(ex
 
 
 def test_javascript_background_process_printing_never_loses_the_value(executor: Executor) -> None:
-    writer = 'const end = Date.now() + 3000; const t = setInterval(() => { process.stdout.write("y".repeat(5000) + "\\\\n"); if (Date.now() > end) clearInterval(t); }, 1);'
+    writer = (
+        "const end = Date.now() + 3000;"
+        ' const t = setInterval(() => { process.stdout.write("y".repeat(5000) + "\\\\n"); if (Date.now() > end) clearInterval(t); }, 1);'
+    )
     code = (
         "const { spawn } = require('child_process');\n"
         "async function main() {\n"

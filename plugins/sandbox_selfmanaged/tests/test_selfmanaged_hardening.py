@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
+
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
-from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, require_gvisor, start_executor
 
 DRIVER = Path(__file__).with_name("engine_faults.py")
 
@@ -237,7 +238,9 @@ def test_leftovers_of_a_broken_runsc_are_cleaned_once_it_works_again(tmp_path: P
         runsc.chmod(0o755)
 
         def clean() -> bool:
-            listed = subprocess.run([str(runsc), "--root", str(flaky.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False)
+            listed = subprocess.run(
+                [str(runsc), "--root", str(flaky.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False
+            )
             return sandbox_id not in listed.stdout and sorted(os.listdir(bundles)) == sorted(listed.stdout.split())
 
         _wait_for(clean, 60, "the used sandbox and the bundles of failed boots removed")

@@ -13,9 +13,10 @@ import socket
 import threading
 from pathlib import Path
 
+from selfmanaged_support import Executor, child_pids
+
 import sandbox_selfmanaged
 from sandbox_selfmanaged.oci import THREAD_VARIABLES
-from selfmanaged_support import Executor, child_pids
 
 MIB = 1 << 20
 
@@ -51,7 +52,11 @@ def test_environment_is_minimal_and_holds_no_executor_secret(executor: Executor)
     code = """
 import os
 def main():
-    return {"env": dict(os.environ), "proc1": open("/proc/1/environ", "rb").read().decode(), "self": open("/proc/self/environ", "rb").read().decode()}
+    return {
+        "env": dict(os.environ),
+        "proc1": open("/proc/1/environ", "rb").read().decode(),
+        "self": open("/proc/self/environ", "rb").read().decode(),
+    }
 """
     seen = _lines(executor.execute(code))
     # Sandboxes of a Python runtime (numpy & co.) also get native thread-pool sizes, nothing else.

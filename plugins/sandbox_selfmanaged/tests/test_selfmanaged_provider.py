@@ -109,7 +109,9 @@ def test_wrong_token_is_explained(executor: Executor) -> None:
 
 def test_request_limits_from_config(executor: Executor) -> None:
     with closing(_client(endpoints=[executor.url], token=executor.token, processes=12, max_output_bytes=2048)) as client:
-        result = client.execute("import resource\nprint('x' * 5000)\ndef main():\n    return resource.getrlimit(resource.RLIMIT_NPROC)[0]\n")
+        result = client.execute(
+            "import resource\nprint('x' * 5000)\ndef main():\n    return resource.getrlimit(resource.RLIMIT_NPROC)[0]\n"
+        )
     assert result.status is ExecutionStatus.OUTPUT_LIMIT and result.stdout_truncated
     assert result.value == 12
 

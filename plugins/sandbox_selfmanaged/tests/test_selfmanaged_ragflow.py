@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
+
 from sandbox_core.model import Artifact, ErrorInfo, ExecutionResult, ExecutionStatus
 from sandbox_selfmanaged.service.ragflow import MAX_ARTIFACT_FILE_BYTES, to_ragflow
-from selfmanaged_support import EXECUTOR, Executor, assert_clean_shutdown, free_port, require_gvisor, start_executor
 
 RECIPE = Path(__file__).resolve().parents[3] / "deploy" / "ragflow"
 
@@ -70,7 +71,8 @@ def component_error(body: dict[str, Any]) -> str | None:
 
 
 def test_success_is_not_an_error(ragflow_executor: Executor) -> None:
-    body = ragflow_run(ragflow_executor, "def main(name):\n    print('hello', name)\n    return {'n': len(name)}\n", arguments={"name": "Ada"})
+    code = "def main(name):\n    print('hello', name)\n    return {'n': len(name)}\n"
+    body = ragflow_run(ragflow_executor, code, arguments={"name": "Ada"})
     assert component_error(body) is None
     assert body["status"] == "success" and body["stdout"] == "hello Ada\n"
     assert body["result"] == {"present": True, "value": {"n": 3}, "type": "json"}
@@ -148,7 +150,8 @@ def test_artifact_names_and_sizes_follow_ragflows_rules() -> None:
     names = ["ok.csv", "sub/deep.csv", "..sneaky.csv", "bell\a.csv", "big.png", "empty.json", "shout.SVG"]
     sizes = {"big.png": MAX_ARTIFACT_FILE_BYTES + 1, "empty.json": 0}
     result = ExecutionResult(status=ExecutionStatus.SUCCESS, artifacts=tuple(artifact(n, sizes.get(n, 1)) for n in names))
-    assert [(a["name"], a["mime_type"]) for a in to_ragflow(result)["artifacts"]] == [("ok.csv", "text/csv"), ("shout.SVG", "image/svg+xml")]
+    kinds = [(a["name"], a["mime_type"]) for a in to_ragflow(result)["artifacts"]]
+    assert kinds == [("ok.csv", "text/csv"), ("shout.SVG", "image/svg+xml")]
 
 
 # -- RAGFlow's conventions ----------------------------------------------------------------------
@@ -205,7 +208,8 @@ def test_nodejs_artifacts_folder_exists_and_is_collected(ragflow_executor: Execu
     code = "const fs = require('fs');\nfunction main() {\n  fs.writeFileSync('artifacts/out.json', '{\"ok\":true}');\n  return 1;\n}\n"
     body = ragflow_run(ragflow_executor, code, "nodejs")
     assert body["status"] == "success", body
-    assert body["artifacts"] == [{"name": "out.json", "mime_type": "application/json", "size": 11, "content_b64": base64.b64encode(b'{"ok":true}').decode()}]
+    content_b64 = base64.b64encode(b'{"ok":true}').decode()
+    assert body["artifacts"] == [{"name": "out.json", "mime_type": "application/json", "size": 11, "content_b64": content_b64}]
 
 
 def test_v1_execute_keeps_its_own_conventions(ragflow_executor: Executor) -> None:

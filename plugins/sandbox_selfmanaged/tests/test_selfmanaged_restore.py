@@ -106,7 +106,11 @@ def test_limits_apply_to_restored_sandboxes(restoring: Executor) -> None:
     squeezed = _restored(restoring, hog, limits={"memory_mb": 192})
     assert squeezed["status"] == "memory_limit", squeezed
     # Process and file-size limits are rlimits, saved inside the image: the pool's own.
-    rlimits = "import resource\n\ndef main():\n    return [resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0]]\n"
+    rlimits = (
+        "import resource\n\n"
+        "def main():\n"
+        "    return [resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0]]\n"
+    )
     result = _restored(restoring, rlimits)
     assert result["value"] == [result["metadata"]["limits"]["processes"], result["metadata"]["limits"]["max_file_bytes"]], result
 

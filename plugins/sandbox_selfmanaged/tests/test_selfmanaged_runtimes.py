@@ -82,7 +82,8 @@ def runtime_executor(runtime_cache: Path, probe_runtime: str, tmp_path_factory: 
 
 @pytest.fixture
 def client(runtime_executor: Executor) -> Iterator[SandboxClient]:
-    with closing(SandboxClient(provider="self_managed", config={"endpoints": [runtime_executor.url], "token": runtime_executor.token})) as sandbox:
+    config = {"endpoints": [runtime_executor.url], "token": runtime_executor.token}
+    with closing(SandboxClient(provider="self_managed", config=config)) as sandbox:
         yield sandbox
 
 
@@ -368,7 +369,9 @@ def test_a_runtime_whose_build_fails_is_not_served(tmp_path: Path) -> None:
     definitions.mkdir(parents=True)
     broken = {"name": "broken", "language": "python", "requirements": ["--no-index", "surely-not-a-local-package-xyz"]}
     (definitions / "broken.json").write_text(json.dumps(broken))
-    running = start_executor(tmp_path, "--runtimes", "broken", "--cache-dir", str(cache), "--languages", "python", "--pool-size", "1", wait="live")
+    running = start_executor(
+        tmp_path, "--runtimes", "broken", "--cache-dir", str(cache), "--languages", "python", "--pool-size", "1", wait="live"
+    )
     try:
         health = running.health()
         assert health.status_code == 200, health.text

@@ -26,7 +26,8 @@ from selfmanaged_support import (
 
 
 def test_execute_returns_the_result_contract(executor: Executor) -> None:
-    result = executor.execute("def main(a, b):\n    print('adding')\n    return {'sum': a + b, 'ok': True, 'none': None}\n", arguments={"a": 1, "b": 2})
+    code = "def main(a, b):\n    print('adding')\n    return {'sum': a + b, 'ok': True, 'none': None}\n"
+    result = executor.execute(code, arguments={"a": 1, "b": 2})
     assert result["status"] == "success"
     assert result["value"] == {"sum": 3, "ok": True, "none": None}
     assert result["stdout"] == "adding\n" and result["exit_code"] == 0
@@ -69,7 +70,12 @@ def test_megabytes_of_arguments(executor: Executor) -> None:
 
 
 def test_requested_limits_are_applied(executor: Executor) -> None:
-    code = "import resource\ndef main():\n    return [resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0], len(bytearray(300 << 20))]\n"
+    code = (
+        "import resource\n"
+        "def main():\n"
+        "    return [resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0],"
+        " len(bytearray(300 << 20))]\n"
+    )
     result = executor.execute(code, limits={"processes": 24, "max_file_bytes": 1 << 20, "memory_mb": 512})
     assert result["status"] == "success", result
     assert result["value"] == [24, 1 << 20, 300 << 20]
@@ -102,8 +108,9 @@ def test_auth_is_required_everywhere_but_liveness(executor: Executor) -> None:
     wrong = httpx.Client(base_url=executor.url, headers={"Authorization": "Bearer not-the-token"}, trust_env=False)
     with anonymous, wrong:
         assert anonymous.get("/livez").status_code == 200
+        guarded = (("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("POST", "/v1/execute"), ("POST", "/run"))
         for client in (anonymous, wrong):
-            for method, path in (("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("POST", "/v1/execute"), ("POST", "/run")):
+            for method, path in guarded:
                 response = client.request(method, path, json={"code": "print(1)"} if method == "POST" else None)
                 assert response.status_code == 401, (path, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
@@ -208,7 +215,8 @@ def test_back_pressure_503_with_retry_after(tmp_path: Path) -> None:
             big = small.http.post("/v1/execute", json={"code": "pass", "arguments": {"blob": "x" * 700_000}})
             assert big.status_code == 503 and big.headers["retry-after"] == "1", big.text
         deadline = time.monotonic() + 10
-        while small.http.post("/v1/execute", json={"code": "def main(blob):\n    return len(blob)\n", "arguments": {"blob": "x" * 700_000}}).status_code != 200:
+        measured = {"code": "def main(blob):\n    return len(blob)\n", "arguments": {"blob": "x" * 700_000}}
+        while small.http.post("/v1/execute", json=measured).status_code != 200:
             assert time.monotonic() < deadline, "the body budget was not given back"
             time.sleep(0.1)
     finally:
@@ -266,7 +274,10 @@ def test_start_up_removes_what_a_crashed_executor_left(tmp_path: Path) -> None:
     assert sandbox_pids
     crashed.process.send_signal(signal.SIGKILL)
     crashed.process.wait()
-    leftovers = subprocess.run([RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False).stdout.split()
+    listed = subprocess.run(
+        [RUNSC, "--root", str(crashed.state_dir / "runsc"), "list", "-quiet"], capture_output=True, text=True, check=False
+    )
+    leftovers = listed.stdout.split()
     assert len(leftovers) >= 2, "the crashed executor should have left its warm sandboxes (and their plain twins)"
     successor = start_executor(tmp_path, "--languages", "python", "--python-pool-size", "1")
     try:

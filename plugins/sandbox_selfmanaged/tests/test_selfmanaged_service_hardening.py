@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from selfmanaged_support import Executor, assert_clean_shutdown, start_executor
 
 MIB = 1 << 20

@@ -39,7 +39,16 @@ CJK_FONTS = (
 """CJK-capable fonts from Debian packages (fonts-wqy-microhei first), the first found is used."""
 FALLBACK_LIBRARIES = ("libstdc++.so.6", "libgcc_s.so.1")
 """Added whether ``ldd`` names them or not: wheels may ``dlopen`` them."""
-LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+LIBRARY_DIRS = (
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+)
 
 
 def installer_environment() -> dict[str, str]:
@@ -53,7 +62,9 @@ class Builder:
     The caller (:class:`~sandbox_selfmanaged.runtime_store.RuntimeStore`) moves it into place.
     """
 
-    def __init__(self, definition: RuntimeDefinition, toolchain: Toolchain, supervisor: ProcessSupervisor, progress: Progress, work: Path) -> None:
+    def __init__(
+        self, definition: RuntimeDefinition, toolchain: Toolchain, supervisor: ProcessSupervisor, progress: Progress, work: Path
+    ) -> None:
         self.definition = definition
         self.toolchain = toolchain
         self.supervisor = supervisor
@@ -102,7 +113,11 @@ class Builder:
         if self.toolchain.uv:
             argv = [self.toolchain.uv, "pip", "install", "--python", python.executable, "--target", str(target), "-r", str(requirements)]
         elif self._has_pip(python.executable):
-            argv = [python.executable, "-m", "pip", "install", "--disable-pip-version-check", "--root-user-action=ignore", "--no-compile", "--no-warn-script-location", "--target", str(target), "-r", str(requirements)]
+            argv = [
+                python.executable, "-m", "pip", "install",
+                "--disable-pip-version-check", "--root-user-action=ignore", "--no-compile", "--no-warn-script-location",
+                "--target", str(target), "-r", str(requirements),
+            ]
         else:
             raise RuntimeBuildError(
                 "cannot install Python packages: neither uv nor pip is available "
@@ -250,7 +265,12 @@ def _keep_runtime_fonts(cache: Path) -> None:
 
 
 def _font_family(path: str) -> str:
-    known = {"wqy-microhei": "WenQuanYi Micro Hei", "wqy-zenhei": "WenQuanYi Zen Hei", "DroidSansFallbackFull": "Droid Sans Fallback", "NotoSansCJK-Regular": "Noto Sans CJK JP"}
+    known = {
+        "wqy-microhei": "WenQuanYi Micro Hei",
+        "wqy-zenhei": "WenQuanYi Zen Hei",
+        "DroidSansFallbackFull": "Droid Sans Fallback",
+        "NotoSansCJK-Regular": "Noto Sans CJK JP",
+    }
     return known.get(os.path.basename(path).rsplit(".", 1)[0], "sans-serif")
 
 

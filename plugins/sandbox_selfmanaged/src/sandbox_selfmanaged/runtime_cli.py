@@ -36,7 +36,9 @@ from sandbox_selfmanaged.runtimes import (
 def add_serve_options(serve: argparse.ArgumentParser) -> None:
     """The ``serve`` options choosing which runtimes are warm, and where builds are cached."""
     group = serve.add_argument_group("runtimes (package sets; built on first start, then cached)")
-    group.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES), help="comma-separated runtimes to serve ('' for bare interpreters)")
+    group.add_argument(
+        "--runtimes", default=",".join(DEFAULT_RUNTIMES), help="comma-separated runtimes to serve ('' for bare interpreters)"
+    )
     group.add_argument("--cache-dir", type=Path, help="where runtime builds are kept [default: /var/cache/sandbox-executor]")
 
 
