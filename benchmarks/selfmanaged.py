@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sandbox_selfmanaged.cgroups import Cgroups
-from sandbox_selfmanaged.engine import EngineConfig
 
 from sandbox_core import SandboxClient
+from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.engine import EngineConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PYTHON_CODE = "print(42)"
@@ -214,7 +214,10 @@ def measure_latency(executor: Executor, client: SandboxClient, rounds: int, runs
         "full_stack_javascript": full_stack("javascript", JS_CODE),
         "unsandboxed_python_subprocess": command(["/usr/bin/python3", "-I", "-c", PYTHON_CODE]),
         "unsandboxed_node_subprocess": command([node, "-e", JS_CODE]),
-        "runsc_do_python": command([runsc, f"--root={runsc_root}", f"--log={runsc_root}/runsc.log", "--network=none", "--platform=ptrace", "do", "/usr/bin/python3", "-c", PYTHON_CODE]),
+        "runsc_do_python": command([
+            runsc, f"--root={runsc_root}", f"--log={runsc_root}/runsc.log", "--network=none", "--platform=ptrace",
+            "do", "/usr/bin/python3", "-c", PYTHON_CODE,
+        ]),
     }
     samples: dict[str, list[float]] = {name: [] for name in methods}
     for name, run in methods.items():  # warm-up: caches, connections, lazy imports
@@ -231,7 +234,9 @@ def measure_latency(executor: Executor, client: SandboxClient, rounds: int, runs
     return {name: summary(values) for name, values in samples.items()}, summary(inner)
 
 
-def run_executions(client: SandboxClient, concurrency: int, *, count: int | None = None, until: float | None = None) -> tuple[list[float], list[str]]:
+def run_executions(
+    client: SandboxClient, concurrency: int, *, count: int | None = None, until: float | None = None
+) -> tuple[list[float], list[str]]:
     """Trivial executions from ``concurrency`` threads: ``count`` in all, or as many as fit before ``until``."""
     latencies: list[float] = []
     failures: list[str] = []
@@ -275,7 +280,9 @@ def measure_throughput(executor: Executor, client: SandboxClient, concurrency: i
     }
 
 
-def measure_cpu(executors: dict[str, Executor], clients: dict[str, SandboxClient], concurrency: int, blocks: int, per_block: int) -> dict[str, Any]:
+def measure_cpu(
+    executors: dict[str, Executor], clients: dict[str, SandboxClient], concurrency: int, blocks: int, per_block: int
+) -> dict[str, Any]:
     """CPU-seconds per fresh-sandbox execution of each executor: paired blocks, interleaved.
 
     Each block runs ``per_block`` trivial executions at ``concurrency`` on one executor, then
@@ -339,7 +346,8 @@ def measure_memory(executor: Executor) -> dict[str, Any]:
             entry["cgroup_mib"].append(usage / 2**20)
         entry["pss_mib"].append(pss / 2**20)
     return {
-        language: {key: round(statistics.fmean(values), 1) for key, values in entry.items() if values} | {"sandboxes": len(entry["pss_mib"])}
+        language: {key: round(statistics.fmean(values), 1) for key, values in entry.items() if values}
+        | {"sandboxes": len(entry["pss_mib"])}
         for language, entry in per_language.items()
     }
 
@@ -352,7 +360,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     latency = results["latency"]
     names = list(latency)
-    labels = [n.replace("_", " ").replace("full stack", "full stack\n").replace("unsandboxed", "unsandboxed\n").replace("runsc do", "runsc do\n") for n in names]
+    labels = [
+        n.replace("_", " ").replace("full stack", "full stack\n").replace("unsandboxed", "unsandboxed\n").replace("runsc do", "runsc do\n")
+        for n in names
+    ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     positions = range(len(names))
     left.bar([p - 0.2 for p in positions], [latency[n]["p50_ms"] for n in names], width=0.4, label="p50")
@@ -378,7 +389,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     twin.set_ylim(bottom=0)
     lines = right.get_lines() + twin.get_lines()
     right.legend(lines, [line.get_label() for line in lines], loc="upper left")
-    figure.suptitle(f"sandbox-selfmanaged on {results['machine']['cpus']} CPUs, {results['machine']['runsc']} (platform {results['machine']['platform']})", fontsize=10)
+    machine = results["machine"]
+    figure.suptitle(f"sandbox-selfmanaged on {machine['cpus']} CPUs, {machine['runsc']} (platform {machine['platform']})", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -471,7 +483,9 @@ def main() -> int:
                 "full_stack_javascript_p50_over_unsandboxed_node_p50": round(
                     latency["full_stack_javascript"]["p50_ms"] / latency["unsandboxed_node_subprocess"]["p50_ms"], 2
                 ),
-                "runsc_do_p50_over_full_stack_python_p50": round(latency["runsc_do_python"]["p50_ms"] / latency["full_stack_python"]["p50_ms"], 2),
+                "runsc_do_p50_over_full_stack_python_p50": round(
+                    latency["runsc_do_python"]["p50_ms"] / latency["full_stack_python"]["p50_ms"], 2
+                ),
             },
             "throughput": throughput,
             "memory_per_warm_sandbox": memory,

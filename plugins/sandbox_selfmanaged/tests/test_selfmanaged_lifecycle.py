@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selfmanaged_support import Executor, assert_clean_shutdown, require_gvisor, start_executor
+
 from sandbox_selfmanaged.cgroups import LIMITED_CONTROLLERS, Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
-from selfmanaged_support import Executor, assert_clean_shutdown, require_gvisor, start_executor
 
 MIXED_EXECUTIONS = 60
 POOL = 2
@@ -151,8 +152,11 @@ def test_cgroup_is_created_with_its_limits_entered_before_exec_and_removed() -> 
         cgroups.create(path, memory_bytes=64 << 20, cpu_quota_us=50_000, cpu_period_us=100_000, pids=40)
         files = cgroups.procs_files(path)
         assert len(files) == (1 if cgroups.v2 else len(LIMITED_CONTROLLERS))
-        assert int(files[0].with_name("memory.max" if cgroups.v2 else "memory.limit_in_bytes").read_text()) == 64 << 20
-        done = subprocess.run(cgroups.join_argv(path, ["/bin/cat", "/proc/self/cgroup"]), capture_output=True, text=True, timeout=30, check=True)
+        limit_file = files[0].with_name("memory.max" if cgroups.v2 else "memory.limit_in_bytes")
+        assert int(limit_file.read_text()) == 64 << 20
+        done = subprocess.run(
+            cgroups.join_argv(path, ["/bin/cat", "/proc/self/cgroup"]), capture_output=True, text=True, timeout=30, check=True
+        )
         seen = {c: p for _id, cs, p in (line.split(":", 2) for line in done.stdout.splitlines()) for c in cs.split(",")}
         for controller in ("",) if cgroups.v2 else LIMITED_CONTROLLERS:
             assert seen[controller] == path, seen

@@ -29,7 +29,10 @@ _JOIN_SCRIPT = (
 )
 LIMITED_CONTROLLERS = ("memory", "pids", "cpu")
 """The controllers a sandbox's cgroup is created in: those its limits are written to."""
-V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "systemd")
+V1_CONTROLLERS = (
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma",
+    "systemd",
+)
 
 
 def _mount_types() -> dict[str, str]:

@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox_selfmanaged import __version__
-from sandbox_selfmanaged import runtime_cli
+from sandbox_selfmanaged import __version__, runtime_cli
 from sandbox_selfmanaged.limits import DEFAULT_MAXIMUMS, MIB, Limits
 from sandbox_selfmanaged.runsc_platform import AUTO, RUNSC_ENV
 
@@ -90,7 +89,9 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     net.add_argument("--queue-size", type=int, default=64, help="requests waiting for a slot before 503s")
     net.add_argument("--queue-timeout", type=float, default=60.0, help="seconds a request may wait for a slot")
     net.add_argument("--max-request-bytes", type=int, default=32 * MIB, help="largest request body (code + arguments)")
-    net.add_argument("--max-held-request-bytes", type=int, help="request bodies held at once, queued ones included [default: 8 x --max-request-bytes]")
+    net.add_argument(
+        "--max-held-request-bytes", type=int, help="request bodies held at once, queued ones included [default: 8 x --max-request-bytes]"
+    )
     net.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send a request's headers")
     net.add_argument(
         "--body-timeout", type=float, default=10.0,
@@ -104,7 +105,9 @@ def _parser(profile: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     pool.add_argument("--javascript-pool-size", type=int, help="override --pool-size for JavaScript")
     pool.add_argument("--boot-concurrency", type=int, default=max(1, os.cpu_count() or 1), help="sandbox boots in flight")
     pool.add_argument("--languages", default="python,javascript", help="comma-separated languages to serve")
-    pool.add_argument("--state-dir", type=Path, help="the executor's own directory (emptied on shutdown) [default: /var/lib/sandbox-executor]")
+    pool.add_argument(
+        "--state-dir", type=Path, help="the executor's own directory (emptied on shutdown) [default: /var/lib/sandbox-executor]"
+    )
     pool.add_argument(
         "--runsc", default=os.environ.get(RUNSC_ENV) or None,
         help=f"path of runsc [default: ${RUNSC_ENV}, else runsc on PATH, else /usr/bin/runsc]",

@@ -202,7 +202,8 @@ class ExecutorClient:
             payload["network"] = list(request.network)
         if request.files:
             payload["files"] = {name: base64.b64encode(data).decode("ascii") for name, data in request.files.items()}
-        limits = {name: config[name] for name in ("memory_mb", "processes", "max_output_bytes", "max_file_bytes") if config.get(name) is not None}
+        limit_fields = ("memory_mb", "processes", "max_output_bytes", "max_file_bytes")
+        limits = {name: config[name] for name in limit_fields if config.get(name) is not None}
         if limits:
             payload["limits"] = limits
         overhead = float(config.get("request_timeout") or 30.0)

@@ -44,10 +44,10 @@ from sandbox_core.runner.session_channel import session_runner_path
 from sandbox_core.streaming import OutputCallback
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.cgroups import Cgroups
+from sandbox_selfmanaged.checkpoint import Checkpoints
 from sandbox_selfmanaged.egress.allowlist import Allowlist
 from sandbox_selfmanaged.egress.gateway import EgressGateway
 from sandbox_selfmanaged.egress.proxy import Resolver, system_resolver
-from sandbox_selfmanaged.checkpoint import Checkpoints
 from sandbox_selfmanaged.errors import (
     EgressPolicyError,
     ExecutionCancelled,
@@ -64,8 +64,8 @@ from sandbox_selfmanaged.runsc import Runsc, find_runsc
 from sandbox_selfmanaged.runsc_platform import AUTO, choose_platform
 from sandbox_selfmanaged.runtimes import default_cache_dir
 from sandbox_selfmanaged.runtimes import names as runtime_names
-from sandbox_selfmanaged.served_runtimes import ServedRuntimes, plain_key
 from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, RunOutcome, Sandbox, SandboxLayout
+from sandbox_selfmanaged.served_runtimes import ServedRuntimes, plain_key
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,10 @@ class Engine:
         read_end, write_end = os.pipe()
         try:
             self._watchdog_pid = self.supervisor.spawn(
-                [sys.executable, "-I", "-S", "-B", str(Path(__file__).with_name("watchdog.py")), str(self.state_dir / "runsc"), *directories],
+                [
+                    sys.executable, "-I", "-S", "-B", str(Path(__file__).with_name("watchdog.py")),
+                    str(self.state_dir / "runsc"), *directories,
+                ],
                 stdin=read_end,
                 stderr=2,
             )

@@ -72,15 +72,30 @@ SCHEMA = ConfigSchema(
             "default_timeout",
             "number",
             label="Default timeout (s)",
-            description="Wall-clock limit of an execution whose caller did not choose one (the executor refuses more than its --max-timeout).",
+            description=(
+                "Wall-clock limit of an execution whose caller did not choose one "
+                "(the executor refuses more than its --max-timeout)."
+            ),
             default=30.0,
             minimum=0.1,
             maximum=3600,
         ),
-        ConfigField("memory_mb", "integer", label="Memory (MiB)", description="Per-execution memory, files in /tmp included (executor default if empty).", minimum=64, maximum=65536),
-        ConfigField("processes", "integer", label="Processes", description="Processes and threads at once (executor default if empty).", minimum=4, maximum=4096),
-        ConfigField("max_output_bytes", "integer", label="Output limit (bytes)", description="Bytes of stdout and of stderr kept (executor default if empty).", minimum=1024, maximum=1 << 30),
-        ConfigField("max_file_bytes", "integer", label="File size limit (bytes)", description="Largest file code may write (executor default if empty).", minimum=4096, maximum=1 << 40),
+        ConfigField(
+            "memory_mb", "integer", label="Memory (MiB)",
+            description="Per-execution memory, files in /tmp included (executor default if empty).", minimum=64, maximum=65536,
+        ),
+        ConfigField(
+            "processes", "integer", label="Processes",
+            description="Processes and threads at once (executor default if empty).", minimum=4, maximum=4096,
+        ),
+        ConfigField(
+            "max_output_bytes", "integer", label="Output limit (bytes)",
+            description="Bytes of stdout and of stderr kept (executor default if empty).", minimum=1024, maximum=1 << 30,
+        ),
+        ConfigField(
+            "max_file_bytes", "integer", label="File size limit (bytes)",
+            description="Largest file code may write (executor default if empty).", minimum=4096, maximum=1 << 40,
+        ),
         ConfigField(
             "network_allowlist",
             "string",
@@ -140,7 +155,10 @@ def sandbox_validate_config(config: Mapping[str, Any]) -> list[FieldProblem]:
     remote = [url for url in endpoints if not _is_local(url)]
     if remote and not config.get("token"):
         problems.append(
-            FieldProblem("token", f"is required for executors on other machines ({', '.join(remote)}); executors refuse to listen there without one")
+            FieldProblem(
+                "token",
+                f"is required for executors on other machines ({', '.join(remote)}); executors refuse to listen there without one",
+            )
         )
     return problems
 

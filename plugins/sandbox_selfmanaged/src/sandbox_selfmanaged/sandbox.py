@@ -31,8 +31,8 @@ from pathlib import Path
 import attrs
 
 from sandbox_core.runner import BoundedCapture, Job, ResultStream
-from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_core.runner.python_runner import PRELOAD_READY
+from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_selfmanaged.cgroups import JOIN_FAILED, Cgroups
 from sandbox_selfmanaged.errors import SandboxBootError
 from sandbox_selfmanaged.limits import Limits

@@ -47,10 +47,10 @@ from sandbox_core.policy import POLICY_ENV, CodePolicy, check
 from sandbox_selfmanaged import EVENTS_MEDIA_TYPE, __version__
 from sandbox_selfmanaged.engine import Engine, EngineConfig
 from sandbox_selfmanaged.errors import ExecutionCancelled, ExecutorError, LimitError, SandboxUnavailableError
-from sandbox_selfmanaged.runtimes import UnknownRuntimeError
-from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.limits import Limits, resolve
+from sandbox_selfmanaged.runtimes import UnknownRuntimeError
 from sandbox_selfmanaged.sandbox import Cancellation
+from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.bodies import parse_body, read_body
 from sandbox_selfmanaged.service.events import EventInbox, EventStreamResponse, wants_events
@@ -63,8 +63,8 @@ from sandbox_selfmanaged.service.models import (
     ProblemOut,
     RuntimeOut,
 )
-from sandbox_selfmanaged.service.responses import RelayedJSONResponse
 from sandbox_selfmanaged.service.ragflow import RunRequest, RunResponse, job_options, policy_refusal, to_ragflow
+from sandbox_selfmanaged.service.responses import RelayedJSONResponse
 from sandbox_selfmanaged.service.sessions_api import add_session_routes, with_files
 from sandbox_selfmanaged.sessions import SessionManager
 
