@@ -218,7 +218,7 @@ class Engine:
         if self.egress_allowlist.rules:
             self._start_egress()
         self._start_watchdog()
-        self.janitor = Janitor()
+        self.janitor = Janitor(on_dispose=self._let_go)
         if self.config.restore:
             self.checkpoints = Checkpoints(self.state_dir / "images", self.runsc)
         self.pool = WarmPool(
@@ -440,6 +440,11 @@ class Engine:
         egress.attach(sandbox.id, socket)
         return sandbox
 
+    def _let_go(self, sandbox: Sandbox) -> None:
+        """What the engine keeps for a sandbox that is being destroyed: its egress socket."""
+        if self.egress is not None:
+            self.egress.forget(sandbox.id)
+
     def wait_ready(self, timeout: float) -> bool:
         """Wait for the warm pool to fill; False (and the reason in :meth:`health`) if it did not."""
         return self.pool is not None and self.pool.wait_ready(timeout)
@@ -526,8 +531,6 @@ class Engine:
                 released.set()
                 self._active.discard(sandbox)
                 self._unreleased.discard(sandbox)
-            if egress is not None:
-                egress.forget(sandbox.id)
             assert self.janitor is not None
             self.janitor.dispose(sandbox)
             if sandbox.limits.boot_key() == pool.profile.boot_key():

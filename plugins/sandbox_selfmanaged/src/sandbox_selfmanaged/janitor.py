@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from sandbox_selfmanaged.sandbox import Sandbox
 
@@ -21,9 +22,15 @@ RETRY_MAX = 30.0
 
 
 class Janitor:
-    """A worker thread that runs :meth:`Sandbox.destroy` on what it is handed, in order, retrying failures."""
+    """A worker thread that runs :meth:`Sandbox.destroy` on what it is handed, in order, retrying failures.
 
-    def __init__(self) -> None:
+    ``on_dispose`` is called with each sandbox as it is handed in, whichever path handed it (a
+    finished execution, a warm sandbox found dead in the pool, a failed boot): the place to let go
+    of what the executor keeps per sandbox outside runsc (its egress socket).
+    """
+
+    def __init__(self, on_dispose: Callable[[Sandbox], None] | None = None) -> None:
+        self._on_dispose = on_dispose
         self._queue: queue.Queue[Sandbox | None] = queue.Queue()
         self._retries: dict[Sandbox, tuple[float, float]] = {}  # sandbox -> (next attempt, pause); worker thread only
         self._retrying = 0
@@ -34,6 +41,11 @@ class Janitor:
     def dispose(self, sandbox: Sandbox) -> None:
         """Schedule ``sandbox`` for destruction (it is killed right away, deleted soon after)."""
         sandbox.kill()
+        if self._on_dispose is not None:
+            try:
+                self._on_dispose(sandbox)
+            except Exception:  # what is kept beside a sandbox must never stop its destruction
+                logger.exception("releasing what was kept for sandbox %s failed", sandbox.id)
         self._queue.put(sandbox)
 
     @property
