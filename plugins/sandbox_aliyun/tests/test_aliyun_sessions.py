@@ -162,6 +162,27 @@ def test_a_timeout_gives_the_session_a_new_context_and_the_session_goes_on(
     assert len(fake_agentrun.store.live[handle.split("/")[0]].contexts) == 1  # the old context is gone
 
 
+def test_a_timeout_keeps_the_output_printed_before_it(opened: list[str], config: dict[str, Any]) -> None:
+    """The driver stops the code itself at its timeout, before the service would (its reply then holds no output)."""
+    handle = _open(opened, config)
+    timed_out = _run(handle, config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=1)
+    assert timed_out.status is ExecutionStatus.TIMEOUT and timed_out.stdout == "started\n", timed_out
+    assert timed_out.metadata["session_restarted"] is True
+
+
+def test_code_that_swallows_the_stop_is_ended_by_the_service(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config)
+    assert _run(handle, config, "kept = 1\n").ok
+    code = "import time\nwhile True:\n    try:\n        time.sleep(30)\n    except BaseException:\n        pass\n"
+    timed_out = _run(handle, config, code, timeout=1)
+    assert timed_out.status is ExecutionStatus.TIMEOUT and timed_out.metadata["session_restarted"] is True, timed_out
+    after = _run(handle, config, "def main():\n    return 'kept' in globals()\n")
+    assert after.ok and after.value is False, after
+    assert len(fake_agentrun.store.live[handle.split("/")[0]].contexts) == 1
+
+
 def test_an_idle_session_is_deleted_by_the_service_itself(
     fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
 ) -> None:
@@ -213,3 +234,4 @@ def test_another_process_attaches_by_the_handle(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == "set by the first process"
     assert _run(handle, config, "def main():\n    return shared\n").value == "set by the first process"
+
