@@ -3,13 +3,13 @@ agentrun-sdk talking HTTP to the local fake AgentRun server, in both isolation m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
 from fake_agentrun import FakeAgentRun
 
-from sandbox_core.testing import ProviderConformance
+from sandbox_core.testing import ProviderConformance, SessionConformance
 
 OUTPUT_LIMIT = 4096
 
@@ -60,3 +60,22 @@ class TestAliyunStrictConformance(TestAliyunConformance):
     @pytest.fixture
     def provider_config(self, fake_agentrun: FakeAgentRun) -> Mapping[str, Any]:
         return fake_agentrun.config(max_output_bytes=OUTPUT_LIMIT, isolation="strict")
+
+
+class TestAliyunSessionConformance(SessionConformance):
+    """The kit's session tests: a session is a sandbox with one persistent context, whatever the isolation."""
+
+    supports_sessions = True
+
+    @pytest.fixture
+    def provider_name(self) -> str:
+        return "aliyun_codeinterpreter"
+
+    @pytest.fixture
+    def provider_config(self, fake_agentrun: FakeAgentRun) -> Mapping[str, Any]:
+        return fake_agentrun.config()
+
+    @pytest.fixture
+    def live_sessions(self, fake_agentrun: FakeAgentRun) -> Callable[[], int]:
+        """Contexts alive in the fake: a session keeps one, a one-shot execution deletes its own."""
+        return fake_agentrun.store.live_contexts

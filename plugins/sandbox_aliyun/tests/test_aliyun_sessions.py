@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
 from fake_agentrun import FakeAgentRun
 
+from sandbox_core import SandboxClient
 from sandbox_core.errors import SessionGoneError
 from sandbox_core.model import ExecutionRequest, ExecutionStatus
 from sandbox_core.registry import get_registry
@@ -162,6 +165,27 @@ def test_a_timeout_gives_the_session_a_new_context_and_the_session_goes_on(
     assert len(fake_agentrun.store.live[handle.split("/")[0]].contexts) == 1  # the old context is gone
 
 
+def test_a_timeout_keeps_the_output_printed_before_it(opened: list[str], config: dict[str, Any]) -> None:
+    """The driver stops the code itself at its timeout, before the service would (its reply then holds no output)."""
+    handle = _open(opened, config)
+    timed_out = _run(handle, config, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", timeout=1)
+    assert timed_out.status is ExecutionStatus.TIMEOUT and timed_out.stdout == "started\n", timed_out
+    assert timed_out.metadata["session_restarted"] is True
+
+
+def test_code_that_swallows_the_stop_is_ended_by_the_service(
+    fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
+) -> None:
+    handle = _open(opened, config)
+    assert _run(handle, config, "kept = 1\n").ok
+    code = "import time\nwhile True:\n    try:\n        time.sleep(30)\n    except BaseException:\n        pass\n"
+    timed_out = _run(handle, config, code, timeout=1)
+    assert timed_out.status is ExecutionStatus.TIMEOUT and timed_out.metadata["session_restarted"] is True, timed_out
+    after = _run(handle, config, "def main():\n    return 'kept' in globals()\n")
+    assert after.ok and after.value is False, after
+    assert len(fake_agentrun.store.live[handle.split("/")[0]].contexts) == 1
+
+
 def test_an_idle_session_is_deleted_by_the_service_itself(
     fake_agentrun: FakeAgentRun, opened: list[str], config: dict[str, Any]
 ) -> None:
@@ -213,3 +237,65 @@ def test_another_process_attaches_by_the_handle(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == "set by the first process"
     assert _run(handle, config, "def main():\n    return shared\n").value == "set by the first process"
+
+
+WEATHER_CSV = b"city,temperature\nOslo,4.5\nLima,19.0\nCairo,28.5\nOslo,6.5\n"
+
+
+def test_a_pandas_session_through_the_public_api(fake_agentrun: FakeAgentRun) -> None:
+    """The issue's data session: upload a CSV, load it with pandas, compute, plot; a second session sees none of it."""
+    with closing(SandboxClient(provider=PROVIDER, config=fake_agentrun.config())) as client:
+        with client.session() as session:
+            session.upload("data/weather.csv", WEATHER_CSV)
+            loaded = session.execute("import pandas as pd\nframe = pd.read_csv('data/weather.csv')\nprint(len(frame))\n")
+            assert loaded.stdout == "4\n", loaded
+            computed = session.execute(
+                "means = frame.groupby('city')['temperature'].mean()\ndef main(city):\n    return float(means[city])\n",
+                arguments={"city": "Oslo"},
+            )
+            assert computed.value == 5.5, computed
+            plotted = session.execute(
+                "import matplotlib.pyplot as plt\naxes = means.plot(kind='bar')\n"
+                "def main():\n    return sorted(means.index)\n"
+            )
+            assert plotted.ok and plotted.value == ["Cairo", "Lima", "Oslo"], plotted
+            charts = [artifact for artifact in plotted.artifacts if artifact.mime_type == "image/png"]
+            assert charts and charts[0].content.startswith(b"\x89PNG"), plotted.artifacts
+            with client.session() as other:
+                seen = other.execute("import os\nprint('frame' in globals(), os.listdir('.'))\n")
+                assert seen.stdout == "False []\n", seen
+    assert fake_agentrun.store.live_contexts() == 0
+
+
+def test_closing_the_client_ends_the_sessions_it_opened(fake_agentrun: FakeAgentRun) -> None:
+    client = SandboxClient(provider=PROVIDER, config=fake_agentrun.config())
+    ids = [client.session().id, client.session().id]
+    sandboxes = {session_id.split(":", 1)[1].split("/")[0] for session_id in ids}
+    assert sandboxes <= set(fake_agentrun.store.live)
+    client.close()
+    assert not sandboxes & set(fake_agentrun.store.live)
+    assert fake_agentrun.store.live_contexts() == 0
+
+
+def test_a_crashed_client_leaves_nothing_once_its_idle_timeout_passes(fake_agentrun: FakeAgentRun) -> None:
+    """A process opens a session through the public API and is SIGKILLed: the service's idle timeout deletes it."""
+    script = (
+        "import json, os, signal, sys\n"
+        "from sandbox_core import SandboxClient\n"
+        "client = SandboxClient(provider='aliyun_codeinterpreter', config=json.loads(sys.argv[1]))\n"
+        "session = client.session(idle_timeout=1)\n"
+        "session.execute('x = 1\\n')\n"
+        "print(session.id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SANDBOX_", "AGENTRUN_"))}
+    child = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(fake_agentrun.config())], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    sandbox_id = child.stdout.strip().splitlines()[-1].split(":", 1)[1].split("/")[0]
+    deadline = time.monotonic() + 30
+    while sandbox_id not in fake_agentrun.store.expired and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_id in fake_agentrun.store.expired and sandbox_id not in fake_agentrun.store.live
+    assert fake_agentrun.store.live_contexts() == 0

@@ -3,12 +3,14 @@ against the local fake E2B server, in both isolation modes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from fake_e2b import FakeE2BServer
 
-from sandbox_core.testing import ProviderConformance
+from sandbox_core.testing import ProviderConformance, SessionConformance
+from sandbox_e2b.sessions import END_KEY
 
 OUTPUT_LIMIT = 64 * 1024
 
@@ -57,3 +59,22 @@ class TestE2BConformancePooled(ProviderConformance):
 
 class TestE2BConformanceStrict(TestE2BConformancePooled):
     isolation = "strict"
+
+
+class TestE2BSessionConformance(SessionConformance):
+    """The kit's session tests: a session is a sandbox with one code context, whatever the isolation."""
+
+    supports_sessions = True
+
+    @pytest.fixture
+    def provider_name(self) -> str:
+        return "e2b"
+
+    @pytest.fixture
+    def provider_config(self, e2b_config: dict[str, Any]) -> Mapping[str, Any]:
+        return e2b_config
+
+    @pytest.fixture
+    def live_sessions(self, fake_e2b: FakeE2BServer) -> Callable[[], int]:
+        """Session sandboxes alive in the fake (they carry the session's end in their metadata)."""
+        return lambda: sum(END_KEY in sandbox.metadata for sandbox in fake_e2b.cloud.running())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from sandbox_core.model import ExecutionRequest, ExecutionStatus
 from sandbox_core.registry import get_registry
 from sandbox_core.sessions import SessionSpec
 from sandbox_core.streaming import OutputEvent
+from sandbox_e2b.sessions import END_KEY
 
 PROVIDER = "e2b"
 
@@ -221,3 +223,66 @@ def test_streamed_output_stops_at_the_output_limit(fake_e2b: FakeE2BServer, e2b_
     assert result.stdout_truncated
     streamed = "".join(event.text for event in events if event.stream == "stdout")
     assert len(streamed.encode()) <= 1024 and result.stdout.startswith(streamed)
+
+
+WEATHER_CSV = b"city,temperature\nOslo,4.5\nLima,19.0\nCairo,28.5\nOslo,6.5\n"
+
+
+def test_a_pandas_session_through_the_public_api(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    """The issue's data session: upload a CSV, load it with pandas, compute, plot; a second session sees none of it."""
+    with closing(SandboxClient(provider=PROVIDER, config=e2b_config)) as client:
+        with client.session() as session:
+            session.upload("data/weather.csv", WEATHER_CSV)
+            loaded = session.execute("import pandas as pd\nframe = pd.read_csv('data/weather.csv')\nprint(len(frame))\n")
+            assert loaded.stdout == "4\n", loaded
+            computed = session.execute(
+                "means = frame.groupby('city')['temperature'].mean()\ndef main(city):\n    return float(means[city])\n",
+                arguments={"city": "Oslo"},
+            )
+            assert computed.value == 5.5, computed
+            plotted = session.execute(
+                "import matplotlib.pyplot as plt\naxes = means.plot(kind='bar')\n"
+                "def main():\n    return sorted(means.index)\n"
+            )
+            assert plotted.ok and plotted.value == ["Cairo", "Lima", "Oslo"], plotted
+            charts = [artifact for artifact in plotted.artifacts if artifact.mime_type == "image/png"]
+            assert charts and charts[0].content.startswith(b"\x89PNG"), plotted.artifacts
+            with client.session() as other:
+                seen = other.execute("import os\nprint('frame' in globals(), os.listdir('.'))\n")
+                assert seen.stdout == "False []\n", seen
+    assert not [sandbox for sandbox in fake_e2b.cloud.running() if END_KEY in sandbox.metadata]
+
+
+def test_closing_the_client_ends_the_sessions_it_opened(fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]) -> None:
+    client = SandboxClient(provider=PROVIDER, config=e2b_config)
+    ids = [client.session().id, client.session().id]
+    sandboxes = {session_id.split(":", 1)[1].split("/")[0] for session_id in ids}
+    assert sandboxes <= {sandbox.sandbox_id for sandbox in fake_e2b.cloud.running()}
+    client.close()
+    assert not sandboxes & {sandbox.sandbox_id for sandbox in fake_e2b.cloud.running()}
+
+
+def test_a_crashed_client_leaves_nothing_once_its_idle_timeout_passes(
+    fake_e2b: FakeE2BServer, e2b_config: dict[str, Any]
+) -> None:
+    """A process opens a session through the public API and is SIGKILLed: E2B's lifetime ends the sandbox."""
+    script = (
+        "import json, os, signal, sys\n"
+        "from sandbox_core import SandboxClient\n"
+        "client = SandboxClient(provider='e2b', config=json.loads(sys.argv[1]))\n"
+        "session = client.session(idle_timeout=1)\n"
+        "session.execute('x = 1\\n')\n"
+        "print(session.id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SANDBOX_")}
+    child = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(e2b_config)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    sandbox_id = child.stdout.strip().split(":", 1)[1].split("/")[0]
+    deadline = time.monotonic() + 30
+    while sandbox_id not in fake_e2b.cloud.expired and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_id in fake_e2b.cloud.expired and fake_e2b.cloud.get(sandbox_id) is None
+    assert not [sandbox for sandbox in fake_e2b.cloud.running() if END_KEY in sandbox.metadata]

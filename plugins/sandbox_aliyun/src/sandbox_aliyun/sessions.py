@@ -38,7 +38,7 @@ import attrs
 from sandbox_aliyun import RUNTIME_NAME
 from sandbox_aliyun.errors import AliyunProviderError, ResourceGoneError
 from sandbox_aliyun.execution import connection_from, seconds_for
-from sandbox_aliyun.limits import READY_TIMEOUT, SANDBOX_HTTP_TIMEOUT
+from sandbox_aliyun.limits import HARD_TIMEOUT, READY_TIMEOUT, REPORT_MARGIN, SANDBOX_HTTP_TIMEOUT, SERVICE_MARGIN
 from sandbox_aliyun.remote import stdout_text
 from sandbox_aliyun.session import Connection, InterpreterSandbox
 from sandbox_aliyun.state import OPEN_SESSIONS
@@ -60,12 +60,35 @@ MIN_IDLE_TIMEOUT = 1
 
 DRIVER = """
 def _sandbox_core_session(payload):
-    import base64, json, sys
+    import base64, json, signal, sys
     spec = json.loads(base64.b64decode(payload).decode("utf-8"))
     runner = {"__name__": "sandbox_core_runner", "__file__": "<sandbox-core-runner>"}
     exec(compile(spec["runner"], "<sandbox-core-runner>", "exec"), runner)
     job = json.loads(spec["job"])
-    frame, value_json = runner["_run"](job, globals())
+    running, stopped = [True], []
+
+    def stop(signum, stack):
+        if running:
+            stopped.append(True)
+            raise SystemExit(1)
+
+    try:
+        previous = signal.signal(signal.SIGALRM, stop)
+    except ValueError:  # not the main thread: the service's timeout alone stops the code
+        previous = None
+    else:
+        signal.setitimer(signal.ITIMER_REAL, spec["timeout"])
+    try:
+        frame, value_json = runner["_run"](job, globals())
+    except SystemExit:  # the stop landed after the code, in the runner's own work
+        frame, value_json = {"exit_code": 1, "error": None}, "null"
+    finally:
+        running.clear()
+        if previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if stopped:
+        frame["timed_out"] = True
     rest = json.dumps(frame, ensure_ascii=False)
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -78,7 +101,12 @@ _sandbox_core_session(%r)
 del _sandbox_core_session
 """
 """Runs one job in the context's globals (the driver is defined there), then writes the runner's
-result frame after the user's output; the runner itself runs in a namespace of its own."""
+result frame after the user's output; the runner itself runs in a namespace of its own.
+
+The driver stops the code itself at its timeout (a SIGALRM raising ``SystemExit`` in the
+interpreter's main thread) and says so in the frame (``timed_out``), so that the output printed
+so far comes back: AgentRun's reply to an execution its own timeout stopped holds none. The
+service's timeout, a little later, still ends code that swallows the stop."""
 
 
 @attrs.define(eq=False)
@@ -162,7 +190,12 @@ def execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], p
     timeout = seconds_for(request, config)
     meta: dict[str, Any] = {}
     job = Job(code=request.code, arguments=request.arguments, output_dir=f"/tmp/sandbox-core/{secrets.token_hex(8)}/output")
-    payload = json.dumps({"runner": runner_source("python"), "job": job.encode().decode("utf-8")})
+    payload = json.dumps({
+        "runner": runner_source("python"),
+        "job": job.encode().decode("utf-8"),
+        "timeout": min(timeout, HARD_TIMEOUT - REPORT_MARGIN),
+    })
+    service_timeout = min(int(HARD_TIMEOUT), math.ceil(timeout + SERVICE_MARGIN))
     code = DRIVER % base64.b64encode(payload.encode("utf-8")).decode("ascii")
     meta.update(runtime=RUNTIME_NAME, sandbox_id=live.sandbox.sandbox_id)
     with live.lock:
@@ -171,9 +204,9 @@ def execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], p
                 live.sandbox.upload(posixpath.join(SESSION_FOLDER, name), data)
             started = time.monotonic()
             try:
-                reply = live.sandbox.execute_python(code, live.context_id, max(1, math.ceil(timeout)))
+                reply = live.sandbox.execute_python(code, live.context_id, service_timeout)
             except ResourceGoneError:  # the context (not the code) was missing: nothing ran
-                reply = live.sandbox.execute_python(code, _current_context(live), max(1, math.ceil(timeout)))
+                reply = live.sandbox.execute_python(code, _current_context(live), service_timeout)
             elapsed = time.monotonic() - started
         except ResourceGoneError:
             raise _gone(handle, "its sandbox was deleted: closed, idle or past its max_lifetime") from None
@@ -208,9 +241,10 @@ def _result(
             stderr.feed(str(item.get("text", "")).encode("utf-8"))
         elif isinstance(item, Mapping) and item.get("type") == "error":
             errors.append(str(item.get("traceback") or f"{item.get('name')}: {item.get('value')}"))
-    timed_out = _timed_out(reply)
+    frame = stdout.frame()
+    timed_out = _timed_out(reply) or (frame is not None and frame.get("timed_out") is True)
     exit_code: int | None = None
-    if not timed_out and stdout.frame() is None:
+    if not timed_out and frame is None:
         # The interpreter failed before the runner reported (the driver itself, a dead kernel).
         for text in errors:
             stderr.feed(text.encode("utf-8"))
