@@ -38,10 +38,9 @@ from sandbox_core.runner import Job, build_result, runner_source
 from sandbox_core.schema import secret_values
 from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import request_seconds
-
 from sandbox_e2b import RUNTIME_NAME
-from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
 from sandbox_e2b.deadline import Deadline
+from sandbox_e2b.errors import E2BUnavailableError, Problem, describe
 from sandbox_e2b.output import captures
 from sandbox_e2b.pool import get_pool, kill, lifetime, sdk_options
 

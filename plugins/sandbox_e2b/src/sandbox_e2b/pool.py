@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox_core.pooling import SandboxPool, is_strict
 from sandbox_core.schema import Secret, secret_values
-
 from sandbox_e2b.errors import E2BUnavailableError, describe
 from sandbox_e2b.state import POOLS
 

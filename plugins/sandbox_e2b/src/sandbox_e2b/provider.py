@@ -20,7 +20,6 @@ from sandbox_core.runner.protocol import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_core.schema import ConfigField, ConfigSchema
 from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.streaming import OutputCallback
-
 from sandbox_e2b import DEFAULT_TEMPLATE
 from sandbox_e2b.state import OPEN_SESSIONS, POOLS
 

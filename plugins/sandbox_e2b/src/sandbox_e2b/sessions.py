@@ -38,7 +38,6 @@ from sandbox_core.schema import secret_values
 from sandbox_core.sessions import FileInfo, SessionSpec
 from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import request_seconds
-
 from sandbox_e2b import RUNTIME_NAME
 from sandbox_e2b.errors import E2BUnavailableError, describe
 from sandbox_e2b.execution import SESSION_DRIVER, Unclean, fail, run_python, upload_job, write_files

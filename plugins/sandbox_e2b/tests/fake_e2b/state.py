@@ -11,6 +11,7 @@ what they were created with.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -19,8 +20,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import asyncio
 
 import attrs
 
