@@ -17,7 +17,10 @@ directory. A failed file operation answers ``{"error": {"type", "message"}}``.
 
 When a job outlives its ``timeout`` the parent kills the interpreter (with everything it started)
 and forks a new one: the session's names are lost, its files are kept, and the frame says so. An
-interpreter that dies by itself is replaced the same way. End of stdin ends the session.
+interpreter that dies by itself is replaced the same way, and so is one whose job the host stops:
+while a job runs the parent reads stdin too, and a ``cancel`` message with the job's marker (the
+host's caller left) ends the job at once (the frame says ``cancelled``). End of stdin ends the
+session.
 
 Helpers come from ``python_runner`` (same folder), so both runners report alike.
 """
@@ -233,11 +236,12 @@ class _Interpreter:
             return None
         return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
-    def run(self, job: bytes, timeout: float) -> "tuple[bytes | None, str, int]":
+    def run(self, job: bytes, timeout: float, host: "_Messages", marker: bytes) -> "tuple[bytes | None, str, int]":
         """Give the interpreter ``job``; (report, what happened, exit status).
 
-        What happened: ``done``, ``timeout`` (the interpreter was replaced) or ``died`` (it
-        ended by itself and was replaced).
+        What happened: ``done``, ``timeout`` (the interpreter was replaced), ``died`` (it
+        ended by itself and was replaced) or ``cancelled`` (the host's ``cancel`` message for
+        ``marker`` came on ``host``, its messages: the interpreter was replaced).
         """
         import select
         import time
@@ -253,7 +257,15 @@ class _Interpreter:
             if remaining <= 0:
                 self.restart()
                 return None, "timeout", 128 + _SIGKILL
-            ready = select.select([self.report_r], [], [], min(remaining, _WAKE_SECONDS))[0]
+            if b"\n" in host.buffer:
+                ready = [host.fd]  # a message came with the job's bytes
+            else:
+                ready = select.select([self.report_r, host.fd], [], [], min(remaining, _WAKE_SECONDS))[0]
+            if host.fd in ready:
+                if _cancelled(host, marker):
+                    self.restart()
+                    return None, "cancelled", 128 + _SIGKILL
+                continue
             if not ready:
                 status = self.ended()
                 if status is not None:
@@ -285,6 +297,25 @@ class _Interpreter:
         return report, "done", 0
 
 
+def _cancelled(host: "_Messages", marker: bytes) -> bool:
+    """Read the host's message that came while a job ran: whether it stops the job.
+
+    The end of stdin (the host is gone) ends the runner; anything but a ``cancel`` for this
+    job's marker is ignored (the host sends nothing else while a job runs).
+    """
+    try:
+        raw = host.next()
+    except (EOFError, ValueError):
+        raw = None
+    if raw is None:
+        os._exit(0)
+    try:
+        message = json.loads(raw)
+        return bool(message.get("op") == "cancel" and message.get("marker", "").encode("utf-8") == marker)
+    except Exception:
+        return False
+
+
 def _file_path(name: "Any") -> str:
     """A name relative to the working folder (the host checked it; checked again, cheaply)."""
     if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/") or "\0" in name:
@@ -313,8 +344,8 @@ def _files() -> "list[dict[str, Any]]":
     return found
 
 
-def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
-    """The frame body (a JSON object) answering one message."""
+def _answer(interpreter: _Interpreter, message: "dict[str, Any]", host: "_Messages", marker: bytes) -> bytes:
+    """The frame body (a JSON object) answering one message (``marker``'s, read from ``host``)."""
     import base64
 
     op = message.get("op")
@@ -323,10 +354,20 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
             for name, data in (message.pop("files", None) or {}).items():
                 _write_file(name, base64.b64decode(data))
             timeout = float(message.pop("timeout", 30))
-            report, happened, status = interpreter.run(json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass"), timeout)
+            job = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            report, happened, status = interpreter.run(job, timeout, host, marker)
             if report is not None and report.startswith(b"{") and report.endswith(b"}") and b"\n" not in report:
                 return report[:-1] + b', "timed_out": false, "session_restarted": false}'
             error = None
+            if happened == "cancelled":
+                error = {
+                    "type": "ExecutionCancelled",
+                    "message": (
+                        "the execution was stopped (its caller left); "
+                        "a new interpreter was started and the names defined so far are lost"
+                    ),
+                    "traceback": "",
+                }
             if happened == "died":
                 error = {
                     "type": "InterpreterExited",
@@ -334,8 +375,8 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
                     "traceback": "",
                 }
             return json.dumps({
-                "value": None, "exit_code": status if happened == "died" else 0, "error": error, "artifacts": [],
-                "timed_out": happened == "timeout", "session_restarted": True,
+                "value": None, "exit_code": 0 if happened == "timeout" else status, "error": error, "artifacts": [],
+                "timed_out": happened == "timeout", "cancelled": happened == "cancelled", "session_restarted": True,
             }).encode("utf-8")
         if op == "upload":
             _write_file(message.get("path"), base64.b64decode(message.get("data", "")))
@@ -369,7 +410,7 @@ def _serve() -> None:
         except Exception:
             continue  # not a message from the host: nobody to answer
         del raw
-        body = _answer(interpreter, message)
+        body = _answer(interpreter, message, messages, marker)
         _runner._write_all(1, marker + body + b"\n")
     interpreter.kill()
     os._exit(0)
