@@ -141,14 +141,28 @@ def _run_job(namespace: "dict[str, Any]", job: "dict[str, Any]") -> bytes:
     return ('{"value": ' + value_json + ", " + rest[1:]).encode("utf-8", "surrogatepass")
 
 
-def _interpret(job_fd: int, report_fd: int) -> None:
-    """The interpreter child: run jobs from ``job_fd`` in one namespace until it closes; never returns."""
+def _interpret(job_fd: int, report_fd: int, announce: bool) -> None:
+    """The interpreter child: run jobs from ``job_fd`` in one namespace until it closes; never returns.
+
+    ``announce``: say on stderr when the preloaded imports are done (the host waits for that line
+    when the session boots); a replacement interpreter keeps quiet, or its line would end up in
+    the output of the session's next execution.
+    """
     try:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # user code must see an empty stdin, not the messages
         os.close(devnull)
         _runner._whole_stdio()
-        _runner._preload(sys.argv[1:])
+        if announce:
+            _runner._preload(sys.argv[1:])
+        else:
+            stderr = os.dup(2)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 2)
+            os.close(quiet)
+            _runner._preload(sys.argv[1:])
+            os.dup2(stderr, 2)
+            os.close(stderr)
         sys.argv = [_runner._CODE_FILENAME]
         namespace: "dict[str, Any]" = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _runner._CODE_FILENAME}
         reseeded = False
@@ -182,9 +196,9 @@ class _Interpreter:
     def __init__(self) -> None:
         self.pid = 0
         self.job_w = self.report_r = -1
-        self.start()
+        self.start(announce=True)
 
-    def start(self) -> None:
+    def start(self, announce: bool) -> None:
         job_r, self.job_w = os.pipe()
         self.report_r, report_w = os.pipe()
         pid = os.fork()
@@ -192,7 +206,7 @@ class _Interpreter:
             os.close(self.job_w)
             os.close(self.report_r)
             os.setpgid(0, 0)
-            _interpret(job_r, report_w)
+            _interpret(job_r, report_w, announce)
         os.close(job_r)
         os.close(report_w)
         self.pid = pid
@@ -224,7 +238,7 @@ class _Interpreter:
 
     def restart(self) -> None:
         self.kill()
-        self.start()
+        self.start(announce=False)
 
     def ended(self) -> "int | None":
         """The interpreter's exit status if it has ended, else None."""
