@@ -396,8 +396,37 @@ def test_leaving_a_session_stream_stops_the_code_and_restarts_the_interpreter(se
             assert first == {**first, "type": "output", "stream": "stdout", "text": "started\n"}
         leaving.close()  # mid-stream: the result line never came
         after = session_executor.http.post(route, json={"code": "print('kept' in globals())\n", "timeout": 30}).json()
-        assert after["stdout"] == "False\n", after  # stopped at once, its interpreter replaced as on a timeout
+        assert (after["stdout"], after["stderr"]) == ("False\n", ""), after  # stopped at once, its interpreter replaced
         assert "client disconnected mid-stream" in session_executor.log()
         assert open_sessions(session_executor) >= 1
     finally:
         session_executor.http.delete(f"/v1/sessions/{session_id}")
+
+
+def test_session_exec_prints_output_as_it_comes(cli_env: dict[str, str], session_executor: Executor) -> None:
+    created = _sandbox(cli_env, "session", "new", "--idle-timeout", "60")
+    assert created.returncode == 0, created.stderr
+    session_id = created.stdout.decode().strip()
+    on_executor = session_id.rpartition("/")[2]
+
+    def executions() -> int:
+        listed = session_executor.http.get("/v1/sessions").json()["sessions"]
+        return int(next(s["executions"] for s in listed if s["id"] == on_executor))
+
+    try:
+        code = "import time\nprint('first', flush=True)\ntime.sleep(30)\nprint('never')\n"
+        process = subprocess.Popen([SANDBOX_CLI, "session", "exec", session_id, "--timeout", "60", "-c", code], env=cli_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == b"first\n"
+            assert executions() == 0, "'first' came only once the execution was over"
+        finally:
+            process.kill()  # the client leaves mid-stream: the execution stops, the session stays
+            process.communicate(timeout=60)
+        assert wait_until(lambda: executions() == 1, 15), "the execution went on after its client left"
+        events = _sandbox(cli_env, "session", "exec", session_id, "--events", "-c", TWO_LINES)
+        *lines, last = [json.loads(line) for line in events.stdout.splitlines()]
+        assert [e["text"] for e in lines] == ["first\n", "second\n"] and last["type"] == "result", events.stdout
+        assert lines[1]["at"] - lines[0]["at"] >= 0.8, lines
+    finally:
+        _sandbox(cli_env, "session", "close", session_id)
