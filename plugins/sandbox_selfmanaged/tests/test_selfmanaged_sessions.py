@@ -389,9 +389,9 @@ def test_leaving_a_session_stream_stops_the_code_and_restarts_the_interpreter(se
     route = f"/v1/sessions/{session_id}/execute"
     try:
         assert session_executor.http.post(route, json={"code": "kept = 1\n"}).json()["status"] == "success"
-        code = "import time\nprint('started', flush=True)\ntime.sleep(30)\nprint('never')\n"
+        code = "import time\nprint('started', flush=True)\ntime.sleep(15)\nprint('never')\n"
         leaving = httpx.Client(base_url=session_executor.url, headers=session_executor.http.headers, timeout=30, trust_env=False)
-        with leaving.stream("POST", route, json={"code": code, "timeout": 30}, headers={"Accept": NDJSON}) as response:
+        with leaving.stream("POST", route, json={"code": code, "timeout": 40}, headers={"Accept": NDJSON}) as response:
             first = json.loads(next(response.iter_lines()))
             assert first == {**first, "type": "output", "stream": "stdout", "text": "started\n"}
         leaving.close()  # mid-stream: the result line never came
@@ -430,3 +430,18 @@ def test_session_exec_prints_output_as_it_comes(cli_env: dict[str, str], session
         assert lines[1]["at"] - lines[0]["at"] >= 0.8, lines
     finally:
         _sandbox(cli_env, "session", "close", session_id)
+
+
+def test_leaving_before_a_plain_session_answer_stops_the_code_too(session_executor: Executor) -> None:
+    session_id = _open(session_executor)
+    route = f"/v1/sessions/{session_id}/execute"
+    try:
+        assert session_executor.http.post(route, json={"code": "kept = 1\n"}).json()["status"] == "success"
+        leaving = httpx.Client(base_url=session_executor.url, headers=session_executor.http.headers, timeout=3, trust_env=False)
+        with pytest.raises(httpx.ReadTimeout):
+            leaving.post(route, json={"code": "import time\ntime.sleep(15)\n", "timeout": 40})
+        leaving.close()  # gave up waiting: the connection is gone
+        after = session_executor.http.post(route, json={"code": "print('kept' in globals())\n", "timeout": 30}).json()
+        assert (after["stdout"], after["stderr"]) == ("False\n", ""), after
+    finally:
+        session_executor.http.delete(f"/v1/sessions/{session_id}")

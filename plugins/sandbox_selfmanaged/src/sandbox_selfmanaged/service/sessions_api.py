@@ -16,8 +16,9 @@ A session that is gone (closed, expired, killed for memory, or the executor rest
 
 ``POST /v1/sessions/{id}/execute`` with ``Accept: application/x-ndjson`` answers with output
 events while the code runs, then the result, as ``POST /v1/execute`` does (see :mod:`.events`).
-A client that leaves mid-stream stops the execution; as on a timeout, the session's interpreter
-is replaced (its names are lost, its files kept) and the session stays open.
+A client that leaves before its answer (mid-stream, or while waiting for the JSON document)
+stops the execution; as on a timeout, the session's interpreter is replaced (its names are lost,
+its files kept) and the session stays open.
 """
 
 from __future__ import annotations
@@ -180,7 +181,14 @@ def add_session_routes(
         per_execution = attrs.evolve(session.limits, timeout=limits.timeout)
         if wants_events(http):
             return await _execute_streaming(http, manager, session_id, request, per_execution)
-        result = await anyio.to_thread.run_sync(manager.execute, session_id, request, per_execution)
+        with Cancellation() as cancel:
+            watcher = asyncio.ensure_future(cancel_on_disconnect(http, cancel))
+            try:
+                result = await anyio.to_thread.run_sync(manager.execute, session_id, request, per_execution, None, cancel)
+            finally:
+                watcher.cancel()
+            if cancel.is_set():
+                logger.info("client disconnected: session %s's execution was stopped and its interpreter replaced", session_id)
         return JSONResponse(result.to_dict())
 
     @app.put("/v1/sessions/{session_id}/files/{path:path}", status_code=204, summary="Write a file into a session")
