@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from sandbox_core.client import SandboxClient
 from sandbox_core.errors import SessionGoneError
 from sandbox_core.model import ExecutionRequest, ExecutionResult, ExecutionStatus
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.runner.session_channel import SessionChannel, session_runner_path
+from sandbox_core.runner.protocol import new_marker
+from sandbox_core.runner.session_channel import SessionChannel, encode_message, session_runner_path
 from sandbox_core.sessions import Session
 from sandbox_core.streaming import OutputEvent
 from sandbox_core.testing import UnsandboxedSubprocessProvider
@@ -109,6 +111,9 @@ def test_a_cancelled_execution_stops_at_once_and_replaces_the_interpreter(tmp_pa
         assert result.stdout == "started\n" and result.error is not None and result.error.type == "ExecutionCancelled"
         after, _ = channel.execute(ExecutionRequest(code="print('kept' in globals())\n"), output_dir=str(tmp_path / "out"))
         assert after.stdout == "False\n", after
+        channel._send_cancel(new_marker())  # one that reaches the runner just after its job ended
+        late, _ = channel.execute(ExecutionRequest(code="print('clean')\n"), output_dir=str(tmp_path / "out"))
+        assert late.stdout == "clean\n", late
     finally:
         channel.end("the test is over")
         for fd in (stop_r, stop_w):
@@ -135,3 +140,29 @@ def test_async_session_stream_yields_events_then_the_result() -> None:
     assert isinstance(result, ExecutionResult) and result.stdout == "state\n" and result.stderr == "e\n", result
     for stream in ("stdout", "stderr"):
         assert "".join(e.text for e in events if isinstance(e, OutputEvent) and e.stream == stream) == getattr(result, stream)
+
+
+def test_the_end_of_stdin_during_a_job_ends_the_runner_and_its_interpreter(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, str(session_runner_path())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               cwd=tmp_path, start_new_session=True)
+    assert process.stdin is not None and process.stdout is not None
+    code = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
+    process.stdin.write(encode_message(new_marker(), "execute", {"code": code, "timeout": 60}))
+    process.stdin.flush()
+    interpreter = int(process.stdout.readline())
+    process.stdin.close()  # the host is gone while the job runs
+    assert process.wait(10) == 0
+    deadline = time.monotonic() + 10
+    while _alive(interpreter) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(interpreter), "the interpreter outlived its runner"
+    process.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0] != "Z"

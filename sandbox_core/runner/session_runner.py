@@ -276,7 +276,11 @@ class _Interpreter:
             else:
                 ready = select.select([self.report_r, host.fd], [], [], min(remaining, _WAKE_SECONDS))[0]
             if host.fd in ready:
-                if _cancelled(host, marker):
+                said = _host_says(host, marker)
+                if said == "end":
+                    self.kill()
+                    os._exit(0)
+                if said == "cancel":
                     self.restart()
                     return None, "cancelled", 128 + _SIGKILL
                 continue
@@ -311,23 +315,24 @@ class _Interpreter:
         return report, "done", 0
 
 
-def _cancelled(host: "_Messages", marker: bytes) -> bool:
-    """Read the host's message that came while a job ran: whether it stops the job.
+def _host_says(host: "_Messages", marker: bytes) -> str:
+    """Read the host's message that came while a job ran: ``cancel`` (stop this job), ``end`` or ``nothing``.
 
-    The end of stdin (the host is gone) ends the runner; anything but a ``cancel`` for this
-    job's marker is ignored (the host sends nothing else while a job runs).
+    ``end``: stdin ended (the host is gone). Anything but a ``cancel`` for this job's marker is
+    nothing (the host sends nothing else while a job runs).
     """
     try:
         raw = host.next()
     except (EOFError, ValueError):
         raw = None
     if raw is None:
-        os._exit(0)
+        return "end"
     try:
         message = json.loads(raw)
-        return bool(message.get("op") == "cancel" and message.get("marker", "").encode("utf-8") == marker)
+        stops = message.get("op") == "cancel" and message.get("marker", "").encode("utf-8") == marker
     except Exception:
-        return False
+        stops = False
+    return "cancel" if stops else "nothing"
 
 
 def _file_path(name: "Any") -> str:
@@ -424,6 +429,8 @@ def _serve() -> None:
         except Exception:
             continue  # not a message from the host: nobody to answer
         del raw
+        if message.get("op") == "cancel":
+            continue  # it came as its job ended: nothing left to stop, and its caller reads no answer
         body = _answer(interpreter, message, messages, marker)
         _runner._write_all(1, marker + body + b"\n")
     interpreter.kill()
