@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,10 +18,11 @@ import attrs
 from sandbox_core.errors import SessionGoneError
 from sandbox_core.files import MAX_FILE_BYTES, check_data, check_files, check_path
 from sandbox_core.model import ExecutionRequest, ExecutionResult, _check_language, _normalize_language
+from sandbox_core.streaming import aevents_then_result, events_then_result
 
 if TYPE_CHECKING:
     from sandbox_core.client import SandboxClient
-    from sandbox_core.streaming import OutputCallback
+    from sandbox_core.streaming import OutputCallback, OutputEvent
 
 __all__ = [
     "AsyncSession",
@@ -144,6 +145,25 @@ class Session:
         )
         return self._client._session_execute(self, request, on_output)
 
+    def stream(
+        self,
+        code: str,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        requested_by: str | None = None,
+    ) -> Iterator[OutputEvent | ExecutionResult]:
+        """Run ``code`` in the session, yielding its output events as they arrive, then its result.
+
+        As :meth:`SandboxClient.stream <sandbox_core.client.SandboxClient.stream>`: the events,
+        joined per stream, equal the result's ``stdout``/``stderr``; leaving the loop early does
+        not stop the execution (the session stays busy until it ends).
+        """
+        return events_then_result(
+            lambda on_output: self.execute(code, arguments, timeout, files, requested_by=requested_by, on_output=on_output)
+        )
+
     def upload(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` (relative to the working folder), replacing any file there."""
         self._check_open()
@@ -202,6 +222,22 @@ class AsyncSession:
     ) -> ExecutionResult:
         return await asyncio.to_thread(
             self.session.execute, code, arguments, timeout, files, requested_by=requested_by, on_output=on_output
+        )
+
+    def astream(
+        self,
+        code: str,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        requested_by: str | None = None,
+    ) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """The async twin of :meth:`Session.stream` (``async for item in session.astream(code): ...``)."""
+        return aevents_then_result(
+            lambda on_output: self.session.execute(
+                code, arguments, timeout, files, requested_by=requested_by, on_output=on_output
+            )
         )
 
     async def upload(self, path: str, data: bytes) -> None:

@@ -85,3 +85,9 @@ def test_exec_json_is_still_one_document(local: SettingsStore, capsys: pytest.Ca
 def test_exec_json_and_events_together_is_a_usage_error(local: SettingsStore, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "exec", "-c", "print(1)", "--json", "--events")
     assert code == 2 and "--json or --events" in err
+
+
+
+def test_session_exec_json_and_events_together_is_a_usage_error(local: SettingsStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "session", "exec", "local:local/0123", "-c", "1", "--json", "--events")
+    assert code == 2 and "--json or --events" in err

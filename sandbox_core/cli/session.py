@@ -25,7 +25,7 @@ from sandbox_core.cli.common import (
     print_json,
     set_exit_code,
 )
-from sandbox_core.cli.execute import _collect_arguments, _exit_code, _read_code
+from sandbox_core.cli.execute import _collect_arguments, _exit_code, _LiveOutput, _print_event, _print_line, _read_code
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionResult, ExecutionStatus
 from sandbox_core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME
 
@@ -46,24 +46,21 @@ def _attached(session_id: str) -> tuple[Any, Any]:
         fail(str(exc), EXIT_USAGE)
 
 
-def _show(result: ExecutionResult, as_json: bool) -> None:
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        if result.stdout:
-            sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
-        if result.stderr:
-            sys.stderr.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
-        if result.value is not None:
-            click.echo(json.dumps(result.value, ensure_ascii=False))
-        if result.status is not ExecutionStatus.SUCCESS:
-            note = f"[{result.status.value}]"
-            if result.error and result.status is not ExecutionStatus.ERROR:
-                note += f" {result.error.message}"
-            if result.metadata.get("session_restarted"):
-                note += " (the session's interpreter was restarted: its names are lost, its files kept)"
-            click.echo(note, err=True)
-    set_exit_code(_exit_code(result))
+def _run_live(session: Any, code: str, **options: Any) -> ExecutionResult:
+    """Run ``code`` in ``session``, its output written to stdout/stderr as it comes; then the value and any failure."""
+    live = _LiveOutput()
+    result: ExecutionResult = session.execute(code, on_output=live.write, **options)
+    live.end_lines()
+    if result.value is not None:
+        click.echo(json.dumps(result.value, ensure_ascii=False))
+    if result.status is not ExecutionStatus.SUCCESS:
+        note = f"[{result.status.value}]"
+        if result.error and result.status is not ExecutionStatus.ERROR:
+            note += f" {result.error.message}"
+        if result.metadata.get("session_restarted"):
+            note += " (the session's interpreter was restarted: its names are lost, its files kept)"
+        click.echo(note, err=True)
+    return result
 
 
 session_options = [
@@ -112,19 +109,36 @@ def new(language: str, runtime: str | None, idle_timeout: float, max_lifetime: f
 @click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
 @click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON (at the end).")
+@click.option("--events", "as_events", is_flag=True, help="Print NDJSON: output events as they arrive, then the result.")
 def exec_in_session(
-    session_id: str, source: str | None, code: str | None, pairs: tuple[str, ...], args_json: str | None, timeout: float, as_json: bool
+    session_id: str,
+    source: str | None,
+    code: str | None,
+    pairs: tuple[str, ...],
+    args_json: str | None,
+    timeout: float,
+    as_json: bool,
+    as_events: bool,
 ) -> None:
-    """Run code in session SESSION_ID."""
+    """Run code in session SESSION_ID, printing its output as it comes (as ``sandbox exec`` does)."""
+    if as_json and as_events:
+        fail("give either --json or --events, not both", EXIT_USAGE)
     text = _read_code(source, code)
     arguments = _collect_arguments(pairs, args_json)
     client, session = _attached(session_id)
     try:
-        result = session.execute(text, arguments=arguments, timeout=timeout)
+        if as_json:
+            result = session.execute(text, arguments=arguments, timeout=timeout)
+            print_json(result.to_dict())
+        elif as_events:
+            result = session.execute(text, arguments=arguments, timeout=timeout, on_output=_print_event)
+            _print_line({"type": "result", "result": result.to_dict()})
+        else:
+            result = _run_live(session, text, arguments=arguments, timeout=timeout)
     finally:
         client.close()
-    _show(result, as_json)
+    set_exit_code(_exit_code(result))
 
 
 @session_group.command("upload")
@@ -245,8 +259,7 @@ def repl(language: str, runtime: str | None, idle_timeout: float, max_lifetime: 
             if interactive:
                 click.echo(f"session {session.id} on {session.provider}; Ctrl-D ends it", err=True)
             for entry in read_entries(sys.stdin, interactive):
-                result = session.execute(repl_source(entry))
-                _show(result, as_json=False)
+                _run_live(session, repl_source(entry))
     finally:
         client.close()
     set_exit_code(0)

@@ -7,6 +7,11 @@ enforcing the output limits while streaming; the runner enforces each execution'
 (it replaces its interpreter), and the channel's backstop (the timeout plus
 :data:`BACKSTOP_SECONDS`) ends the whole session when the runner does not answer. A channel is
 used by one thread at a time (the caller holds a lock per session).
+
+An execution's output can be followed as it comes (``on_output``: the events the one-shot
+runners give, see :class:`~sandbox_core.streaming.StreamDecoder`), and stopped from another
+thread (``cancel_fd``: a descriptor that becomes readable): the channel then sends the runner a
+``cancel`` message, and the runner replaces its interpreter as it does on a timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from sandbox_core.runner.protocol import (
     new_marker,
 )
 from sandbox_core.sessions import FileInfo
+from sandbox_core.streaming import STREAMS, OutputCallback, StreamDecoder
 from sandbox_core.timeouts import request_seconds
 
 BACKSTOP_SECONDS = 5.0
@@ -69,6 +75,7 @@ class Exchange:
     stderr: BoundedCapture
     elapsed: float
     flooded: bool = False
+    cancelled: bool = False
 
 
 class SessionChannel:
@@ -103,27 +110,58 @@ class SessionChannel:
                     pass
                 setattr(self, name, -1)
 
-    def _exchange(self, op: str, fields: dict[str, Any], wait: float, output_limit: int, frame_limit: int) -> Exchange:
+    def _exchange(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        wait: float,
+        output_limit: int,
+        frame_limit: int,
+        on_output: OutputCallback | None = None,
+        cancel_fd: int = -1,
+    ) -> Exchange:
         if self.gone is not None:
             raise SessionGoneError(self.gone)
         marker = new_marker()
         payload = memoryview(encode_message(marker, op, fields))
-        stdout = ResultStream(marker, output_limit, max_frame_bytes=frame_limit)
-        stderr = BoundedCapture(output_limit)
-        flood_cap = FLOOD_FACTOR * output_limit
+        decoders = [StreamDecoder(stream, on_output) for stream in STREAMS] if on_output is not None else []
+        stdout = ResultStream(marker, output_limit, max_frame_bytes=frame_limit, on_output=decoders[0] if decoders else None)
+        stderr = BoundedCapture(output_limit, on_kept=decoders[1] if decoders else None)
+        exchange = Exchange(stdout, stderr, 0.0)
         started = time.monotonic()
-        deadline = started + wait
+        try:
+            self._pump(marker, payload, exchange, started + wait, cancel_fd)
+        finally:
+            exchange.elapsed = time.monotonic() - started
+            for decoder, capture in zip(decoders, (stdout.output, stderr)):
+                decoder.close(cut=capture.truncated)
+        return exchange
+
+    def _pump(self, marker: str, payload: memoryview, exchange: Exchange, deadline: float, cancel_fd: int) -> None:
+        """Write the message and read until its frame is complete (or the session ends)."""
+        stdout, stderr = exchange.stdout, exchange.stderr
+        flood_cap = FLOOD_FACTOR * stdout.output.limit
         selector = selectors.DefaultSelector()
         selector.register(self.stdin, selectors.EVENT_WRITE)
         selector.register(self.stdout, selectors.EVENT_READ, stdout.feed)
         selector.register(self.stderr, selectors.EVENT_READ, stderr.feed)
+        if cancel_fd >= 0:
+            selector.register(cancel_fd, selectors.EVENT_READ)
         try:
             while not stdout.complete:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.end("the session's runner stopped answering and the session was ended")
-                    break
+                    return
                 for key, _mask in selector.select(remaining):
+                    if key.fd == cancel_fd:
+                        selector.unregister(cancel_fd)
+                        exchange.cancelled = True
+                        deadline = min(deadline, time.monotonic() + BACKSTOP_SECONDS)
+                        if payload or not self._send_cancel(marker):
+                            self.end("the session was ended: its execution was stopped before the runner had it all")
+                            return
+                        continue
                     if key.fd == self.stdin:
                         try:
                             written = os.write(self.stdin, payload[:READ_CHUNK])
@@ -141,18 +179,25 @@ class SessionChannel:
                         continue
                     if not chunk:
                         self.end("the session ended: its sandbox is gone (a memory kill, or its backend stopped it)")
-                        return Exchange(stdout, stderr, time.monotonic() - started)
+                        return
                     key.data(chunk)
                     if stdout.output.total > flood_cap or stderr.total > flood_cap:
                         self.end(f"the session was ended: its code wrote more than {flood_cap} bytes of output")
-                        return Exchange(stdout, stderr, time.monotonic() - started, flooded=True)
+                        exchange.flooded = True
+                        return
                     if stdout.complete:
                         break
         finally:
             selector.close()
-        if stdout.complete:
-            self._drain_stderr(stderr.feed)
-        return Exchange(stdout, stderr, time.monotonic() - started)
+        self._drain_stderr(stderr.feed)
+
+    def _send_cancel(self, marker: str) -> bool:
+        """Ask the runner to stop the running job (a message far below the pipe's atomic size); False when it cannot be sent."""
+        try:
+            os.write(self.stdin, encode_message(marker, "cancel", {}))
+        except OSError:
+            return False
+        return True
 
     def _drain_stderr(self, feed: Callable[[bytes], None]) -> None:
         while True:
@@ -175,11 +220,16 @@ class SessionChannel:
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
         memory_exceeded: Callable[[], bool] | None = None,
+        on_output: OutputCallback | None = None,
+        cancel_fd: int = -1,
     ) -> tuple[ExecutionResult, bool]:
         """Run ``request`` in the session; the result and whether the session ended with it.
 
         ``memory_exceeded`` tells whether the backend killed the session for memory (asked once
         the execution is over): the result then says ``memory_limit`` and the session ends.
+        ``on_output`` gets the output the result keeps as it is read (in this thread: keep it
+        quick). When ``cancel_fd`` becomes readable the execution is stopped: the runner replaces
+        its interpreter (names lost, files kept) and the result's metadata says ``cancelled``.
         """
         limit = request_seconds(request) if timeout is None else timeout
         fields = {
@@ -192,16 +242,19 @@ class SessionChannel:
             "max_value_bytes": max_value_bytes,
         }
         exchange = self._exchange("execute", fields, limit + BACKSTOP_SECONDS, max_output_bytes,
-                                  frame_budget(max_value_bytes, max_artifact_bytes))
+                                  frame_budget(max_value_bytes, max_artifact_bytes), on_output, cancel_fd)
         frame = exchange.stdout.frame() or {}
         out_of_memory = memory_exceeded is not None and memory_exceeded()
         if out_of_memory:
             self.end("the session was ended: its code exceeded the memory limit")
         timed_out = frame.get("timed_out") is True or (
-            self.gone is not None and not exchange.flooded and not out_of_memory and exchange.elapsed >= limit
+            self.gone is not None and not exchange.flooded and not out_of_memory and not exchange.cancelled
+            and exchange.elapsed >= limit
         )
         meta = dict(metadata or {})
         meta["session_restarted"] = frame.get("session_restarted") is True
+        if exchange.cancelled:
+            meta["cancelled"] = True
         if self.gone is not None:
             meta["session_ended"] = self.gone
         result = build_result(

@@ -17,7 +17,10 @@ directory. A failed file operation answers ``{"error": {"type", "message"}}``.
 
 When a job outlives its ``timeout`` the parent kills the interpreter (with everything it started)
 and forks a new one: the session's names are lost, its files are kept, and the frame says so. An
-interpreter that dies by itself is replaced the same way. End of stdin ends the session.
+interpreter that dies by itself is replaced the same way, and so is one whose job the host stops:
+while a job runs the parent reads stdin too, and a ``cancel`` message with the job's marker (the
+host's caller left) ends the job at once (the frame says ``cancelled``). End of stdin ends the
+session.
 
 Helpers come from ``python_runner`` (same folder), so both runners report alike.
 """
@@ -138,14 +141,28 @@ def _run_job(namespace: "dict[str, Any]", job: "dict[str, Any]") -> bytes:
     return ('{"value": ' + value_json + ", " + rest[1:]).encode("utf-8", "surrogatepass")
 
 
-def _interpret(job_fd: int, report_fd: int) -> None:
-    """The interpreter child: run jobs from ``job_fd`` in one namespace until it closes; never returns."""
+def _interpret(job_fd: int, report_fd: int, announce: bool) -> None:
+    """The interpreter child: run jobs from ``job_fd`` in one namespace until it closes; never returns.
+
+    ``announce``: say on stderr when the preloaded imports are done (the host waits for that line
+    when the session boots); a replacement interpreter keeps quiet, or its line would end up in
+    the output of the session's next execution.
+    """
     try:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # user code must see an empty stdin, not the messages
         os.close(devnull)
         _runner._whole_stdio()
-        _runner._preload(sys.argv[1:])
+        if announce:
+            _runner._preload(sys.argv[1:])
+        else:
+            stderr = os.dup(2)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 2)
+            os.close(quiet)
+            _runner._preload(sys.argv[1:])
+            os.dup2(stderr, 2)
+            os.close(stderr)
         sys.argv = [_runner._CODE_FILENAME]
         namespace: "dict[str, Any]" = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": _runner._CODE_FILENAME}
         reseeded = False
@@ -179,9 +196,9 @@ class _Interpreter:
     def __init__(self) -> None:
         self.pid = 0
         self.job_w = self.report_r = -1
-        self.start()
+        self.start(announce=True)
 
-    def start(self) -> None:
+    def start(self, announce: bool) -> None:
         job_r, self.job_w = os.pipe()
         self.report_r, report_w = os.pipe()
         pid = os.fork()
@@ -189,7 +206,7 @@ class _Interpreter:
             os.close(self.job_w)
             os.close(self.report_r)
             os.setpgid(0, 0)
-            _interpret(job_r, report_w)
+            _interpret(job_r, report_w, announce)
         os.close(job_r)
         os.close(report_w)
         self.pid = pid
@@ -221,7 +238,7 @@ class _Interpreter:
 
     def restart(self) -> None:
         self.kill()
-        self.start()
+        self.start(announce=False)
 
     def ended(self) -> "int | None":
         """The interpreter's exit status if it has ended, else None."""
@@ -233,11 +250,12 @@ class _Interpreter:
             return None
         return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
-    def run(self, job: bytes, timeout: float) -> "tuple[bytes | None, str, int]":
+    def run(self, job: bytes, timeout: float, host: "_Messages", marker: bytes) -> "tuple[bytes | None, str, int]":
         """Give the interpreter ``job``; (report, what happened, exit status).
 
-        What happened: ``done``, ``timeout`` (the interpreter was replaced) or ``died`` (it
-        ended by itself and was replaced).
+        What happened: ``done``, ``timeout`` (the interpreter was replaced), ``died`` (it
+        ended by itself and was replaced) or ``cancelled`` (the host's ``cancel`` message for
+        ``marker`` came on ``host``, its messages: the interpreter was replaced).
         """
         import select
         import time
@@ -253,7 +271,19 @@ class _Interpreter:
             if remaining <= 0:
                 self.restart()
                 return None, "timeout", 128 + _SIGKILL
-            ready = select.select([self.report_r], [], [], min(remaining, _WAKE_SECONDS))[0]
+            if b"\n" in host.buffer:
+                ready = [host.fd]  # a message came with the job's bytes
+            else:
+                ready = select.select([self.report_r, host.fd], [], [], min(remaining, _WAKE_SECONDS))[0]
+            if host.fd in ready:
+                said = _host_says(host, marker)
+                if said == "end":
+                    self.kill()
+                    os._exit(0)
+                if said == "cancel":
+                    self.restart()
+                    return None, "cancelled", 128 + _SIGKILL
+                continue
             if not ready:
                 status = self.ended()
                 if status is not None:
@@ -285,6 +315,26 @@ class _Interpreter:
         return report, "done", 0
 
 
+def _host_says(host: "_Messages", marker: bytes) -> str:
+    """Read the host's message that came while a job ran: ``cancel`` (stop this job), ``end`` or ``nothing``.
+
+    ``end``: stdin ended (the host is gone). Anything but a ``cancel`` for this job's marker is
+    nothing (the host sends nothing else while a job runs).
+    """
+    try:
+        raw = host.next()
+    except (EOFError, ValueError):
+        raw = None
+    if raw is None:
+        return "end"
+    try:
+        message = json.loads(raw)
+        stops = message.get("op") == "cancel" and message.get("marker", "").encode("utf-8") == marker
+    except Exception:
+        stops = False
+    return "cancel" if stops else "nothing"
+
+
 def _file_path(name: "Any") -> str:
     """A name relative to the working folder (the host checked it; checked again, cheaply)."""
     if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/") or "\0" in name:
@@ -313,8 +363,8 @@ def _files() -> "list[dict[str, Any]]":
     return found
 
 
-def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
-    """The frame body (a JSON object) answering one message."""
+def _answer(interpreter: _Interpreter, message: "dict[str, Any]", host: "_Messages", marker: bytes) -> bytes:
+    """The frame body (a JSON object) answering one message (``marker``'s, read from ``host``)."""
     import base64
 
     op = message.get("op")
@@ -323,10 +373,20 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
             for name, data in (message.pop("files", None) or {}).items():
                 _write_file(name, base64.b64decode(data))
             timeout = float(message.pop("timeout", 30))
-            report, happened, status = interpreter.run(json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass"), timeout)
+            job = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            report, happened, status = interpreter.run(job, timeout, host, marker)
             if report is not None and report.startswith(b"{") and report.endswith(b"}") and b"\n" not in report:
                 return report[:-1] + b', "timed_out": false, "session_restarted": false}'
             error = None
+            if happened == "cancelled":
+                error = {
+                    "type": "ExecutionCancelled",
+                    "message": (
+                        "the execution was stopped (its caller left); "
+                        "a new interpreter was started and the names defined so far are lost"
+                    ),
+                    "traceback": "",
+                }
             if happened == "died":
                 error = {
                     "type": "InterpreterExited",
@@ -334,8 +394,8 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]") -> bytes:
                     "traceback": "",
                 }
             return json.dumps({
-                "value": None, "exit_code": status if happened == "died" else 0, "error": error, "artifacts": [],
-                "timed_out": happened == "timeout", "session_restarted": True,
+                "value": None, "exit_code": 0 if happened == "timeout" else status, "error": error, "artifacts": [],
+                "timed_out": happened == "timeout", "cancelled": happened == "cancelled", "session_restarted": True,
             }).encode("utf-8")
         if op == "upload":
             _write_file(message.get("path"), base64.b64decode(message.get("data", "")))
@@ -369,7 +429,9 @@ def _serve() -> None:
         except Exception:
             continue  # not a message from the host: nobody to answer
         del raw
-        body = _answer(interpreter, message)
+        if message.get("op") == "cancel":
+            continue  # it came as its job ended: nothing left to stop, and its caller reads no answer
+        body = _answer(interpreter, message, messages, marker)
         _runner._write_all(1, marker + body + b"\n")
     interpreter.kill()
     os._exit(0)

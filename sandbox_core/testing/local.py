@@ -187,8 +187,10 @@ class UnsandboxedSubprocessProvider:
         return self.sessions.open(spec, config, provider_name)
 
     @hookimpl
-    def sandbox_session_execute(self, handle: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
-        return self.sessions.execute(handle, request, config)
+    def sandbox_session_execute(
+        self, handle: str, request: ExecutionRequest, config: Mapping[str, Any], on_output: OutputCallback | None
+    ) -> ExecutionResult:
+        return self.sessions.execute(handle, request, config, on_output)
 
     @hookimpl
     def sandbox_session_upload(self, handle: str, path: str, data: bytes) -> None:

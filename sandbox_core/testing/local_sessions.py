@@ -24,6 +24,7 @@ from sandbox_core.errors import NotSupportedError, SessionGoneError
 from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_core.runner.session_channel import SessionChannel, session_runner_path
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import request_seconds
 
 REAP_SECONDS = 0.25
@@ -103,7 +104,9 @@ class LocalSessions:
             raise SessionGoneError(f"session {handle} does not exist (closed, expired, or opened by another process)")
         return session
 
-    def execute(self, handle: str, request: ExecutionRequest, config: Mapping[str, Any]) -> ExecutionResult:
+    def execute(
+        self, handle: str, request: ExecutionRequest, config: Mapping[str, Any], on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
         session = self._get(handle)
         with session.lock:
             output_dir = os.path.join(session.workdir, "output")
@@ -113,6 +116,7 @@ class LocalSessions:
                 max_output_bytes=int(config["max_output_bytes"]),
                 timeout=min(request_seconds(request), float(config["max_timeout"])),
                 metadata={"runtime": "unsandboxed-subprocess"},
+                on_output=on_output,
             )
             session.used_at = time.monotonic()
         if ended:

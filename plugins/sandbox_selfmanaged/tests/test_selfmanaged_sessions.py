@@ -19,12 +19,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from selfmanaged_support import RUNSC, Executor, assert_clean_shutdown, start_executor
 
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import ProviderUnavailableError, SessionGoneError
-from sandbox_core.model import ExecutionStatus
+from sandbox_core.model import ExecutionResult, ExecutionStatus
+from sandbox_core.streaming import OutputEvent
 from sandbox_core.testing import SessionConformance
 
 MAX_SESSIONS = 3
@@ -317,3 +319,129 @@ def test_repl_in_a_terminal(cli_env: dict[str, str], session_executor: Executor)
             process.kill()
         os.close(master)
     assert wait_until(lambda: open_sessions(session_executor) == 0, 15)
+
+
+# -- streaming (issue 16 in sessions) --------------------------------------------------------------
+
+NDJSON = "application/x-ndjson"
+TWO_LINES = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second', flush=True)\n"
+
+
+def test_session_output_arrives_while_the_code_runs(client: SandboxClient) -> None:
+    events: list[OutputEvent] = []
+    with client.session() as session:
+        result = session.execute(TWO_LINES, on_output=events.append)
+    assert result.ok and result.stdout == "first\nsecond\n", result
+    assert [e.text for e in events] == ["first\n", "second\n"]
+    assert events[1].at - events[0].at >= 0.8, [e.at for e in events]
+
+
+def test_session_stream_yields_events_then_the_result(client: SandboxClient) -> None:
+    with client.session() as session:
+        *events, result = session.stream("import sys\nfor i in range(3):\n    print(i, flush=True)\nsys.stderr.write('e\\n')\n")
+    assert isinstance(result, ExecutionResult) and result.stdout == "0\n1\n2\n", result
+    for stream in ("stdout", "stderr"):
+        assert "".join(e.text for e in events if isinstance(e, OutputEvent) and e.stream == stream) == getattr(result, stream)
+
+
+def test_a_session_flood_streams_up_to_the_limit_and_is_flagged(session_executor: Executor) -> None:
+    limit = 64 * 1024
+    config = {**config_of(session_executor), "max_output_bytes": limit}
+    events: list[OutputEvent] = []
+    with closing(SandboxClient(provider="self_managed", config=config)) as flooding, flooding.session() as session:
+        result = session.execute("import sys\nwhile True:\n    sys.stdout.write('z' * 65535 + '\\n')\n", on_output=events.append)
+    assert result.status is ExecutionStatus.OUTPUT_LIMIT and result.stdout_truncated, result
+    streamed = "".join(e.text for e in events if e.stream == "stdout")
+    assert streamed == result.stdout and len(streamed.encode()) <= limit
+
+
+def _open(executor: Executor) -> str:
+    response = executor.http.post("/v1/sessions", json={"idle_timeout": 120})
+    assert response.status_code == 201, response.text
+    session_id: str = response.json()["id"]
+    return session_id
+
+
+def test_the_session_route_streams_ndjson_only_when_asked(session_executor: Executor) -> None:
+    session_id = _open(session_executor)
+    try:
+        code = "import sys\nprint('out', flush=True)\nsys.stderr.write('err\\n')\ndef main():\n    return 7\n"
+        route = f"/v1/sessions/{session_id}/execute"
+        with session_executor.http.stream("POST", route, json={"code": code}, headers={"Accept": NDJSON}) as response:
+            response.read()
+        assert response.status_code == 200 and response.headers["content-type"].startswith(NDJSON), response.text
+        *events, last = [json.loads(line) for line in response.text.split("\n") if line]
+        assert {e["type"] for e in events} == {"output"} and last["type"] == "result"
+        plain = session_executor.http.post(route, json={"code": code}, headers={"Accept": "application/json"})
+        assert plain.headers["content-type"] == "application/json"
+        for field in ("status", "stdout", "stderr", "value", "exit_code", "error"):
+            assert last["result"][field] == plain.json()[field], field
+        for stream in ("stdout", "stderr"):
+            assert "".join(e["text"] for e in events if e["stream"] == stream) == last["result"][stream]
+        gone = session_executor.http.post("/v1/sessions/00ff/execute", json={"code": "1"}, headers={"Accept": NDJSON})
+        assert gone.status_code == 410, gone.text
+    finally:
+        session_executor.http.delete(f"/v1/sessions/{session_id}")
+
+
+def test_leaving_a_session_stream_stops_the_code_and_restarts_the_interpreter(session_executor: Executor) -> None:
+    session_id = _open(session_executor)
+    route = f"/v1/sessions/{session_id}/execute"
+    try:
+        assert session_executor.http.post(route, json={"code": "kept = 1\n"}).json()["status"] == "success"
+        code = "import time\nprint('started', flush=True)\ntime.sleep(15)\nprint('never')\n"
+        leaving = httpx.Client(base_url=session_executor.url, headers=session_executor.http.headers, timeout=30, trust_env=False)
+        with leaving.stream("POST", route, json={"code": code, "timeout": 40}, headers={"Accept": NDJSON}) as response:
+            first = json.loads(next(response.iter_lines()))
+            assert first == {**first, "type": "output", "stream": "stdout", "text": "started\n"}
+        leaving.close()  # mid-stream: the result line never came
+        after = session_executor.http.post(route, json={"code": "print('kept' in globals())\n", "timeout": 30}).json()
+        assert (after["stdout"], after["stderr"]) == ("False\n", ""), after  # stopped at once, its interpreter replaced
+        assert "client disconnected mid-stream" in session_executor.log()
+        assert open_sessions(session_executor) >= 1
+    finally:
+        session_executor.http.delete(f"/v1/sessions/{session_id}")
+
+
+def test_session_exec_prints_output_as_it_comes(cli_env: dict[str, str], session_executor: Executor) -> None:
+    created = _sandbox(cli_env, "session", "new", "--idle-timeout", "60")
+    assert created.returncode == 0, created.stderr
+    session_id = created.stdout.decode().strip()
+    on_executor = session_id.rpartition("/")[2]
+
+    def executions() -> int:
+        listed = session_executor.http.get("/v1/sessions").json()["sessions"]
+        return int(next(s["executions"] for s in listed if s["id"] == on_executor))
+
+    try:
+        code = "import time\nprint('first', flush=True)\ntime.sleep(30)\nprint('never')\n"
+        process = subprocess.Popen([SANDBOX_CLI, "session", "exec", session_id, "--timeout", "60", "-c", code], env=cli_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == b"first\n"
+            assert executions() == 0, "'first' came only once the execution was over"
+        finally:
+            process.kill()  # the client leaves mid-stream: the execution stops, the session stays
+            process.communicate(timeout=60)
+        assert wait_until(lambda: executions() == 1, 15), "the execution went on after its client left"
+        events = _sandbox(cli_env, "session", "exec", session_id, "--events", "-c", TWO_LINES)
+        *lines, last = [json.loads(line) for line in events.stdout.splitlines()]
+        assert [e["text"] for e in lines] == ["first\n", "second\n"] and last["type"] == "result", events.stdout
+        assert lines[1]["at"] - lines[0]["at"] >= 0.8, lines
+    finally:
+        _sandbox(cli_env, "session", "close", session_id)
+
+
+def test_leaving_before_a_plain_session_answer_stops_the_code_too(session_executor: Executor) -> None:
+    session_id = _open(session_executor)
+    route = f"/v1/sessions/{session_id}/execute"
+    try:
+        assert session_executor.http.post(route, json={"code": "kept = 1\n"}).json()["status"] == "success"
+        leaving = httpx.Client(base_url=session_executor.url, headers=session_executor.http.headers, timeout=3, trust_env=False)
+        with pytest.raises(httpx.ReadTimeout):
+            leaving.post(route, json={"code": "import time\ntime.sleep(15)\n", "timeout": 40})
+        leaving.close()  # gave up waiting: the connection is gone
+        after = session_executor.http.post(route, json={"code": "print('kept' in globals())\n", "timeout": 30}).json()
+        assert (after["stdout"], after["stderr"]) == ("False\n", ""), after
+    finally:
+        session_executor.http.delete(f"/v1/sessions/{session_id}")

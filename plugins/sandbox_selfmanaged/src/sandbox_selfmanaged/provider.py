@@ -228,10 +228,12 @@ def sandbox_session_open(spec: SessionSpec, config: Mapping[str, Any]) -> str:
 
 
 @hookimpl
-def sandbox_session_execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+def sandbox_session_execute(
+    handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None
+) -> ExecutionResult:
     from sandbox_selfmanaged import session_client
 
-    return session_client.execute(handle, request, config, provider_name)
+    return session_client.execute(handle, request, config, provider_name, on_output)
 
 
 @hookimpl

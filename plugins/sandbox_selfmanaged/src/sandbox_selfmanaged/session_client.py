@@ -27,8 +27,10 @@ import httpx
 from sandbox_core.errors import ProviderError, ProviderUnavailableError, SessionGoneError
 from sandbox_core.model import DEFAULT_TIMEOUT, ExecutionRequest, ExecutionResult
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 from sandbox_core.timeouts import request_seconds
-from sandbox_selfmanaged.client import CONNECT_TIMEOUT, ExecutorClient, _detail, client_for
+from sandbox_selfmanaged import EVENTS_MEDIA_TYPE
+from sandbox_selfmanaged.client import CONNECT_TIMEOUT, ExecutorClient, _detail, _Failed, _is_events, _read_events, client_for
 
 KEY_CHARS = 12
 FILE_TIMEOUT = 60.0
@@ -101,7 +103,35 @@ def open_session(spec: SessionSpec, config: Mapping[str, Any]) -> str:
     raise ProviderUnavailableError("no sandbox-executor could open a session: " + "; ".join(problems))
 
 
-def execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str) -> ExecutionResult:
+def _stream(
+    client: ExecutorClient, url: str, timeout: float, payload: Mapping[str, Any], on_output: OutputCallback
+) -> ExecutionResult:
+    """POST a session execution asking for the NDJSON stream; pass its events on; its result.
+
+    An executor that answers with one JSON document (an older one) is read as before.
+    """
+    base = url.split("/v1/")[0]
+    headers = {"Accept": f"{EVENTS_MEDIA_TYPE}, application/json"}
+    try:
+        with client.http.stream("POST", url, json=payload, headers=headers,
+                                timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))) as response:
+            if response.status_code == 200 and _is_events(response):
+                try:
+                    return _read_events(response, on_output)
+                except _Failed as exc:
+                    raise ProviderError(f"{base}: the session's execution {exc}") from None
+            response.read()
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailableError(
+            f"{base}: the connection to the executor holding the session failed ({type(exc).__name__}: {exc})"
+        ) from None
+    return ExecutionResult.from_dict(_check(response, "execute").json())
+
+
+def execute(
+    handle: str, request: ExecutionRequest, config: Mapping[str, Any], provider_name: str, on_output: OutputCallback | None = None
+) -> ExecutionResult:
+    """Run ``request`` in the session; with ``on_output``, its output events are passed on as they arrive."""
     client, url, session_id = _locate(config, handle)
     timeout = request_seconds(request, float(config.get("default_timeout") or DEFAULT_TIMEOUT))
     payload: dict[str, Any] = {"code": request.code, "arguments": dict(request.arguments), "timeout": timeout}
@@ -109,8 +139,12 @@ def execute(handle: str, request: ExecutionRequest, config: Mapping[str, Any], p
         payload["files"] = {name: base64.b64encode(data).decode("ascii") for name, data in request.files.items()}
     overhead = float(config.get("request_timeout") or 30.0)
     started = time.monotonic()
-    response = _check(_call(client, "POST", f"{url}/v1/sessions/{session_id}/execute", timeout + overhead, json=payload), "execute")
-    result = ExecutionResult.from_dict(response.json())
+    route = f"{url}/v1/sessions/{session_id}/execute"
+    if on_output is None:
+        response = _check(_call(client, "POST", route, timeout + overhead, json=payload), "execute")
+        result = ExecutionResult.from_dict(response.json())
+    else:
+        result = _stream(client, route, timeout + overhead, payload, on_output)
     return attrs.evolve(
         result,
         provider=provider_name,

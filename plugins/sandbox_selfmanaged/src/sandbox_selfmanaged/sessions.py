@@ -29,12 +29,13 @@ from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_core.runner.protocol import DEFAULT_OUTPUT_DIR
 from sandbox_core.runner.session_channel import SessionChannel
 from sandbox_core.sessions import FileInfo, SessionSpec
+from sandbox_core.streaming import OutputCallback
 from sandbox_selfmanaged import PROVIDER_NAME, RUNTIME_NAME
 from sandbox_selfmanaged.engine import SESSION_RUNNER, Engine
 from sandbox_selfmanaged.errors import LimitError, SandboxBootError, SandboxUnavailableError
 from sandbox_selfmanaged.limits import Limits
 from sandbox_selfmanaged.rootfs import RUNNER_DIR
-from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox
+from sandbox_selfmanaged.sandbox import Cancellation, LanguageRuntime, Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,20 @@ class SessionManager:
 
     # -- using ----------------------------------------------------------------------------------
 
-    def execute(self, session_id: str, request: ExecutionRequest, limits: Limits) -> ExecutionResult:
-        """Run ``request`` in the session; per-execution ``limits`` as for a one-shot execution."""
+    def execute(
+        self,
+        session_id: str,
+        request: ExecutionRequest,
+        limits: Limits,
+        on_output: OutputCallback | None = None,
+        cancel: Cancellation | None = None,
+    ) -> ExecutionResult:
+        """Run ``request`` in the session; per-execution ``limits`` as for a one-shot execution.
+
+        ``on_output`` gets the output as it is read (in this thread: it must be quick). When
+        ``cancel`` is raised (the client left) the execution stops and the session's interpreter
+        is replaced, as on a timeout: the session stays open, its names are lost, its files kept.
+        """
         session = self.get(session_id)
         cgroups, path = self.engine.cgroups, session.sandbox.cgroups_path
         with session.lock:
@@ -192,6 +205,8 @@ class SessionManager:
                     "language_version": session.sandbox.runtime.version,
                 },
                 memory_exceeded=(lambda: cgroups.oom_kills(path) > 0) if path is not None else None,
+                on_output=on_output,
+                cancel_fd=cancel.fileno() if cancel is not None else -1,
             )
             session.executions += 1
             session.used_at = self._clock()

@@ -53,7 +53,7 @@ from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.served_runtimes import RuntimeLanguageError
 from sandbox_selfmanaged.service.admission import Admission, Busy
 from sandbox_selfmanaged.service.bodies import parse_body, read_body
-from sandbox_selfmanaged.service.events import EventInbox, EventStreamResponse, wants_events
+from sandbox_selfmanaged.service.events import EventInbox, EventStreamResponse, cancel_on_disconnect, wants_events
 from sandbox_selfmanaged.service.gate import Gate, Network
 from sandbox_selfmanaged.service.metrics import CONTENT_TYPE, Metrics
 from sandbox_selfmanaged.service.models import (
@@ -77,13 +77,6 @@ RELEASE_FALLBACK_SECONDS = 5.0
 
 async def _call(function: Callable[[], None]) -> None:
     function()  # cheap (a kill, a queue put, a notify): fine on the event loop
-
-
-async def _cancel_on_disconnect(http: Request, cancel: Cancellation) -> None:
-    """Raise ``cancel`` when the client closes its connection (the body was read already)."""
-    while (await http.receive())["type"] != "http.disconnect":
-        pass
-    cancel.set()
 
 
 async def _admit(admission: Admission, watcher: asyncio.Future[None], cancel: Cancellation) -> None:
@@ -237,7 +230,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         :class:`ExecutionCancelled`.
         """
         with Cancellation() as cancel:
-            watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
+            watcher = asyncio.ensure_future(cancel_on_disconnect(http, cancel))
             try:
                 await _admit(admission, watcher, cancel)
                 try:
@@ -273,7 +266,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         client that leaves stops the execution (its sandbox is killed and released).
         """
         cancel = Cancellation()
-        watcher = asyncio.ensure_future(_cancel_on_disconnect(http, cancel))
+        watcher = asyncio.ensure_future(cancel_on_disconnect(http, cancel))
         try:
             await _admit(admission, watcher, cancel)
         except BaseException as exc:

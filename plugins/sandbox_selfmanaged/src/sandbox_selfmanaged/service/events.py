@@ -15,6 +15,9 @@ the first event (or the result), so refusals before the code runs (503 queue ful
 keep their status codes. If the execution fails in the executor after events were sent, the last
 line is ``{"type": "error", "detail": "..."}``. A client that disconnects mid-stream stops the
 execution: its sandbox is killed and released at once.
+
+``POST /v1/sessions/{id}/execute`` streams the same way (see :mod:`.sessions_api`); there a
+client that leaves mid-stream stops the execution and the session's interpreter is replaced.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ from sandbox_core.streaming import OutputEvent, coalesce
 from sandbox_selfmanaged import EVENTS_MEDIA_TYPE
 from sandbox_selfmanaged.sandbox import Cancellation
 from sandbox_selfmanaged.service.responses import CHUNK_BYTES
+
+
+async def cancel_on_disconnect(http: Request, cancel: Cancellation) -> None:
+    """Raise ``cancel`` when the client closes its connection (the body was read already)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+    cancel.set()
 
 
 def wants_events(http: Request) -> bool:

@@ -13,13 +13,21 @@
 A session that is gone (closed, expired, killed for memory, or the executor restarted) answers
 410, so a client tells it from a missing file (404). Paths are checked as the core checks them
 (:mod:`sandbox_core.files`): 422 otherwise.
+
+``POST /v1/sessions/{id}/execute`` with ``Accept: application/x-ndjson`` answers with output
+events while the code runs, then the result, as ``POST /v1/execute`` does (see :mod:`.events`).
+A client that leaves before its answer (mid-stream, or while waiting for the JSON document)
+stops the execution; as on a timeout, the session's interpreter is replaced (its names are lost,
+its files kept) and the session stays open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -31,12 +39,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox_core.errors import SessionGoneError
 from sandbox_core.files import check_files, check_path
-from sandbox_core.model import ExecutionRequest
+from sandbox_core.model import ExecutionRequest, ExecutionResult
 from sandbox_core.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, SessionSpec
+from sandbox_selfmanaged import EVENTS_MEDIA_TYPE
 from sandbox_selfmanaged.errors import LimitError
 from sandbox_selfmanaged.limits import Limits, resolve
+from sandbox_selfmanaged.sandbox import Cancellation
+from sandbox_selfmanaged.service.events import EventInbox, EventStreamResponse, cancel_on_disconnect, wants_events
 from sandbox_selfmanaged.service.models import LimitsIn
 from sandbox_selfmanaged.sessions import SessionManager
+
+logger = logging.getLogger(__name__)
+EVENTS_DESCRIPTION = "NDJSON output events, then the result (with Accept: application/x-ndjson)"
 
 
 class SessionOpenIn(BaseModel):
@@ -80,6 +94,43 @@ def with_files(request: ExecutionRequest, files: Mapping[str, str]) -> Execution
         raise LimitError(field if reason else "files", reason or str(exc)) from None
 
 
+def _nothing() -> None:
+    """A session's sandbox outlives its executions: there is nothing to release after one."""
+
+
+async def _execute_streaming(http: Request, manager: SessionManager, session_id: str, request: ExecutionRequest,
+                             limits: Limits) -> Response:
+    """Run ``request`` in the session, answering with its output events, then its result.
+
+    As for one-shot executions, the response starts with the first event (or the result), so a
+    session that is gone before the code runs still answers 410.
+    """
+    cancel = Cancellation()
+    watcher = asyncio.ensure_future(cancel_on_disconnect(http, cancel))
+    inbox = EventInbox()
+
+    def run() -> tuple[ExecutionResult, Callable[[], None]]:
+        return manager.execute(session_id, request, limits, inbox.post, cancel), _nothing
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(run))
+
+    def over(_done: asyncio.Future[tuple[ExecutionResult, Callable[[], None]]]) -> None:
+        watcher.cancel()
+        if cancel.is_set():
+            logger.info("client disconnected mid-stream: session %s's execution was stopped and its interpreter replaced",
+                        session_id)
+        cancel.close()
+        inbox.done()
+
+    task.add_done_callback(over)
+    await inbox.first()
+    if task.done() and not task.cancelled():
+        failure = task.exception()
+        if failure is not None:
+            raise failure  # before any output: the route's error status (410, ...)
+    return EventStreamResponse(inbox, task, cancel, lambda _result: None)
+
+
 def add_session_routes(
     app: FastAPI, manager: SessionManager, defaults: Limits, maximums: Limits, registry: CollectorRegistry
 ) -> None:
@@ -107,8 +158,12 @@ def add_session_routes(
     async def list_sessions() -> dict[str, Any]:
         return {"sessions": manager.describe(), "max_sessions": manager.max_sessions}
 
-    @app.post("/v1/sessions/{session_id}/execute", summary="Run code in a session")
-    async def execute(session_id: str, body: SessionExecuteIn) -> Response:
+    @app.post(
+        "/v1/sessions/{session_id}/execute",
+        responses={200: {"content": {EVENTS_MEDIA_TYPE: {"schema": {"type": "string", "description": EVENTS_DESCRIPTION}}}}},
+        summary="Run code in a session",
+    )
+    async def execute(session_id: str, body: SessionExecuteIn, http: Request) -> Response:
         session = manager.get(session_id)
         limits = resolve(defaults, maximums, timeout=body.timeout, requested=None)
         try:
@@ -124,7 +179,16 @@ def add_session_routes(
             raise LimitError(field if reason else "request", reason or str(exc)) from None
         request = with_files(request, body.files)
         per_execution = attrs.evolve(session.limits, timeout=limits.timeout)
-        result = await anyio.to_thread.run_sync(manager.execute, session_id, request, per_execution)
+        if wants_events(http):
+            return await _execute_streaming(http, manager, session_id, request, per_execution)
+        with Cancellation() as cancel:
+            watcher = asyncio.ensure_future(cancel_on_disconnect(http, cancel))
+            try:
+                result = await anyio.to_thread.run_sync(manager.execute, session_id, request, per_execution, None, cancel)
+            finally:
+                watcher.cancel()
+            if cancel.is_set():
+                logger.info("client disconnected: session %s's execution was stopped and its interpreter replaced", session_id)
         return JSONResponse(result.to_dict())
 
     @app.put("/v1/sessions/{session_id}/files/{path:path}", status_code=204, summary="Write a file into a session")
