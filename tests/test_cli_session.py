@@ -13,7 +13,10 @@ from sandbox_core.cli.session import read_entries, repl_source
 from sandbox_core.settings import SettingsStore
 from sandbox_core.testing import UnsandboxedSubprocessProvider
 
-ENTRIES = "x = 20\nx + 22\ndef twice(n):\n    return 2 * n\n\ntwice(x)\nimport os\nopen('kept.txt', 'w').write('yes')\nprint(open('kept.txt').read())\nundefined_name\nx\n"
+ENTRIES = (
+    "x = 20\nx + 22\ndef twice(n):\n    return 2 * n\n\ntwice(x)\n"
+    "import os\nopen('kept.txt', 'w').write('yes')\nprint(open('kept.txt').read())\nundefined_name\nx\n"
+)
 
 
 def test_entries_are_split_like_pythons_prompt() -> None:

@@ -107,7 +107,9 @@ def _print_event(event: OutputEvent) -> None:
 @click.argument("source", required=False, metavar="[FILE|-]")
 @click.option("-c", "code", metavar="CODE", help="The code to run.")
 @click.option("--language", "-l", type=click.Choice(["python", "javascript"]), default="python", show_default=True)
-@click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
+@click.option(
+    "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string."
+)
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
 @click.option(
     "--timeout", type=float, callback=finite_seconds,

@@ -106,7 +106,9 @@ def new(language: str, runtime: str | None, idle_timeout: float, max_lifetime: f
 @click.argument("session_id")
 @click.argument("source", required=False, metavar="[FILE|-]")
 @click.option("-c", "code", metavar="CODE", help="The code to run.")
-@click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string.")
+@click.option(
+    "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument for main(); VALUE is JSON if it parses, else a string."
+)
 @click.option("--args-json", metavar="JSON", help="All arguments for main() as one JSON object.")
 @click.option("--timeout", type=float, callback=finite_seconds, default=DEFAULT_TIMEOUT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole structured result as JSON (at the end).")

@@ -390,7 +390,10 @@ def _answer(interpreter: _Interpreter, message: "dict[str, Any]", host: "_Messag
             if happened == "died":
                 error = {
                     "type": "InterpreterExited",
-                    "message": f"the session's interpreter ended (status {status}); a new one was started and the names defined so far are lost",
+                    "message": (
+                        f"the session's interpreter ended (status {status}); "
+                        "a new one was started and the names defined so far are lost"
+                    ),
                     "traceback": "",
                 }
             return json.dumps({

@@ -59,7 +59,9 @@ def _call(client: ExecutorClient, method: str, url: str, timeout: float, **kwarg
         return client.http.request(method, url, timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)), **kwargs)
     except httpx.HTTPError as exc:
         base = url.split("/v1/")[0]
-        raise ProviderUnavailableError(f"{base}: the executor holding the session could not be reached ({type(exc).__name__}: {exc})") from None
+        raise ProviderUnavailableError(
+            f"{base}: the executor holding the session could not be reached ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _check(response: httpx.Response, what: str) -> httpx.Response:
