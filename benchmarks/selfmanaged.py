@@ -352,6 +352,12 @@ def measure_memory(executor: Executor) -> dict[str, Any]:
     }
 
 
+def checkout_commit(checkout: Path) -> str:
+    """The baseline as a commit (a checkout's path says nothing on another machine)."""
+    done = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return f"commit {done.stdout.strip()}" if done.returncode == 0 else checkout.name
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -468,7 +474,7 @@ def main() -> int:
         },
         "config": {
             "rounds": args.rounds, "throughput_seconds": args.duration, "cpu_blocks": args.cpu_blocks,
-            "cpu_per_block": args.cpu_per_block, "baseline": str(args.baseline) if args.baseline else None,
+            "cpu_per_block": args.cpu_per_block, "baseline": checkout_commit(args.baseline) if args.baseline else None,
             "warm_pool": POOL, "runtimes": args.runtimes, "code": {"python": PYTHON_CODE, "javascript": JS_CODE},
         },
         "cpu_per_execution": cpu,
