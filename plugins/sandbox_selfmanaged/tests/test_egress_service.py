@@ -6,6 +6,8 @@ the test owns): these check refusals made before anything runs, and the bookkeep
 
 from __future__ import annotations
 
+import base64
+
 from collections.abc import Iterator
 
 import pytest
@@ -53,6 +55,18 @@ def test_sandboxes_of_an_egress_executor_see_the_proxy_settings(egress_executor:
     assert value[0] == "http://127.0.0.1:3128"
     assert "127.0.0.2\tapi.example.com" in value[1]
     assert value[2] == ["egress.sock"]
+
+
+def test_input_files_with_a_network_allowlist_are_refused_not_run_offline(egress_executor: Executor) -> None:
+    # Input files run in a one-use session sandbox, which has no egress socket: running the code
+    # there would silently drop the allowlist the request asked for.
+    response = egress_executor.http.post(
+        "/v1/execute",
+        json={"code": "pass", "network": ["api.example.com:443"], "files": {"data.txt": base64.b64encode(b"x").decode()}},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "network"]
+    assert "input files" in response.json()["detail"][0]["msg"]
 
 
 def test_the_provider_checks_its_configured_allowlist_before_sending() -> None:

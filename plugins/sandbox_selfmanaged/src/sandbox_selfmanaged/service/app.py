@@ -350,6 +350,8 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> Gate:
         body, arguments = parse_body(await read_body(http), ExecuteIn)
         requested = body.limits.model_dump(exclude_none=True) if body.limits else None
         request, limits = build(body.code, body.language, arguments or {}, body.timeout, requested, body.runtime, body.network)
+        if body.files and request.network:  # a one-use session sandbox has no egress socket: never drop the policy
+            raise LimitError("network", "input files run in a one-use sandbox without egress; send no files with a network allowlist")
         if body.files:  # input files: a one-use session sandbox takes them (the warm pool's runner has no files)
             once = await anyio.to_thread.run_sync(sessions.run_once, with_files(request, body.files), limits)
             return RelayedJSONResponse(once.to_dict())
