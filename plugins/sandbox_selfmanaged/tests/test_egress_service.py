@@ -7,7 +7,6 @@ the test owns): these check refusals made before anything runs, and the bookkeep
 from __future__ import annotations
 
 import base64
-
 from collections.abc import Iterator
 
 import pytest
