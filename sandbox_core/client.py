@@ -30,6 +30,7 @@ from sandbox_core.errors import (
     SandboxError,
 )
 from sandbox_core.failures import FailureKind, provider_failure
+from sandbox_core.files import check_configured_limits
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.redaction import scrub, scrubber
 from sandbox_core.registry import ProviderRegistry, get_registry
@@ -231,6 +232,7 @@ class SandboxClient:
             files=dict(files or {}),
         )
         snapshot = self._current()
+        check_configured_limits(request.files, snapshot.config)
         self._used.add(snapshot.provider)
         try:
             info = self._check_capabilities(
@@ -456,6 +458,7 @@ class SandboxClient:
 
     def _session_execute(self, session: Session, request: ExecutionRequest, on_output: OutputCallback | None) -> ExecutionResult:
         snapshot = self._config_of(session.provider)
+        check_configured_limits(request.files, snapshot.config)
         info = self.registry.provider_info(snapshot.provider)
         return self._run(
             snapshot, info, request, on_output,
@@ -466,6 +469,8 @@ class SandboxClient:
 
     def _session_call(self, session: Session, operation: str, **arguments: Any) -> Any:
         snapshot = self._config_of(session.provider)
+        if operation == "upload":
+            check_configured_limits({arguments["path"]: arguments["data"]}, snapshot.config, field="data")
         method = getattr(self.registry, f"session_{operation}")
         return self._scrubbed(snapshot, lambda: method(snapshot.provider, session.handle, config=snapshot.config, **arguments))
 

@@ -3,13 +3,18 @@
 A file name is a path relative to the sandbox's working folder. The core checks every name before
 any provider sees it, so a provider may join it onto its working folder without re-checking for
 escapes: names are relative, use ``/`` between parts, have no empty, ``.`` or ``..`` part and no
-control characters. Sizes are bounded so one request cannot exhaust a backend's memory or disk.
+control characters. Sizes are bounded so one request cannot exhaust a backend's memory or disk:
+by the ceilings below, and lower by a provider's config (:func:`input_limit_fields`, enforced by
+the client with :func:`check_configured_limits`).
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
+
+from sandbox_core.schema import ConfigField
 
 MAX_PATH_CHARS = 512
 """Longest file name, in characters."""
@@ -72,3 +77,36 @@ def check_files(files: object, *, field: str = "files") -> dict[str, bytes]:
     if total > MAX_TOTAL_BYTES:
         raise ValueError(f"{field}: {total} bytes in all, more than the limit of {MAX_TOTAL_BYTES}")
     return checked
+
+
+def input_limit_fields() -> list[ConfigField]:
+    """The config fields with which an operator lowers the input-file limits of a provider.
+
+    A provider adds them to its schema; the client enforces them before any hook sees the files
+    (one-shot ``files``, a session's ``upload`` and ``execute(files=...)``). Empty: the ceilings.
+    """
+    return [
+        ConfigField(
+            "max_input_file_bytes", "integer", label="Largest input file (bytes)",
+            description=f"Largest file a caller may hand to a sandbox (empty: {MAX_FILE_BYTES}).",
+            minimum=1, maximum=MAX_FILE_BYTES,
+        ),
+        ConfigField(
+            "max_input_bytes", "integer", label="Input files in all (bytes)",
+            description=f"Total size of the files one execution or upload carries (empty: {MAX_TOTAL_BYTES}).",
+            minimum=1, maximum=MAX_TOTAL_BYTES,
+        ),
+    ]
+
+
+def check_configured_limits(files: Mapping[str, bytes], config: Mapping[str, Any], *, field: str = "files") -> None:
+    """Refuse ``files`` beyond the limits ``config`` sets (see :func:`input_limit_fields`) with ``ValueError``."""
+    per_file = config.get("max_input_file_bytes")
+    if per_file is not None:
+        for name, data in files.items():
+            if len(data) > per_file:
+                raise ValueError(f"{field}: {name!r} has {len(data)} bytes, more than max_input_file_bytes ({per_file})")
+    total_limit = config.get("max_input_bytes")
+    total = sum(len(data) for data in files.values())
+    if total_limit is not None and total > total_limit:
+        raise ValueError(f"{field}: {total} bytes in all, more than max_input_bytes ({total_limit})")

@@ -129,3 +129,24 @@ def test_awaited_asession_and_bad_paths(client: SandboxClient) -> None:
             await session.close()
 
     asyncio.run(scenario())
+
+
+def test_input_file_limits_come_from_the_providers_config(local: UnsandboxedSubprocessProvider) -> None:
+    registry = ProviderRegistry(discover=False)
+    registry.register("local", local)
+    limited = SandboxClient(provider="local", config={"max_input_file_bytes": 8, "max_input_bytes": 12}, registry=registry)
+    try:
+        with pytest.raises(ValueError, match=r"files: 'big.txt' has 9 bytes, more than max_input_file_bytes \(8\)"):
+            limited.execute("pass", files={"big.txt": b"x" * 9})
+        with pytest.raises(ValueError, match=r"files: 14 bytes in all, more than max_input_bytes \(12\)"):
+            limited.execute("pass", files={"a.txt": b"x" * 7, "b.txt": b"y" * 7})
+        assert limited.execute("def main():\n    return open('a.txt').read()\n", files={"a.txt": b"fits"}).value == "fits"
+        with limited.session() as session:
+            with pytest.raises(ValueError, match="max_input_file_bytes"):
+                session.upload("big.txt", b"x" * 9)
+            with pytest.raises(ValueError, match="max_input_file_bytes"):
+                session.execute("pass", files={"big.txt": b"x" * 9})
+            session.upload("small.txt", b"ok")
+            assert session.download("small.txt") == b"ok"
+    finally:
+        limited.close()

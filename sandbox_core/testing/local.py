@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from sandbox_core.errors import FieldProblem
+from sandbox_core.files import input_limit_fields
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.runner import BoundedCapture, Job, ResultStream, build_result, runner_path
@@ -68,6 +69,7 @@ class UnsandboxedSubprocessProvider:
                 ConfigField("node", "string", label="Node.js interpreter", default="node"),
                 ConfigField("max_output_bytes", "integer", label="Output limit (bytes)", default=1 << 20, minimum=64, maximum=1 << 30),
                 ConfigField("max_timeout", "number", label="Longest timeout (s)", default=300, minimum=0.1, maximum=3600),
+                *input_limit_fields(),
             ]
         )
 

@@ -24,6 +24,7 @@ from sandbox_aliyun.limits import (
 )
 from sandbox_aliyun.state import CREDENTIAL_VARIABLES, OPEN_SESSIONS, POOLS
 from sandbox_core.errors import FieldProblem
+from sandbox_core.files import input_limit_fields
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.pooling import pool_config_fields
@@ -127,6 +128,7 @@ SCHEMA = ConfigSchema(
             minimum=1024,
             maximum=MAX_OUTPUT_BYTES,
         ),
+        *input_limit_fields(),
         *pool_config_fields(
             "files outside the job folder, installed packages and processes that escape the job's process group",
             default_size=DEFAULT_POOL_SIZE,

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
+from sandbox_core.files import input_limit_fields
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import ExecutionRequest, ExecutionResult, HealthStatus, ProviderInfo
 from sandbox_core.pooling import pool_config_fields
@@ -87,6 +88,7 @@ SCHEMA = ConfigSchema(
             minimum=30,
             maximum=86400,
         ),
+        *input_limit_fields(),
         *pool_config_fields("the VM's other files, installed packages and stray processes"),
         ConfigField(
             "max_output_bytes",

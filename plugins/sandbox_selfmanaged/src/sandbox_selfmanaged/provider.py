@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox_core.errors import FieldProblem
+from sandbox_core.files import input_limit_fields
 from sandbox_core.hookspecs import hookimpl
 from sandbox_core.model import (
     ExecutionRequest,
@@ -106,8 +107,10 @@ SCHEMA = ConfigSchema(
             multiple=True,
         ),
         ConfigField("verify_tls", "boolean", label="Verify TLS certificates", description="For https:// endpoints.", default=True),
+        *input_limit_fields(),
     ]
 )
+
 
 @hookimpl
 def sandbox_provider_info() -> ProviderInfo:
