@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,21 @@ def own_cpu_seconds(pid: int) -> float:
 
 
 class Executor:
-    """A sandbox-executor subprocess for the benchmark (``executable``: another checkout's, for a baseline)."""
+    """A sandbox-executor subprocess for a benchmark (``executable``: another checkout's, for a baseline).
 
-    def __init__(self, workdir: Path, runtimes: str, executable: str | None = None) -> None:
+    ``runtimes`` None serves the executor's default runtimes; ``extra`` flags come last and win.
+    The other benchmarks start theirs through this class too.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        runtimes: str | None,
+        executable: str | None = None,
+        *,
+        extra: Sequence[str] = (),
+        ready_timeout: float = 120.0,
+    ) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -134,13 +146,14 @@ class Executor:
             executable, "serve", "--port", str(self.port), "--state-dir", str(self.state_dir),
             "--python-pool-size", str(POOL["python"]), "--javascript-pool-size", str(POOL["javascript"]),
             "--max-concurrency", "16", "--queue-size", "64", "--log-level", "warning",
-            "--runtimes", runtimes,
+            *(("--runtimes", runtimes) if runtimes is not None else ()),
+            *extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | {"SANDBOX_EXECUTOR_TOKEN": self.token}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, trust_env=False)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             try:
                 if self.http.get("/healthz").status_code == 200:
@@ -151,6 +164,11 @@ class Executor:
                 break
             time.sleep(0.2)
         raise SystemExit(f"the executor did not become healthy:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``self_managed`` provider config that reaches this executor."""
+        return {"endpoints": [self.url], "token": self.token}
 
     def health(self) -> dict[str, Any]:
         return self.http.get("/healthz").json()

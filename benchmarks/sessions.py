@@ -24,8 +24,6 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import httpx
+from selfmanaged import Executor
 
 from sandbox_core import SandboxClient
 from sandbox_selfmanaged.cgroups import Cgroups
@@ -57,48 +55,6 @@ def summary(samples: list[float]) -> dict[str, float]:
         "p95_ms": round(1000 * percentile(samples, 0.95), 3),
         "mean_ms": round(1000 * statistics.fmean(samples), 3),
     }
-
-
-class Executor:
-    """A sandbox-executor subprocess for the benchmark (stopped with SIGTERM)."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.token = secrets.token_urlsafe(24)
-        self.state_dir = workdir / "state"
-        self.log = workdir / "executor.log"
-        command = [
-            str(Path(sys.executable).with_name("sandbox-executor")), "serve", "--port", str(port),
-            "--state-dir", str(self.state_dir), "--languages", "python", "--python-pool-size", "1",
-            "--max-sessions", "16", "--log-level", "warning",
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | {"SANDBOX_EXECUTOR_TOKEN": self.token}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, trust_env=False)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise SystemExit(f"the executor did not become healthy:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"endpoints": [self.url], "token": self.token}
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
 
 
 def measure_latency(executor: Executor, client: SandboxClient, rounds: int) -> dict[str, Any]:
@@ -204,7 +160,10 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=3, help="idle sessions to measure memory on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as workdir:
-        executor = Executor(Path(workdir))
+        executor = Executor(
+            Path(workdir), None, extra=("--languages", "python", "--python-pool-size", "1", "--max-sessions", "16"),
+            ready_timeout=300,  # a first start builds the default runtimes
+        )
         try:
             with closing(SandboxClient(provider="self_managed", config=executor.config)) as client:
                 results = {
