@@ -21,7 +21,7 @@ from selfmanaged_support import Executor, assert_clean_shutdown, require_gvisor,
 from sandbox_selfmanaged.cgroups import LIMITED_CONTROLLERS, Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
 
-MIXED_EXECUTIONS = 60
+MIXED_EXECUTIONS = 300
 POOL = 2
 KINDS = {
     "success": ("def main():\n    return 'fine'\n", {}, 30.0),
