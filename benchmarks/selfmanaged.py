@@ -10,7 +10,9 @@
   with its own ``.venv``, e.g. ``git worktree add --detach DIR <older commit>`` then
   ``uv sync --all-packages`` in it) that checkout's executor runs alongside and both are measured
   in paired blocks that alternate, so the previous design's figure comes from the same run;
-  ``--cpu-only`` stops there;
+  ``--compare-runsc PATH`` does the same for this checkout's executor on another runsc binary
+  (a newer gVisor release), once per platform it offers (systrap, ptrace), and writes
+  ``selfmanaged-runsc-compare.json``; ``--cpu-only`` stops there;
 - latency of one trivial execution, p50/p95, interleaved round by round so machine noise hits
   every method alike: the full stack (``sandbox_core.SandboxClient`` → ``self_managed`` provider →
   HTTP → executor → warm gVisor sandbox) for Python and JavaScript; an unsandboxed
@@ -52,6 +54,7 @@ import httpx
 from sandbox_core import SandboxClient
 from sandbox_selfmanaged.cgroups import Cgroups
 from sandbox_selfmanaged.engine import EngineConfig
+from sandbox_selfmanaged.runsc_platform import supported_platforms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PYTHON_CODE = "print(42)"
@@ -430,6 +433,11 @@ def main() -> int:
         help="another checkout (with its own .venv, e.g. a git worktree of an older commit) whose executor's "
         "CPU per execution is measured interleaved with this one's",
     )
+    parser.add_argument(
+        "--compare-runsc", type=Path, default=None,
+        help="another runsc binary (e.g. a newer gVisor release): executors using it, one per platform it offers "
+        "(systrap, ptrace), have their CPU per execution measured interleaved with this one's; implies --cpu-only",
+    )
     parser.add_argument("--cpu-only", action="store_true", help="measure only CPU per execution (no latency, throughput, memory)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
@@ -438,6 +446,10 @@ def main() -> int:
         "comparable across releases; package runtimes are measured by benchmarks/runtimes.py)",
     )
     args = parser.parse_args()
+    if args.compare_runsc is not None:
+        args.cpu_only = True
+        if not os.access(args.compare_runsc, os.X_OK):
+            raise SystemExit(f"--compare-runsc: {args.compare_runsc} is not an executable")
     if os.geteuid() != 0:
         raise SystemExit("run as root: runsc needs it")
     baseline_executable = None
@@ -455,6 +467,13 @@ def main() -> int:
     try:
         if baseline_executable is not None:
             executors["baseline"] = Executor(workdir / "baseline", args.runtimes, baseline_executable)
+        compared: dict[str, str] = {}
+        if args.compare_runsc is not None:
+            for name in ("systrap", "ptrace"):
+                if name in supported_platforms(str(args.compare_runsc)):
+                    extra = ("--runsc", str(args.compare_runsc), "--platform", name)
+                    executors[f"other_runsc_{name}"] = Executor(workdir / f"other-{name}", args.runtimes, extra=extra)
+                    compared[f"other_runsc_{name}"] = executors[f"other_runsc_{name}"].health()["runtime"]["version"]
         health = executors["current"].health()
         clients = {
             name: SandboxClient(provider="self_managed", config={"endpoints": [executor.url], "token": executor.token})
@@ -465,8 +484,8 @@ def main() -> int:
                 f"concurrency_{c}": measure_cpu(executors, clients, c, args.cpu_blocks, args.cpu_per_block)
                 for c in (1, 4, 16)
             }
-            if "baseline" in executors:
-                executors.pop("baseline").stop()
+            for name in [name for name in executors if name != "current"]:
+                executors.pop(name).stop()
             if not args.cpu_only:
                 executor, client = executors["current"], clients["current"]
                 latency, in_sandbox = measure_latency(executor, client, args.rounds, workdir / "runsc-do")
@@ -494,6 +513,7 @@ def main() -> int:
             "rounds": args.rounds, "throughput_seconds": args.duration, "cpu_blocks": args.cpu_blocks,
             "cpu_per_block": args.cpu_per_block, "baseline": checkout_commit(args.baseline) if args.baseline else None,
             "warm_pool": POOL, "runtimes": args.runtimes, "code": {"python": PYTHON_CODE, "javascript": JS_CODE},
+            "compared_runsc": compared or None,
         },
         "cpu_per_execution": cpu,
     }
@@ -514,7 +534,9 @@ def main() -> int:
             "throughput": throughput,
             "memory_per_warm_sandbox": memory,
         }
-    name = "selfmanaged-cpu.json" if args.cpu_only else "selfmanaged.json"
+    name = "selfmanaged.json"
+    if args.cpu_only:
+        name = "selfmanaged-runsc-compare.json" if compared else "selfmanaged-cpu.json"
     (args.output / name).write_text(json.dumps(results, indent=2) + "\n")
     if not args.cpu_only:
         try:
