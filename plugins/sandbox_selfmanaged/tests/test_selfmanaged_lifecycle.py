@@ -45,9 +45,12 @@ def lifecycle_executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exe
 
 
 def _runsc_ids(executor: Executor) -> set[str]:
-    """Sandboxes runsc keeps state for (its files are named after the sandbox id)."""
+    """Sandboxes runsc keeps state for, from its files' names: ``<id>_sandbox:<id>.state`` (release
+    20221219); a folder ``<id>`` and a control socket ``runsc-<id>.sock`` (release 20240729)."""
     root = executor.state_dir / "runsc"
-    return {name.split("_")[0] for name in os.listdir(root)} if root.is_dir() else set()
+    if not root.is_dir():
+        return set()
+    return {name.removeprefix("runsc-").removesuffix(".sock").split("_")[0] for name in os.listdir(root)}
 
 
 def _cgroup_names(cgroups: Cgroups, parent: str) -> dict[str, set[str]]:
