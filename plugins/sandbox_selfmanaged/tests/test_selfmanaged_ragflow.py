@@ -280,7 +280,7 @@ def test_recipe_replaces_ragflows_service_without_privileged_mode_or_docker_sock
     assert service["privileged"] is False and service["ports"] == []
     assert service["volumes"] == ["/sys/fs/cgroup:/sys/fs/cgroup:rw"], "no Docker socket"
     assert service["cap_drop"] == ["ALL"]
-    assert sorted(service["cap_add"]) == ["DAC_OVERRIDE", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]
+    assert sorted(service["cap_add"]) == ["DAC_OVERRIDE", "SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]
     assert "no-new-privileges:true" in service["security_opt"]
     dockerfile = (RECIPE / "Dockerfile").read_text()
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
