@@ -1,4 +1,5 @@
-"""Helpers shared by the core's tests: fake installed provider distributions (see conftest.py)."""
+"""Helpers shared by the core's tests: fake installed provider distributions (see conftest.py), and
+the smallest provider there can be."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.hookspecs import PROVIDER_GROUP
+from sandbox_core.schema import ConfigSchema
 
 FAKE_PREFIX = "fakeprov_"
 """Every module of a fake provider distribution starts with this, so tests can check sys.modules."""
@@ -128,3 +131,17 @@ def fake_modules_loaded() -> set[str]:
 def forget_fake_modules() -> None:
     for module in fake_modules_loaded():
         del sys.modules[module]
+
+
+class MinimalProvider:
+    """A provider with only the two hooks every provider must have: an empty config schema, and an
+    execution that always succeeds. It implements none of the optional hooks (no sessions, no
+    streaming, no health)."""
+
+    @hookimpl
+    def sandbox_config_schema(self) -> ConfigSchema:
+        return ConfigSchema([])
+
+    @hookimpl
+    def sandbox_execute(self, request: ExecutionRequest) -> ExecutionResult:
+        return ExecutionResult(status="success")

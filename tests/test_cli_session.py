@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from core_support import MinimalProvider
 
 from sandbox_core.cli import main
 from sandbox_core.cli.session import read_entries, repl_source
@@ -55,19 +56,7 @@ def test_repl_refuses_a_provider_without_sessions(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
-    from sandbox_core.schema import ConfigSchema
-
-    class Plain:
-        @hookimpl
-        def sandbox_config_schema(self) -> ConfigSchema:
-            return ConfigSchema([])
-
-        @hookimpl
-        def sandbox_execute(self, request: ExecutionRequest) -> ExecutionResult:
-            return ExecutionResult(status="success")
-
-    register_provider("plain", Plain())
+    register_provider("plain", MinimalProvider())
     assert main(["config", "set", "plain", "--activate"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("1\n"))
     assert main(["repl"]) == 4

@@ -9,26 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_support import MinimalProvider
 
-from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
 from sandbox_core.audit import AuditLog
 from sandbox_core.client import SandboxClient
 from sandbox_core.errors import NotSupportedError, SessionGoneError
 from sandbox_core.model import ExecutionStatus
 from sandbox_core.policy import CodePolicy, CodePolicyError
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import ConfigSchema
 from sandbox_core.testing import UnsandboxedSubprocessProvider
-
-
-class _Plain:
-    @hookimpl
-    def sandbox_config_schema(self) -> ConfigSchema:
-        return ConfigSchema([])
-
-    @hookimpl
-    def sandbox_execute(self, request: ExecutionRequest) -> ExecutionResult:
-        return ExecutionResult(status="success")
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def local() -> UnsandboxedSubprocessProvider:
 def client(local: UnsandboxedSubprocessProvider) -> Iterator[SandboxClient]:
     registry = ProviderRegistry(discover=False)
     registry.register("local", local)
-    registry.register("plain", _Plain())
+    registry.register("plain", MinimalProvider())
     client = SandboxClient(provider="local", config={}, registry=registry)
     yield client
     client.close()

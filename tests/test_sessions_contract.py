@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from core_support import MinimalProvider
 
-from sandbox_core import ExecutionRequest, ExecutionResult, hookimpl
+from sandbox_core import ExecutionRequest, hookimpl
 from sandbox_core import files as file_rules
 from sandbox_core.errors import NotSupportedError, ProviderContractError, SandboxError, SessionGoneError
 from sandbox_core.hookspecs import PROVIDER_HOOKS, SESSION_HOOKS
 from sandbox_core.model import ProviderInfo
 from sandbox_core.registry import ProviderRegistry
-from sandbox_core.schema import ConfigSchema
 from sandbox_core.sessions import FileInfo, SessionSpec
 
 
@@ -87,17 +87,7 @@ def test_session_hooks_are_provider_hooks() -> None:
     assert len(SESSION_HOOKS) == 6
 
 
-class _Plain:
-    @hookimpl
-    def sandbox_config_schema(self) -> ConfigSchema:
-        return ConfigSchema([])
-
-    @hookimpl
-    def sandbox_execute(self, request: ExecutionRequest) -> ExecutionResult:
-        return ExecutionResult(status="success")
-
-
-class _Sloppy(_Plain):
+class _Sloppy(MinimalProvider):
     """Session hooks that return the wrong types, chosen by the test."""
 
     def __init__(self, handle: Any = "h", downloaded: Any = b"", listed: Any = (), closed: Any = None) -> None:
@@ -138,7 +128,7 @@ CONFIG: Mapping[str, Any] = {}
 
 
 def test_provider_without_session_hooks_is_not_supported() -> None:
-    registry = _registry(_Plain())
+    registry = _registry(MinimalProvider())
     with pytest.raises(NotSupportedError, match="not supported by provider 'p': sessions"):
         registry.session_open("p", SessionSpec(), CONFIG)
 
