@@ -65,7 +65,7 @@ from sandbox_selfmanaged.limits import Limits
 from sandbox_selfmanaged.sandbox import LanguageRuntime, Sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selfmanaged import own_cpu_seconds, tree_cpu_seconds  # noqa: E402  (a sibling script, not a package)
+from selfmanaged import own_cpu_seconds, process_table, tree_cpu_seconds  # noqa: E402  (a sibling script, not a package)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("runsc_run", "sentry", "stubs", "gofer", "engine", "teardown")
@@ -120,7 +120,7 @@ def compile_floor(directory: Path) -> Path:
 def build_variants(engine: Engine, floor: Path, names: tuple[str, ...]) -> list[Variant]:
     runner = engine.runtimes["python"]
     python = runner.argv[0]
-    flags = [flag for flag in runner.argv[1:-1]]
+    flags = runner.argv[1:-1]
     plain = attrs.evolve(runner, mounts=(), runner_host_path=NO_MOUNT)
     runner_file = runner.argv[-1]
     in_rootfs = engine.layout.rootfs / runner_file.lstrip("/")  # type: ignore[union-attr]
@@ -167,30 +167,20 @@ def classify(pid: int, keeper: int, parent_of: dict[int, int]) -> str:
     return "runsc_run"
 
 
-def process_cpu(pid: int) -> float:
-    """CPU-seconds of one process: its own and what it reaped."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def sandbox_processes(keeper: int) -> dict[int, int]:
-    """The keeper and all its live descendants, each with its parent."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                text = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(text.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found: dict[int, int] = {}
+def sandbox_processes(keeper: int) -> tuple[dict[int, int], dict[int, float]]:
+    """The keeper and all its live descendants: each one's parent, and its CPU-seconds (its own
+    and what it reaped), from one reading of /proc."""
+    children, ticks = process_table()
+    per_second = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    seconds: dict[int, float] = {}
     todo = [(keeper, 0)]
     while todo:
         current, parent = todo.pop()
-        found[current] = parent
+        parents[current] = parent
+        seconds[current] = ticks.get(current, 0) / per_second
         todo += [(child, current) for child in children.get(current, [])]
-    return found
+    return parents, seconds
 
 
 def answer(sandbox: Sandbox, variant: Variant, limits: Limits) -> tuple[int, ...]:
@@ -267,11 +257,11 @@ def one_lifecycle(engine: Engine, variant: Variant, limits: Limits, counter: Cpu
         # A runner ends with its answer, and the sandbox winds down at once (the sentry is reaped
         # into runsc run's counters): only the programs that stay alive can be split into parts.
         if not variant.speaks_protocol:
-            tree = sandbox_processes(sandbox.keeper)
-            for pid in tree:
+            tree, seconds = sandbox_processes(sandbox.keeper)
+            for pid, spent in seconds.items():
                 try:
-                    parts[classify(pid, sandbox.keeper, tree)] += process_cpu(pid)
-                except (OSError, ValueError, IndexError):
+                    parts[classify(pid, sandbox.keeper, tree)] += spent
+                except OSError:  # it ended in between: its time went to its parent's counters
                     continue
         for fd in stdio:
             os.close(fd)

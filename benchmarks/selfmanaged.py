@@ -84,16 +84,10 @@ def cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and every descendant it started, reaped or alive (from /proc).
-
-    A reaped child's time (and what it reaped) is in its parent's ``cutime``/``cstime``; the
-    executor is the subreaper of every runsc process and sandbox, so the executor's own four
-    counters plus the four of each live descendant count each CPU-second exactly once.
-    """
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, list[int]] = {}
-    times: dict[int, int] = {}
+def process_table() -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Every live process's children, and its CPU clock ticks (utime, stime, cutime, cstime), from /proc."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -102,15 +96,40 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         fields = text[text.rindex(")") + 2 :].split()
-        child = int(entry.name)
-        parents.setdefault(int(fields[1]), []).append(child)
-        times[child] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = sum(int(v) for v in fields[11:15])
+    return children, ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every descendant it started, reaped or alive (from /proc).
+
+    A reaped child's time (and what it reaped) is in its parent's ``cutime``/``cstime``; the
+    executor is the subreaper of every runsc process and sandbox, so the executor's own four
+    counters plus the four of each live descendant count each CPU-second exactly once.
+    """
+    children, ticks = process_table()
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        total += times.get(current, 0)
-        todo += parents.get(current, [])
-    return total / ticks
+        total += ticks.get(current, 0)
+        todo += children.get(current, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cgroup_pss_bytes(cgroups: Cgroups, path: str) -> int:
+    """Proportional set size of every process in the sandbox cgroup ``path`` (RSS would count the
+    pages sandboxes share once per sandbox)."""
+    pss = 0
+    for pid in cgroups.procs_files(path)[0].read_text().split():  # the memory controller's (v1) or the one (v2)
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return pss
 
 
 def own_cpu_seconds(pid: int) -> float:
@@ -353,15 +372,7 @@ def measure_memory(executor: Executor) -> dict[str, Any]:
         language = "javascript" if "node" in spec["process"]["args"][0] else "python"
         path = f"{parent}/{bundle.name}"
         usage = cgroups.memory_current(path)
-        procs_file = (cgroups.root / path.strip("/")) if cgroups.v2 else (cgroups.root / "memory" / path.strip("/"))
-        pss = 0
-        for pid in (procs_file / "cgroup.procs").read_text().split():
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-            except OSError:
-                continue
+        pss = cgroup_pss_bytes(cgroups, path)
         entry = per_language.setdefault(language, {"cgroup_mib": [], "pss_mib": []})
         if usage is not None:
             entry["cgroup_mib"].append(usage / 2**20)

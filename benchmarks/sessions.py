@@ -34,7 +34,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from selfmanaged import Executor
+from selfmanaged import Executor, cgroup_pss_bytes
 
 from sandbox_core import SandboxClient
 from sandbox_selfmanaged.cgroups import Cgroups
@@ -115,16 +115,7 @@ def measure_memory(executor: Executor, client: SandboxClient, count: int) -> dic
         usage = cgroups.memory_current(path)
         if usage is not None:
             cgroup_mib.append(usage / 2**20)
-        procs = (cgroups.root / path.strip("/")) if cgroups.v2 else (cgroups.root / "memory" / path.strip("/"))
-        pss = 0
-        for pid in (procs / "cgroup.procs").read_text().split():
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-            except OSError:
-                continue
-        pss_mib.append(pss / 2**20)
+        pss_mib.append(cgroup_pss_bytes(cgroups, path) / 2**20)
     for session in sessions:
         session.close()
     return {
