@@ -4,7 +4,7 @@
 
 (as root, with runsc and a C compiler that links statically). It starts the self-managed
 engine in this process with no warm pool and drives sandboxes through the engine's own
-building blocks (``Sandbox.boot``, ``Sandbox.run``, ``Sandbox.destroy``: the lifecycle the
+building blocks (``Engine.boot_sandbox``, ``Sandbox.run``, ``Sandbox.destroy``: the lifecycle the
 executor uses, cgroups and ``runsc run`` included), one variant after another, round by
 round, so machine noise falls on every variant alike. Each lifecycle is: boot, hand over a
 trivial job, read the answer, destroy. Its CPU is that of this process and every descendant,
@@ -238,16 +238,13 @@ class CpuCounter:
 
 def one_lifecycle(engine: Engine, variant: Variant, limits: Limits, counter: CpuCounter) -> dict[str, float]:
     """Boot, job, destroy: CPU-seconds per part."""
-    assert engine.layout is not None and engine.runsc is not None and engine.supervisor is not None
     original_env = procs._DEFAULT_ENV
     if variant.runsc_env is not None:
         procs._DEFAULT_ENV = variant.runsc_env
     before = counter.seconds()
     engine_before = own_cpu_seconds(os.getpid())
     try:
-        sandbox = Sandbox.boot(
-            variant.runtime, limits, layout=engine.layout, runsc=engine.runsc, supervisor=engine.supervisor, cgroups=engine.cgroups
-        )
+        sandbox = engine.boot_sandbox(variant.runtime, limits)
     finally:
         procs._DEFAULT_ENV = original_env
     try:

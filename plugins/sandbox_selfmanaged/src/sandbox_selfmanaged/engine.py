@@ -393,47 +393,37 @@ class Engine:
             keep_logs=self.config.keep_logs,
         )
 
-    def _boot(self, key: str, limits: Limits) -> Sandbox:
+    def boot_sandbox(self, runtime: LanguageRuntime, limits: Limits, image: Path | None = None) -> Sandbox:
+        """A sandbox of ``runtime`` booted (or restored from ``image``) with this engine's layout,
+        runsc, processes, cgroups and boot timeout; what a failed boot leaves goes to the janitor."""
         assert self.layout is not None and self.runsc is not None and self.supervisor is not None
-        layout, runsc, supervisor = self.layout, self.runsc, self.supervisor
+        return Sandbox.boot(
+            runtime,
+            limits,
+            layout=self.layout,
+            runsc=self.runsc,
+            supervisor=self.supervisor,
+            cgroups=self.cgroups,
+            timeout=self.config.boot_timeout,
+            dispose=self.janitor.dispose if self.janitor is not None else None,
+            image=image,
+        )
+
+    def _boot(self, key: str, limits: Limits) -> Sandbox:
         runtime = self.runtimes[key]
         if self.egress is not None:
             return self._boot_with_egress(self.egress, runtime, limits)
-
-        def boot(image: Path | None) -> Sandbox:
-            return Sandbox.boot(
-                runtime,
-                limits,
-                layout=layout,
-                runsc=runsc,
-                supervisor=supervisor,
-                cgroups=self.cgroups,
-                timeout=self.config.boot_timeout,
-                dispose=self.janitor.dispose if self.janitor is not None else None,
-                image=image,
-            )
-
         # An image holds the rlimits it was booted with: only the pool's own limits restore.
         if runtime.preload and self.checkpoints is not None and limits.boot_key() == self.config.defaults.boot_key():
-            return self.checkpoints.boot(key, boot)
-        return boot(None)
+            return self.checkpoints.boot(key, lambda image: self.boot_sandbox(runtime, limits, image))
+        return self.boot_sandbox(runtime, limits)
 
     def _boot_with_egress(self, egress: EgressGateway, runtime: LanguageRuntime, limits: Limits) -> Sandbox:
         """A sandbox wrapped by the egress shim, with its own proxy socket (never from a checkpoint:
         an image knows nothing of the socket)."""
-        assert self.layout is not None and self.runsc is not None and self.supervisor is not None
         wrapped, socket = egress.prepare(runtime)
         try:
-            sandbox = Sandbox.boot(
-                wrapped,
-                limits,
-                layout=self.layout,
-                runsc=self.runsc,
-                supervisor=self.supervisor,
-                cgroups=self.cgroups,
-                timeout=self.config.boot_timeout,
-                dispose=self.janitor.dispose if self.janitor is not None else None,
-            )
+            sandbox = self.boot_sandbox(wrapped, limits)
         except BaseException:
             egress.discard(socket)
             raise

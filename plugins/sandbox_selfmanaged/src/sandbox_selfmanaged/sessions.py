@@ -141,16 +141,7 @@ class SessionManager:
                 )
             self._opening += 1
         try:
-            sandbox = Sandbox.boot(
-                session_runtime(runtime),
-                limits,
-                layout=engine.layout,
-                runsc=engine.runsc,
-                supervisor=engine.supervisor,
-                cgroups=engine.cgroups,
-                timeout=engine.config.boot_timeout,
-                dispose=engine.janitor.dispose if engine.janitor is not None else None,
-            )
+            sandbox = engine.boot_sandbox(session_runtime(runtime), limits)
         except SandboxBootError as exc:
             raise SessionUnavailableError(f"the session's sandbox could not boot: {exc}", retry_after=5) from None
         finally:
